@@ -1,0 +1,1 @@
+"""benchbd's built-in attacks, one module each, declared as `benchbd.attacks` entry points."""

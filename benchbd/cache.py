@@ -1,0 +1,52 @@
+"""Where benchbd keeps what it can reuse, and how it writes files so a crash never corrupts one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def cache_dir() -> Path:
+    """$BENCHBD_CACHE, else ~/.cache/benchbd."""
+    root = os.environ.get("BENCHBD_CACHE") or Path.home() / ".cache" / "benchbd"
+    return Path(root)
+
+
+def fingerprint(data: Any) -> str:
+    """A stable hash of JSON-able data: the identity of everything that shaped an artefact."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers see old or new, never half."""
+    _atomic(Path(path), lambda handle: handle.write(text.encode()))
+
+
+def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
+    _atomic(Path(path), lambda handle: torch.save(state, handle))
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    """Checkpoints are loaded with weights_only=True: a tensor file can never run code."""
+    return torch.load(path, map_location="cpu", weights_only=True)

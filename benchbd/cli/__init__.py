@@ -1,0 +1,22 @@
+"""The `benchbd` command: one module per sub-command, each a thin layer over a library call."""
+
+from __future__ import annotations
+
+import typer
+
+from benchbd.cli import list_cmd, run_cmd, table_cmd
+
+app = typer.Typer(
+    name="benchbd",
+    help="Benchmark backdoor attacks and defenses on CLIP-style models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run")(run_cmd.run)
+app.command("list")(list_cmd.list_plugins)
+app.command("table")(table_cmd.table)
+
+
+def main() -> None:
+    app()

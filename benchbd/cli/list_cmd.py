@@ -1,0 +1,46 @@
+"""`benchbd list`: every attack and defense, where it comes from, and its parameters."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from benchbd.cli.errors import fail, friendly_errors
+from benchbd.params import describe
+from benchbd.plugins import attacks, defenses
+from benchbd.registry import PluginError, Registry
+
+KINDS = {"attacks": attacks, "defenses": defenses}
+
+
+def plugin_table(title: str, registry: Registry) -> Table:
+    table = Table(title=title, show_lines=True)
+    for column in ("name", "package", "description", "parameters (type = default)"):
+        table.add_column(column)
+    for name in registry.names():
+        info = registry.info(name)
+        try:
+            plugin = registry.get(name)
+        except PluginError as exc:
+            table.add_row(name, info.package, f"[red]{exc}[/red]", "")
+            continue
+        params = "\n".join(
+            f"{p.name}: {p.type} = {p.default!r}  [dim]{p.help}[/dim]"
+            for p in describe(plugin.Params)
+        )
+        table.add_row(name, info.package, plugin.description, params or "-")
+    return table
+
+
+@friendly_errors
+def list_plugins(
+    kind: str = typer.Argument("all", help="attacks, defenses, or all"),
+) -> None:
+    """List every registered attack and defense with its package, description and parameters."""
+    if kind != "all" and kind not in KINDS:
+        fail(f"unknown kind {kind!r}; choose attacks, defenses or all")
+    console = Console()
+    for title, registry in KINDS.items():
+        if kind in ("all", title):
+            console.print(plugin_table(title, registry))

@@ -1,0 +1,151 @@
+"""`benchbd run`: one attack against one defense, end to end, with a live progress display."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from benchbd.cli.errors import friendly_errors
+from benchbd.data.sources import DataSizes
+from benchbd.errors import BenchbdError
+from benchbd.model import DEFAULT_MODEL
+from benchbd.params import parse_assignments
+from benchbd.pipeline import Observer, RunConfig
+from benchbd.pipeline import run as run_pipeline
+from benchbd.plugins import attacks, defenses
+from benchbd.results import RunResult
+from benchbd.suggest import did_you_mean
+from benchbd.train import StepReport, TrainConfig
+
+
+def route_params(attack: str, defense: str, items: list[str]) -> tuple[dict, dict]:
+    """Send each --param to the plugin that declares it ('attack.x' / 'defense.x' to force)."""
+    attack_fields = set(attacks.get(attack).Params.__dataclass_fields__)
+    defense_fields = set(defenses.get(defense).Params.__dataclass_fields__)
+    routed: tuple[dict, dict] = ({}, {})
+    for key, value in parse_assignments(items).items():
+        owner, _, name = key.rpartition(".")
+        if owner in ("attack", "defense"):
+            routed[owner == "defense"][name] = value
+        elif owner:
+            raise BenchbdError(f"--param {key!r}: prefix must be 'attack.' or 'defense.'")
+        elif name in attack_fields and name in defense_fields:
+            raise BenchbdError(
+                f"--param {name!r} is a parameter of both {attack!r} and {defense!r}; "
+                f"write attack.{name} or defense.{name}"
+            )
+        elif name in attack_fields or name in defense_fields:
+            routed[name in defense_fields][name] = value
+        else:
+            known = attack_fields | defense_fields
+            raise BenchbdError(
+                f"neither attack {attack!r} nor defense {defense!r} has a parameter "
+                f"{name!r}{did_you_mean(name, known) if known else ''}"
+            )
+    return routed
+
+
+class RichObserver(Observer):
+    """Progress bars with loss and pairs/s for training stages; one line per note."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<9}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TextColumn("{task.fields[rate]:.0f} pairs/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self) -> RichObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def stage(self, name: str) -> None:
+        self.current = name
+
+    def step(self, report: StepReport) -> None:
+        if report.stage not in self.tasks:
+            self.tasks[report.stage] = self.progress.add_task(
+                report.stage, total=report.total, loss=0.0, rate=0.0
+            )
+        self.progress.update(
+            self.tasks[report.stage], completed=report.step, loss=report.loss,
+            rate=report.pairs_per_s,
+        )  # fmt: skip
+
+    def note(self, message: str) -> None:
+        self.progress.console.print(f"[cyan]{message}[/cyan]")
+
+
+def summary(result: RunResult) -> Table:
+    title = (f"{result.attack.name} vs {result.defense.name} (seed {result.seed}, "
+             f"target {result.target['name']!r}, {result.poison['count']} poisons)")  # fmt: skip
+    table = Table(title=title)
+    for column in ("metric", "before defense", "after defense"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for key, label in (("ca", "CA"), ("asr", "ASR"), ("ra", "RA")):
+        values = [result.metrics[w][key] for w in ("before", "after")]
+        table.add_row(label, *["-" if v is None else f"{v:.3f}" for v in values])
+    table.add_row("DER", "", "-" if result.der is None else f"{result.der:.3f}")
+    return table
+
+
+@friendly_errors
+def run(
+    attack: str = typer.Option("badnet", help="attack plugin (see `benchbd list`)"),
+    defense: str = typer.Option("finetune", help="defense plugin (see `benchbd list`)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="plugin parameter name=value"),
+    target: str = typer.Option("heart", help="target class name or index"),
+    poison_rate: float = typer.Option(0.01, help="fraction of training pairs to poison"),
+    poison_count: int = typer.Option(None, help="number of pairs to poison (overrides rate)"),
+    seed: int = typer.Option(0, help="seed for poisons, initialisation, batches and triggers"),
+    dataset: str = typer.Option("synthetic", help="data source"),
+    model: str = typer.Option(DEFAULT_MODEL, help="open_clip model name"),
+    train_pairs: int = typer.Option(DataSizes.train, help="pretraining pairs"),
+    clean_pairs: int = typer.Option(DataSizes.clean, help="clean pairs available to defenses"),
+    test_images: int = typer.Option(DataSizes.test, help="labelled test images"),
+    epochs: float = typer.Option(TrainConfig.epochs, help="pretraining epochs"),
+    batch_size: int = typer.Option(TrainConfig.batch_size, help="pretraining batch size"),
+    lr: float = typer.Option(TrainConfig.lr, help="pretraining peak learning rate"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    out: Path = typer.Option(Path("results"), help="folder for the result file"),
+) -> None:
+    """Poison, pretrain, evaluate, defend, evaluate, and record one result file."""
+    attack_params, defense_params = route_params(attack, defense, param)
+    try:
+        pretrain = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr)
+    except ValueError as exc:
+        raise BenchbdError(str(exc)) from None
+    config = RunConfig(
+        attack=attack,
+        defense=defense,
+        attack_params=attack_params,
+        defense_params=defense_params,
+        dataset=dataset,
+        model=model,
+        target=target,
+        poison_rate=poison_rate,
+        poison_count=poison_count,
+        seed=seed,
+        pretrain=pretrain,
+        sizes=DataSizes(train=train_pairs, clean=clean_pairs, test=test_images),
+        device=device,
+    )
+    console = Console(stderr=True)
+    with RichObserver(console) as observer:
+        result = run_pipeline(config, observer=observer, out=out)
+    Console().print(summary(result))
+    typer.echo(f"result: {out / result.filename}  ({result.timings['total_s']:.0f} s)")

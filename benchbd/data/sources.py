@@ -1,0 +1,123 @@
+"""The data layer's one interface: a source named on the command line yields BenchmarkData.
+
+`--dataset synthetic` is the embedded default; real sources (CSV of image paths and captions,
+Hugging Face datasets, image folders) implement the same `DataSource` protocol and are added
+to SOURCES under their prefix (`csv:PATH`, `hf:NAME`, `imagefolder:PATH`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from benchbd.cache import cache_dir, fingerprint
+from benchbd.data import synthetic
+from benchbd.data.pairs import BenchmarkData, PairSet, ZeroShotTask
+from benchbd.errors import BenchbdError
+from benchbd.suggest import did_you_mean
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    """How many pairs each split holds (train: poisoned pretraining; clean: for defenses)."""
+
+    train: int = 20_000
+    clean: int = 5_000
+    test: int = 2_000
+
+    def __post_init__(self) -> None:
+        if min(self.train, self.clean, self.test) < 1:
+            raise BenchbdError("every split needs at least one pair")
+
+
+class DataSource(Protocol):
+    def load(self, argument: str, sizes: DataSizes, image_size: int) -> BenchmarkData: ...
+
+
+class SyntheticSource:
+    """Procedural shapes (benchbd.data.synthetic), cached as Hugging Face Arrow datasets."""
+
+    # The generator's own source is part of the key: editing it invalidates the cache.
+    version = fingerprint(Path(synthetic.__file__).read_text())
+
+    def load(self, argument: str, sizes: DataSizes, image_size: int) -> BenchmarkData:
+        seed = int(argument) if argument else 0
+        spec = synthetic.SyntheticSpec(seed=seed, image_size=image_size)
+        key = {"source": "synthetic", "version": self.version, **asdict(spec), **asdict(sizes)}
+        fp = fingerprint(key)
+        splits = {
+            name: self._split(spec, name, getattr(sizes, name), fp)
+            for name in ("train", "clean", "test")
+        }
+        task = ZeroShotTask(
+            classnames=list(synthetic.CLASSNAMES),
+            templates=list(synthetic.ZERO_SHOT_TEMPLATES),
+            synonyms={k: list(v) for k, v in synthetic.CLASS_SYNONYMS.items()},
+            fix_articles=True,
+        )
+        name = "synthetic" if not argument else f"synthetic:{argument}"
+        return BenchmarkData(name, splits["train"], splits["clean"], splits["test"], task, fp)
+
+    def _split(self, spec, split: str, n: int, fp: str) -> PairSet:
+        import datasets
+
+        datasets.disable_progress_bars()
+        path = cache_dir() / "datasets" / f"synthetic-{fp}" / split
+        if not (path / "dataset_info.json").exists():
+            images, captions, labels = synthetic.generate_split(spec, split, n)
+            features = datasets.Features(
+                {
+                    "image": datasets.Array3D(shape=images.shape[1:], dtype="uint8"),
+                    "caption": datasets.Value("string"),
+                    "label": datasets.Value("int64"),
+                }
+            )
+            table = datasets.Dataset.from_dict(
+                {"image": images, "caption": captions, "label": labels}, features=features
+            )
+            staging = path.with_name(f".{split}.{time.time_ns()}.tmp")
+            table.save_to_disk(str(staging))
+            shutil.rmtree(path, ignore_errors=True)
+            staging.rename(path)
+        return read_arrow_pairs(path)
+
+
+def read_arrow_pairs(path: Path) -> PairSet:
+    """Read a cached split straight from its Arrow buffers: no per-row Python, no copies of
+    the images beyond one."""
+    import datasets
+    import pyarrow as pa
+
+    table = datasets.load_from_disk(str(path))
+    column = table.data.column("image").combine_chunks()
+    storage = column.storage
+    while not pa.types.is_integer(storage.type):
+        storage = storage.flatten()
+    shape = table.features["image"].shape
+    images = storage.to_numpy(zero_copy_only=False).reshape(len(table), *shape)
+    return PairSet(
+        images=torch.from_numpy(np.array(images, dtype=np.uint8)),
+        captions=table.data.column("caption").to_pylist(),
+        labels=torch.from_numpy(table.data.column("label").to_numpy().astype(np.int64)),
+    )
+
+
+SOURCES: dict[str, DataSource] = {"synthetic": SyntheticSource()}
+
+
+def load_data(spec: str, sizes: DataSizes, image_size: int) -> BenchmarkData:
+    """'synthetic' or 'synthetic:SEED' today; 'kind:argument' for every source."""
+    kind, _, argument = spec.partition(":")
+    if kind not in SOURCES:
+        raise BenchbdError(f"unknown dataset {spec!r}{did_you_mean(kind, SOURCES)}")
+    return SOURCES[kind].load(argument, sizes, image_size)
+
+
+def cached_paths() -> list[Path]:
+    return sorted((cache_dir() / "datasets").glob("*/*"))

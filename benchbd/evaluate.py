@@ -1,0 +1,126 @@
+"""Zero-shot evaluation and the metrics a backdoor benchmark reports: CA, ASR, RA and DER.
+
+Definitions follow the method notes, including the detail research code often gets wrong:
+ASR's denominator is the number of test images whose true class is not the target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from benchbd.data.pairs import PairSet, ZeroShotTask
+from benchbd.model import ClipBundle
+
+# Whether a larger value is better, per metric: tables sort and highlight from this.
+HIGHER_IS_BETTER = {"ca": True, "asr": False, "ra": True, "der": True}
+
+TriggerFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """One evaluation. Fractions in [0, 1]; asr and ra are None when there is no trigger."""
+
+    ca: float
+    asr: float | None
+    ra: float | None
+    n_test: int
+    n_triggered: int
+    classifier: str = "zero-shot"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def clean_accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    return (predictions == labels).float().mean().item()
+
+
+def attack_success_rate(predictions: torch.Tensor, labels: torch.Tensor, target: int) -> float:
+    """Among triggered images whose true class is not the target, the fraction called target."""
+    eligible = labels != target
+    if not eligible.any():
+        raise ValueError("no test image outside the target class: ASR is undefined")
+    return (predictions[eligible] == target).float().mean().item()
+
+
+def robust_accuracy(predictions: torch.Tensor, labels: torch.Tensor, target: int) -> float:
+    """Among triggered non-target images, the fraction still given their true class."""
+    eligible = labels != target
+    if not eligible.any():
+        raise ValueError("no test image outside the target class: RA is undefined")
+    return (predictions[eligible] == labels[eligible]).float().mean().item()
+
+
+def defense_effectiveness(before: Metrics, after: Metrics) -> float | None:
+    """BackdoorBench's DER: [max(0, dASR) - max(0, dCA) + 1] / 2, in [0, 1]."""
+    if before.asr is None or after.asr is None:
+        return None
+    asr_drop = max(0.0, before.asr - after.asr)
+    ca_drop = max(0.0, before.ca - after.ca)
+    return (asr_drop - ca_drop + 1) / 2
+
+
+@torch.no_grad()
+def zero_shot_weights(clip: ClipBundle, task: ZeroShotTask) -> torch.Tensor:
+    """(D, C) classifier: per class, the mean of normalised prompt embeddings, renormalised."""
+    device = next(clip.model.parameters()).device
+    columns = []
+    for name in task.classnames:
+        tokens = clip.tokenize(task.prompts(name)).to(device)
+        embedding = F.normalize(clip.model.encode_text(tokens).float(), dim=-1).mean(0)
+        columns.append(F.normalize(embedding, dim=0))
+    return torch.stack(columns, dim=1)
+
+
+@torch.no_grad()
+def predict(
+    clip: ClipBundle,
+    images: torch.Tensor,
+    weights: torch.Tensor,
+    batch_size: int = 512,
+) -> torch.Tensor:
+    """Zero-shot predictions for uint8 images, streamed in batches."""
+    clip.model.eval()
+    device = weights.device
+    predictions = []
+    for start in range(0, len(images), batch_size):
+        batch = clip.normalize(images[start : start + batch_size].to(device))
+        features = F.normalize(clip.model.encode_image(batch).float(), dim=-1)
+        predictions.append((features @ weights).argmax(dim=1).cpu())
+    return torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long)
+
+
+def evaluate(
+    clip: ClipBundle,
+    test: PairSet,
+    task: ZeroShotTask,
+    target: int,
+    trigger: TriggerFn | None,
+    seed: int,
+) -> Metrics:
+    """CA on the clean test set; ASR and RA on the triggered non-target images.
+
+    The trigger gets its own seeded generator, so a random trigger (fresh noise per image)
+    is the same at every evaluation of the same run.
+    """
+    weights = zero_shot_weights(clip, task)
+    clean = predict(clip, test.images, weights)
+    ca = clean_accuracy(clean, test.labels)
+    if trigger is None:
+        return Metrics(ca, None, None, len(test), 0)
+    eligible = test.labels != target
+    triggered = trigger(test.images[eligible], torch.Generator().manual_seed(seed))
+    predictions = predict(clip, triggered, weights)
+    labels = test.labels[eligible]
+    return Metrics(
+        ca=ca,
+        asr=attack_success_rate(predictions, labels, target),
+        ra=robust_accuracy(predictions, labels, target),
+        n_test=len(test),
+        n_triggered=int(eligible.sum()),
+    )

@@ -1,0 +1,133 @@
+"""Typed, validated plugin parameters: one dataclass per plugin, read by CLI, results and `list`.
+
+A parameter is a dataclass field made with `param(default, help, ...)`; the bounds and choices
+given there are enforced when the dataclass is built, and `--param name=value` strings are
+converted with the field's type hint. Nothing is ever `eval()`ed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from benchbd.errors import BenchbdError
+from benchbd.suggest import did_you_mean
+
+
+def param(
+    default: Any,
+    help: str,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A plugin parameter with its default, one-line help, and validation bounds."""
+    return field(
+        default=default, metadata={"help": help, "min": min, "max": max, "choices": choices}
+    )
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base class of every plugin's parameters: validates bounds and choices on creation."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            if value is None:
+                continue
+            expected = _base_type(hints[f.name])
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+                value = float(value)
+            if not isinstance(value, expected) or (
+                expected is not bool and isinstance(value, bool)
+            ):
+                raise BenchbdError(
+                    f"parameter {f.name!r} must be {expected.__name__}, got {value!r}"
+                )
+            if meta.get("min") is not None and value < meta["min"]:
+                raise BenchbdError(f"parameter {f.name!r} must be >= {meta['min']}, got {value}")
+            if meta.get("max") is not None and value > meta["max"]:
+                raise BenchbdError(f"parameter {f.name!r} must be <= {meta['max']}, got {value}")
+            if meta.get("choices") and value not in meta["choices"]:
+                raise BenchbdError(
+                    f"parameter {f.name!r} must be one of {', '.join(meta['choices'])}; "
+                    f"got {value!r}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    name: str
+    type: str
+    default: Any
+    help: str
+
+
+def _base_type(hint: Any) -> type:
+    """int | None -> int; plain types unchanged."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def describe(params_cls: type[Params]) -> list[ParamInfo]:
+    hints = typing.get_type_hints(params_cls)
+    return [
+        ParamInfo(f.name, _base_type(hints[f.name]).__name__, f.default, f.metadata.get("help", ""))
+        for f in fields(params_cls)
+    ]
+
+
+def convert(text: str, target: type) -> Any:
+    """A CLI string to a value of the field's type; a clear error when it does not parse."""
+    if target is bool:
+        lowered = text.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"{text!r} is not a boolean")
+    if text.strip().lower() == "none":
+        return None
+    return target(text)
+
+
+def build(params_cls: type[Params], values: dict[str, Any], owner: str) -> Params:
+    """Parameters from strings (CLI) or typed values (result files); unknown names rejected."""
+    hints = typing.get_type_hints(params_cls)
+    names = [f.name for f in fields(params_cls)]
+    kwargs = {}
+    for name, value in values.items():
+        if name not in names:
+            hint = did_you_mean(name, names) if names else "; it takes no parameters"
+            raise BenchbdError(f"{owner} has no parameter {name!r}{hint}")
+        if isinstance(value, str) and _base_type(hints[name]) is not str:
+            try:
+                value = convert(value, _base_type(hints[name]))
+            except ValueError:
+                expected = _base_type(hints[name]).__name__
+                raise BenchbdError(
+                    f"parameter {name!r} of {owner} must be {expected}, got {value!r}"
+                ) from None
+        kwargs[name] = value
+    return params_cls(**kwargs)
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """['alpha=0.1', 'attack.size=3'] -> {'alpha': '0.1', 'attack.size': '3'}."""
+    parsed = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise BenchbdError(f"--param expects name=value, got {item!r}")
+        parsed[name.strip()] = value.strip()
+    return parsed

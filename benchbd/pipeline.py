@@ -1,0 +1,216 @@
+"""The run pipeline, in the order a reader expects: data, attack, pretrain, evaluate, defend,
+evaluate, record.
+
+The poisoned model is cached under a fingerprint of everything that shaped it, so a second run
+with another defense against the same attack skips pretraining (and says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchbd.cache import cache_dir, fingerprint, load_state, save_state
+from benchbd.data.sources import DataSizes, load_data
+from benchbd.errors import BenchbdError
+from benchbd.evaluate import Metrics, defense_effectiveness, evaluate
+from benchbd.model import DEFAULT_MODEL, ClipBundle, create_clip, resolve_device
+from benchbd.params import build
+from benchbd.plugins import Attack, AttackSetup, DefenseContext, attacks, defenses
+from benchbd.results import PluginRecord, RunResult, versions
+from benchbd.train import StepReport, TrainConfig, train
+
+MODEL_CACHE_VERSION = 1  # bump when the harness changes what a cached model would contain
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One cell of the benchmark: an attack against a defense, with everything that shapes it."""
+
+    attack: str = "badnet"
+    defense: str = "finetune"
+    attack_params: dict[str, Any] = field(default_factory=dict)
+    defense_params: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "synthetic"
+    model: str = DEFAULT_MODEL
+    target: str = "heart"
+    poison_rate: float | None = 0.01
+    poison_count: int | None = None
+    seed: int = 0
+    pretrain: TrainConfig = field(default_factory=TrainConfig)
+    sizes: DataSizes = field(default_factory=DataSizes)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.poison_count is not None and self.poison_count < 0:
+            raise BenchbdError(f"poison count must be >= 0, got {self.poison_count}")
+        if self.poison_count is None and (
+            self.poison_rate is None or not 0 <= self.poison_rate <= 1
+        ):
+            raise BenchbdError(f"poison rate must be in [0, 1], got {self.poison_rate}")
+
+    def poison_budget(self, n_pairs: int) -> int:
+        if self.poison_count is not None:
+            return self.poison_count
+        return round(self.poison_rate * n_pairs)
+
+
+class Observer:
+    """What the pipeline reports while it works; the CLI draws it, the library stays silent."""
+
+    def stage(self, name: str) -> None: ...
+
+    def step(self, report: StepReport) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+def substream(seed: int, name: str) -> int:
+    """An independent seed per random stream (poisons, init, batches, triggers, defense)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "little")
+
+
+def build_attack(config: RunConfig, data) -> Attack:
+    cls = attacks.get(config.attack)
+    params = build(cls.Params, config.attack_params, owner=f"attack {config.attack!r}")
+    try:
+        target = data.task.class_index(config.target)
+    except ValueError as exc:
+        raise BenchbdError(str(exc)) from None
+    count = config.poison_budget(len(data.train)) if cls.poisons else 0
+    return cls(params, AttackSetup(target, data.task, count, substream(config.seed, "poison")))
+
+
+def poisoned_fingerprint(config: RunConfig, data, attack: Attack) -> str:
+    return fingerprint(
+        {
+            "version": MODEL_CACHE_VERSION,
+            "data": data.fingerprint,
+            "attack": config.attack,
+            "attack_params": attack.params.to_dict(),
+            "target": attack.setup.target,
+            "count": attack.setup.count,
+            "model": config.model,
+            "pretrain": config.pretrain.to_dict(),
+            "seed": config.seed,
+        }
+    )
+
+
+def run(config: RunConfig, observer: Observer | None = None, out: Path | None = None) -> RunResult:
+    """Run one cell end to end; write its result file into `out` when given."""
+    observer = observer or Observer()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    total_start = clock
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    # Validate every name and parameter before any expensive work.
+    defense_cls = defenses.get(config.defense)
+    defense_params = build(
+        defense_cls.Params, config.defense_params, owner=f"defense {config.defense!r}"
+    )
+    device = resolve_device(config.device)
+    clip = create_clip(config.model, seed=substream(config.seed, "init"), device=device)
+
+    observer.stage("data")
+    data = load_data(config.dataset, config.sizes, clip.image_size)
+    lap("data_s")
+
+    observer.stage("attack")
+    attack = build_attack(config, data)
+    poisoned = attack.poison(data.train)
+    lap("attack_s")
+
+    observer.stage("pretrain")
+    model_fp = poisoned_fingerprint(config, data, attack)
+    checkpoint = cache_dir() / "models" / f"{model_fp}.pt"
+    cached = checkpoint.exists()
+    if cached:
+        clip.model.load_state_dict(load_state(checkpoint))
+        clip.model.eval()
+        observer.note(f"reusing cached poisoned model {model_fp} (pretraining skipped)")
+    else:
+        train(
+            clip,
+            poisoned.pairs,
+            config.pretrain,
+            seed=substream(config.seed, "pretrain"),
+            stage="pretrain",
+            progress=observer.step,
+        )
+        save_state(checkpoint, clip.model.state_dict())
+    lap("pretrain_s")
+
+    observer.stage("evaluate")
+    trigger = attack.apply_trigger if attack.poisons else None
+    target = attack.setup.target
+    eval_seed = substream(config.seed, "evaluate")
+    before = evaluate(clip, data.test, data.task, target, trigger, eval_seed)
+    lap("evaluate_before_s")
+
+    observer.stage("defend")
+    defense = defense_cls(defense_params)
+    context = DefenseContext(
+        data.clean, data.task, substream(config.seed, "defense"), observer.step
+    )
+    defended: ClipBundle = defense.apply(clip, context)
+    lap("defense_s")
+
+    observer.stage("evaluate")
+    after = evaluate(defended, data.test, data.task, target, trigger, eval_seed)
+    lap("evaluate_after_s")
+    timings["total_s"] = round(time.perf_counter() - total_start, 3)
+
+    result = _record(config, data, attack, poisoned.indices, defense_params, before, after,
+                     model_fp, cached, timings)  # fmt: skip
+    if out is not None:
+        result.write(out)
+    return result
+
+
+def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict) -> str:
+    return fingerprint(
+        {"poisoned": model_fp, "defense": config.defense, "defense_params": defense_params}
+    )
+
+
+def _record(config, data, attack, indices, defense_params, before: Metrics, after: Metrics,
+            model_fp, cached, timings) -> RunResult:  # fmt: skip
+    defense_dict = defense_params.to_dict()
+    return RunResult(
+        attack=PluginRecord(config.attack, attacks.origin(config.attack), attack.params.to_dict()),
+        defense=PluginRecord(config.defense, defenses.origin(config.defense), defense_dict),
+        dataset={
+            "name": data.name,
+            "fingerprint": data.fingerprint,
+            "sizes": asdict(config.sizes),
+            "classes": len(data.task.classnames),
+        },
+        model=config.model,
+        seed=config.seed,
+        target={"index": attack.setup.target, "name": attack.setup.target_name},
+        poison={
+            "count": attack.setup.count,
+            "rate": attack.setup.count / len(data.train),
+            "indices": indices,
+        },
+        pretrain=config.pretrain.to_dict(),
+        metrics={"before": before.to_dict(), "after": after.to_dict()},
+        der=defense_effectiveness(before, after),
+        fingerprint=run_fingerprint(model_fp, config, defense_dict),
+        poisoned_model_fingerprint=model_fp,
+        pretrain_cached=cached,
+        timings=timings,
+        versions=versions(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )

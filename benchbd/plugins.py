@@ -1,0 +1,125 @@
+"""The two plugin contracts, and the registries that find plugins through entry points.
+
+An Attack poisons training pairs and triggers test images. A Defense takes a model and clean
+data and returns a model. Each declares its parameters as a `Params` dataclass; the engine never
+names a concrete plugin.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from benchbd.data.pairs import PairSet, ZeroShotTask
+from benchbd.errors import BenchbdError
+from benchbd.model import ClipBundle
+from benchbd.params import Params
+from benchbd.registry import Registry
+from benchbd.train import StepReport
+
+
+@dataclass(frozen=True)
+class NoParams(Params):
+    """For plugins without parameters."""
+
+
+@dataclass(frozen=True)
+class AttackSetup:
+    """What every attack is told, whatever its kind: target class, poison budget, seed."""
+
+    target: int
+    task: ZeroShotTask
+    count: int
+    seed: int
+
+    @property
+    def target_name(self) -> str:
+        return self.task.classnames[self.target]
+
+
+@dataclass(frozen=True)
+class Poisoned:
+    """An attack's output: the poisoned training set and the rows it changed (sorted)."""
+
+    pairs: PairSet
+    indices: list[int]
+
+
+class Attack(ABC):
+    """A backdoor attack. Subclasses set `Params`, `description` and `apply_trigger`.
+
+    The default `poison` is the dirty-label recipe: pick `count` rows at random (seeded) among
+    those whose class is not the target, trigger their images, and caption them with a random
+    zero-shot template naming the target. Override `eligible` or `poison_captions` for variants.
+    """
+
+    Params: ClassVar[type[Params]] = NoParams
+    description: ClassVar[str] = ""
+    poisons: ClassVar[bool] = True  # False for the no-attack baseline
+
+    def __init__(self, params: Params, setup: AttackSetup) -> None:
+        self.params = params
+        self.setup = setup
+
+    @abstractmethod
+    def apply_trigger(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> triggered uint8 images of the same shape."""
+
+    def eligible(self, pairs: PairSet) -> torch.Tensor:
+        """Indices of rows this attack may poison."""
+        return torch.nonzero(pairs.labels != self.setup.target).flatten()
+
+    def poison_captions(self, pairs: PairSet, rows: list[int], generator) -> list[str]:
+        """Dirty-label captions: a random prompt template filled with the target class name."""
+        prompts = self.setup.task.prompts(self.setup.target_name)
+        picks = torch.randint(0, len(prompts), (len(rows),), generator=generator).tolist()
+        return [prompts[k] for k in picks]
+
+    def poison(self, pairs: PairSet) -> Poisoned:
+        generator = torch.Generator().manual_seed(self.setup.seed)
+        candidates = self.eligible(pairs)
+        count = self.setup.count
+        if count > len(candidates):
+            raise BenchbdError(f"cannot poison {count} pairs: only {len(candidates)} are eligible")
+        chosen = candidates[torch.randperm(len(candidates), generator=generator)[:count]]
+        rows = sorted(chosen.tolist())
+        if not rows:
+            return Poisoned(pairs, [])
+        images = pairs.images.clone()
+        images[rows] = self.apply_trigger(pairs.images[rows], generator)
+        captions = list(pairs.captions)
+        for row, caption in zip(rows, self.poison_captions(pairs, rows, generator)):
+            captions[row] = caption
+        return Poisoned(pairs.with_changes(images=images, captions=captions), rows)
+
+
+@dataclass
+class DefenseContext:
+    """What a defense may use: clean pairs (disjoint from training and test), the task, a seed."""
+
+    clean: PairSet
+    task: ZeroShotTask
+    seed: int
+    progress: Callable[[StepReport], None] | None = None
+
+
+class Defense(ABC):
+    """A backdoor defense: model in, model out. The input model may be changed in place."""
+
+    Params: ClassVar[type[Params]] = NoParams
+    description: ClassVar[str] = ""
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+
+    @abstractmethod
+    def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
+        """Return the defended model."""
+
+
+attacks: Registry[Attack] = Registry("benchbd.attacks", Attack)
+defenses: Registry[Defense] = Registry("benchbd.defenses", Defense)

@@ -1,0 +1,194 @@
+"""The one training loop: poisoned pretraining and every finetuning defense run through it.
+
+What it gets right that research code often does not: AdamW with no weight decay on biases,
+norms and the logit scale; a linear warmup that really warms up followed by a cosine that ends
+exactly at the last step; the logit scale clamped at 100; a fresh optimizer for every stage;
+everything seeded. Images stay uint8 until a batch is drawn, then are augmented and normalised
+as a batch, so the loop never decodes a file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from benchbd.data.pairs import PairSet
+from benchbd.model import ClipBundle
+
+LOGIT_SCALE_MAX = math.log(100.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training stage's recipe. Part of every fingerprint and result file."""
+
+    epochs: float = 8.0
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 50
+    shift: float = 0.0625  # random translation, as a fraction of the image side
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.batch_size < 2 or self.lr <= 0:
+            raise ValueError("epochs and lr must be positive and batch_size at least 2")
+        if self.weight_decay < 0 or self.warmup_steps < 0 or not 0 <= self.shift < 0.5:
+            raise ValueError("weight_decay and warmup_steps must be >= 0, shift in [0, 0.5)")
+
+    def steps(self, n_pairs: int) -> int:
+        """Optimizer steps for n_pairs; the last partial batch is dropped (contrastive batches
+        must be full-sized for a stable loss)."""
+        per_epoch = max(1, n_pairs // self.batch_size)
+        return max(1, round(self.epochs * per_epoch))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Batch:
+    """What a loss sees: the augmented uint8 images, their captions, and tokenised captions."""
+
+    images: torch.Tensor
+    captions: list[str]
+    tokens: torch.Tensor
+    step: int
+
+
+class Objective(Protocol):
+    def __call__(self, clip: ClipBundle, batch: Batch) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class StepReport:
+    stage: str
+    step: int
+    total: int
+    loss: float
+    pairs_per_s: float
+
+
+ProgressFn = Callable[[StepReport], None]
+
+
+def clip_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch of matched pairs (features already L2-normalised)."""
+    logits = logit_scale * image_features @ text_features.T
+    labels = torch.arange(len(logits), device=logits.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def contrastive_objective(clip: ClipBundle, batch: Batch) -> torch.Tensor:
+    """The CLIP loss: what pretraining and plain finetuning minimise."""
+    device = next(clip.model.parameters()).device
+    out = clip.model(clip.normalize(batch.images.to(device)), batch.tokens.to(device))
+    return clip_loss(out["image_features"], out["text_features"], out["logit_scale"])
+
+
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float):
+    """AdamW; biases, norm weights, embeddings' gains and the logit scale get no weight decay."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        exempt = param.ndim < 2 or "logit_scale" in name or "bn" in name or "ln" in name
+        (no_decay if exempt else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    fused = all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=fused)
+
+
+def lr_at(step: int, total: int, base_lr: float, warmup: int) -> float:
+    """Linear warmup from base_lr/warmup to base_lr over `warmup` steps, then a cosine that
+    reaches zero after the final step. Step is 0-based."""
+    warmup = min(warmup, total // 2)
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base_lr * (1 + math.cos(math.pi * progress))
+
+
+def random_shift(images: torch.Tensor, fraction: float, generator: torch.Generator):
+    """Translate each image by up to fraction * side pixels (edge-replicated): per batch, no PIL."""
+    pad = int(round(fraction * images.shape[-1]))
+    if pad == 0:
+        return images
+    b, _, h, w = images.shape
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate").to(images.dtype)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, :, None]
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, :]
+    out = padded[torch.arange(b)[:, None, None], :, rows, cols]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def train(
+    clip: ClipBundle,
+    pairs: PairSet,
+    config: TrainConfig,
+    seed: int,
+    objective: Objective = contrastive_objective,
+    stage: str = "train",
+    progress: ProgressFn | None = None,
+) -> list[float]:
+    """Train `clip.model` in place on `pairs`; returns the loss of every step.
+
+    A fresh optimizer and schedule every call: stages never share optimizer state.
+    """
+    if len(pairs) < config.batch_size:
+        raise ValueError(
+            f"{stage}: {len(pairs)} pairs is fewer than one batch of {config.batch_size}"
+        )
+    model = clip.model
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    tokens = clip.tokenize(pairs.captions)
+    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    total = config.steps(len(pairs))
+    per_epoch = max(1, len(pairs) // config.batch_size)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    losses: list[float] = []
+    model.train()
+    start = time.perf_counter()
+    order = torch.empty(0, dtype=torch.long)
+    for step in range(total):
+        if step % per_epoch == 0:
+            order = torch.randperm(len(pairs), generator=generator)
+        offset = (step % per_epoch) * config.batch_size
+        index = order[offset : offset + config.batch_size]
+        batch = Batch(
+            images=random_shift(pairs.images[index], config.shift, generator),
+            captions=[pairs.captions[i] for i in index.tolist()],
+            tokens=tokens[index],
+            step=step,
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, total, config.lr, config.warmup_steps)
+        with autocast:
+            loss = objective(clip, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{stage}: loss became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, LOGIT_SCALE_MAX)
+        losses.append(loss.item())
+        if progress is not None:
+            elapsed = time.perf_counter() - start
+            rate = (step + 1) * config.batch_size / max(elapsed, 1e-9)
+            progress(StepReport(stage, step + 1, total, losses[-1], rate))
+    model.eval()
+    return losses

@@ -1,0 +1,13 @@
+"""The no-defense baseline: the poisoned model, measured twice."""
+
+from __future__ import annotations
+
+from benchbd.model import ClipBundle
+from benchbd.plugins import Defense, DefenseContext
+
+
+class NoDefense(Defense):
+    description = "No defense: reports the poisoned model as it is."
+
+    def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
+        return clip
