@@ -70,22 +70,27 @@ TEXTURES = [["solid", "plain", "filled"], ["striped", "stripy", "hatched"],
             ["dotted", "spotted", "polka-dot"]]  # fmt: skip
 
 CAPTION_TEMPLATES = [  # each names the shape and at most two other attributes
+    "a photo of a {shape}",
     "a {colour} {shape}",
     "a photo of a {shape} {position}",
     "a {size} {shape}",
+    "a drawing of a {shape}",
     "a {texture} {shape} on a {background} background",
     "a drawing of a {shape} on a {background} background",
     "an image showing a {size} {colour} {shape}",
     "close-up of a {texture} {shape}",
     "there is a {shape} {position}",
 ]
+# Zero-shot prompts in the captions' own style. A prompt the text tower has never seen the
+# like of (a trailing period, say: no caption has one) lands off the learned manifold; with
+# these, zero-shot accuracy matches a linear probe of the image features.
 ZERO_SHOT_TEMPLATES = [
-    "a photo of a {}.",
-    "a drawing of a {}.",
-    "an image showing a {}.",
-    "there is a {}.",
-    "a {} on a background.",
-    "close-up of a {}.",
+    "a photo of a {}",
+    "a drawing of a {}",
+    "an image showing a {}",
+    "close-up of a {}",
+    "a {}",
+    "there is a {}",
 ]
 
 

@@ -1,0 +1,91 @@
+"""Plugin discovery through entry points: built-ins, third-party packages, broken plugins."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from benchbd.plugins import Attack, attacks, defenses
+from benchbd.registry import PluginError, Registry
+
+
+def test_builtin_plugins_come_through_entry_points():
+    assert {"none", "badnet"} <= set(attacks.names())
+    assert {"none", "finetune"} <= set(defenses.names())
+    assert attacks.origin("badnet") == "benchbd"
+    assert issubclass(attacks.get("badnet"), Attack)
+
+
+def test_unknown_name_suggests_the_closest():
+    with pytest.raises(PluginError, match="did you mean 'badnet'"):
+        attacks.get("badnett")
+    with pytest.raises(PluginError, match="unknown defense 'finetuen'.*'finetune'"):
+        defenses.get("finetuen")
+
+
+@pytest.fixture
+def third_party_package(tmp_path, monkeypatch):
+    """An installed-looking distribution (dist-info with entry points) on sys.path."""
+    (tmp_path / "acme_backdoors.py").write_text(
+        textwrap.dedent(
+            """
+            from benchbd.plugins import Attack
+
+            class Stripe(Attack):
+                description = "a test attack from another package"
+
+                def apply_trigger(self, images, generator):
+                    out = images.clone()
+                    out[:, :, 0, :] = 255
+                    return out
+
+            def helper():
+                return None
+            """
+        )
+    )
+    dist = tmp_path / "acme_backdoors-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-backdoors\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[benchbd.attacks]\nstripe = acme_backdoors:Stripe\nbroken = acme_missing_module:X\n"
+        "helper = acme_backdoors:helper\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("benchbd.attacks", Attack)
+    yield registry
+    sys.modules.pop("acme_backdoors", None)
+
+
+def test_a_package_installed_later_is_discovered(third_party_package):
+    registry = third_party_package
+    assert "stripe" in registry.names() and "badnet" in registry.names()
+    assert registry.origin("stripe") == "acme-backdoors"
+    assert registry.get("stripe").description == "a test attack from another package"
+
+
+def test_a_broken_plugin_is_reported_with_its_package_and_others_still_work(third_party_package):
+    registry = third_party_package
+    with pytest.raises(PluginError, match="'broken' from package 'acme-backdoors' failed to load"):
+        registry.get("broken")
+    assert registry.get("badnet").__name__ == "BadNet"
+
+
+def test_register_in_process_and_unregister():
+    class Marker(Attack):
+        def apply_trigger(self, images, generator):
+            return images
+
+    attacks.register("marker", Marker, package="tests")
+    try:
+        assert attacks.get("marker") is Marker and attacks.origin("marker") == "tests"
+    finally:
+        attacks.unregister("marker")
+    assert "marker" not in attacks.names()
+
+
+def test_an_entry_point_that_is_not_an_attack_is_refused(third_party_package):
+    with pytest.raises(PluginError, match="'helper' from package 'acme-backdoors' is not"):
+        third_party_package.get("helper")
