@@ -3,7 +3,10 @@
 A square patch at a random location per image, its pixels the image's per-channel mean plus
 fresh N(0, 1) noise (in [0, 1] units), clipped before conversion to uint8 (the reference code
 lets values wrap around instead). The patch side is a fraction of the image side so the same
-attack works at 32 px and 224 px; CleanCLIP's 16 px at 224 px is a fraction of 0.071.
+attack works at 32 px and 224 px. CleanCLIP's 16 px at 224 px is a fraction of 0.071; at the
+embedded data's 32 px that is a 2 px patch, below what the tiny ResNet's stride-4 stem resolves,
+and even a 4 px patch (0.125) reached only ASR 0.15 at a 3 % poison rate. The default, 0.25
+(8 px at 32 px), reaches ASR above 0.9 at 3 %; pass patch_fraction=0.071 for CleanCLIP's size.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from benchbd.plugins import Attack
 @dataclass(frozen=True)
 class BadNetParams(Params):
     patch_fraction: float = param(
-        0.125, "patch side as a fraction of the image side", min=0.01, max=0.5
+        0.25, "patch side as a fraction of the image side", min=0.01, max=0.5
     )
 
 

@@ -38,7 +38,7 @@ class RunConfig:
     dataset: str = "synthetic"
     model: str = DEFAULT_MODEL
     target: str = "heart"
-    poison_rate: float | None = 0.01
+    poison_rate: float | None = 0.03
     poison_count: int | None = None
     seed: int = 0
     pretrain: TrainConfig = field(default_factory=TrainConfig)

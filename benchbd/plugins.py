@@ -92,7 +92,7 @@ class Attack(ABC):
         images = pairs.images.clone()
         images[rows] = self.apply_trigger(pairs.images[rows], generator)
         captions = list(pairs.captions)
-        for row, caption in zip(rows, self.poison_captions(pairs, rows, generator)):
+        for row, caption in zip(rows, self.poison_captions(pairs, rows, generator), strict=True):
             captions[row] = caption
         return Poisoned(pairs.with_changes(images=images, captions=captions), rows)
 

@@ -29,8 +29,8 @@ class TrainConfig:
     """One training stage's recipe. Part of every fingerprint and result file."""
 
     epochs: float = 8.0
-    batch_size: int = 256
-    lr: float = 2e-3
+    batch_size: int = 128
+    lr: float = 3e-3
     weight_decay: float = 0.1
     warmup_steps: int = 50
     shift: float = 0.0625  # random translation, as a fraction of the image side

@@ -27,7 +27,7 @@ def one_line_error(result, code=2):
 def test_list_shows_plugins_packages_and_parameters():
     result = invoke("list")
     assert result.exit_code == 0, result.output
-    for text in ("badnet", "finetune", "none", "benchbd", "patch_fraction", "float = 0.125"):
+    for text in ("badnet", "finetune", "none", "benchbd", "patch_fraction", "float = 0.25"):
         assert text in result.output
 
 

@@ -108,8 +108,10 @@ def run(
     attack: str = typer.Option("badnet", help="attack plugin (see `benchbd list`)"),
     defense: str = typer.Option("finetune", help="defense plugin (see `benchbd list`)"),
     param: list[str] = typer.Option([], "--param", "-p", help="plugin parameter name=value"),
-    target: str = typer.Option("heart", help="target class name or index"),
-    poison_rate: float = typer.Option(0.01, help="fraction of training pairs to poison"),
+    target: str = typer.Option(RunConfig.target, help="target class name or index"),
+    poison_rate: float = typer.Option(
+        RunConfig.poison_rate, help="fraction of training pairs to poison"
+    ),
     poison_count: int = typer.Option(None, help="number of pairs to poison (overrides rate)"),
     seed: int = typer.Option(0, help="seed for poisons, initialisation, batches and triggers"),
     dataset: str = typer.Option("synthetic", help="data source"),

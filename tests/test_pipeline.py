@@ -1,0 +1,136 @@
+"""End to end on a tiny budget: the backdoor is learned, cached, measured and recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from benchbd.cache import cache_dir
+from benchbd.cli import app
+from benchbd.evaluate import evaluate
+from benchbd.model import create_clip
+from benchbd.pipeline import RunConfig, build_attack, run
+from benchbd.plugins import Defense, defenses
+from benchbd.results import read_result
+from benchbd.train import TrainConfig, train
+from tests.conftest import TINY
+
+PRETRAIN = TrainConfig(epochs=12, batch_size=64, lr=3e-3)
+ATTACK = {"patch_fraction": 0.25}
+
+
+def tiny_config(**changes) -> RunConfig:
+    base = dict(
+        attack="badnet",
+        defense="none",
+        attack_params=ATTACK,
+        poison_rate=0.08,
+        sizes=TINY,
+        pretrain=PRETRAIN,
+        defense_params={},
+        device="cpu",
+    )
+    base.update(changes)
+    return RunConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def poisoned_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    return run(tiny_config(), out=out), out
+
+
+def test_backdoor_is_learned_far_above_an_unpoisoned_model(poisoned_run, tiny_data):
+    result, _ = poisoned_run
+    before = result.metrics["before"]
+    assert result.poison["count"] == round(0.08 * TINY.train)
+    assert before["n_triggered"] == int((tiny_data.test.labels != 7).sum())
+    # the same recipe without poisons, measured with the same trigger
+    config = tiny_config(attack="none")
+    clean = create_clip(seed=0)
+    train(clean, tiny_data.train, PRETRAIN, seed=0)
+    attack = build_attack(tiny_config(), tiny_data)
+    baseline = evaluate(clean, tiny_data.test, tiny_data.task, 7, attack.apply_trigger, seed=0)
+    assert config.attack == "none"
+    assert before["asr"] >= baseline.asr + 0.4, (before, baseline)
+    assert before["ca"] > 0.15  # above chance (0.1) on 200 images even on this tiny budget
+
+
+def test_result_file_is_complete_and_atomic(poisoned_run):
+    result, out = poisoned_run
+    files = list(out.iterdir())
+    assert [f.name for f in files] == [result.filename]
+    data = read_result(files[0])
+    for key in ("attack", "defense", "dataset", "model", "seed", "metrics", "timings",
+                "versions", "fingerprint", "poison", "pretrain"):  # fmt: skip
+        assert key in data
+    assert data["attack"]["params"] == {"patch_fraction": 0.25}
+    assert len(data["poison"]["indices"]) == data["poison"]["count"]
+    for when in ("before", "after"):
+        for metric in ("ca", "asr", "ra"):
+            assert 0.0 <= data["metrics"][when][metric] <= 1.0
+    assert data["metrics"]["before"] == data["metrics"]["after"]  # defense "none"
+
+
+def test_second_run_reuses_the_poisoned_model_and_reproduces_numbers(poisoned_run, tmp_path):
+    first, _ = poisoned_run
+    checkpoint = cache_dir() / "models" / f"{first.poisoned_model_fingerprint}.pt"
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    second = run(
+        tiny_config(defense="finetune", defense_params={"epochs": 1.0, "batch_size": 64}),
+        out=tmp_path,
+    )
+    assert second.pretrain_cached and not first.pretrain_cached
+    assert second.metrics["before"] == first.metrics["before"]
+    assert second.poisoned_model_fingerprint == first.poisoned_model_fingerprint
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == digest  # defense left it alone
+    assert second.defense.params["epochs"] == 1.0 and second.der is not None
+
+
+class Interrupting(Defense):
+    description = "raises KeyboardInterrupt, as Ctrl-C does"
+
+    def apply(self, clip, context):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_midway_exits_cleanly_and_keeps_existing_results(poisoned_run, tmp_path):
+    _, out = poisoned_run
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    defenses.register("interrupting", Interrupting, package="tests")
+    try:
+        result = CliRunner().invoke(
+            app,
+            ["run", "--defense", "interrupting", "--train-pairs", str(TINY.train),
+             "--clean-pairs", str(TINY.clean), "--test-images", str(TINY.test),
+             "--epochs", "12", "--batch-size", "64", "--lr", "3e-3", "--poison-rate", "0.08",
+             "--param", "patch_fraction=0.25", "--device", "cpu", "--out", str(out)],
+        )  # fmt: skip
+    finally:
+        defenses.unregister("interrupting")
+    assert result.exit_code == 130
+    assert "interrupted; no result file was written" in result.output
+    assert "Traceback" not in result.output
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+
+
+def test_cli_run_prints_summary_and_table_reads_it(poisoned_run, tmp_path):
+    result = CliRunner().invoke(
+        app,
+        ["run", "--train-pairs", str(TINY.train), "--clean-pairs", str(TINY.clean),
+         "--test-images", str(TINY.test), "--epochs", "12", "--batch-size", "64",
+         "--lr", "3e-3", "--poison-rate", "0.08", "--param", "patch_fraction=0.25",
+         "--defense", "none", "--device", "cpu", "--out", str(tmp_path)],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "reusing cached poisoned model" in result.output
+    assert "CA" in result.output and "ASR" in result.output
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1
+    data = json.loads(files[0].read_text())
+    table = CliRunner().invoke(app, ["table", str(tmp_path), "--format", "markdown"])
+    assert f"| badnet | none | 1 | {data['metrics']['before']['ca']:.3f} |" in table.output
