@@ -43,6 +43,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     _atomic(Path(path), lambda handle: handle.write(text.encode()))
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic(Path(path), lambda handle: handle.write(data))
+
+
 def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
     _atomic(Path(path), lambda handle: torch.save(state, handle))
 

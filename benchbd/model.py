@@ -6,6 +6,8 @@ The tiny configs (file stem = model name) are registered with open_clip on impor
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +34,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as exc:
         raise BenchbdError(f"unknown device {device!r}: {exc}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise BenchbdError(f"device {device!r} requested but CUDA is not available here")
+    return resolved
 
 
 @dataclass
@@ -53,15 +58,29 @@ class ClipBundle:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) on any device -> float input for the image tower."""
-        x = images.float().div_(255.0)
+        return self.normalize_float(images.float().div_(255.0))
+
+    def normalize_float(self, x: torch.Tensor) -> torch.Tensor:
+        """Images as floats in [0, 1] -> input for the image tower (differentiable)."""
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """open_clip warns on every randomly initialised model; from scratch is benchbd's default."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def create_clip(name: str = DEFAULT_MODEL, seed: int = 0, device: str | torch.device = "cpu"):
     """A freshly initialised model, seeded so that the same seed gives the same weights."""
     if name not in open_clip.list_models():
         raise BenchbdError(f"unknown model {name!r}{did_you_mean(name, available_models())}")
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet_open_clip():
         torch.manual_seed(seed)
         model = open_clip.create_model(name, pretrained=None, output_dict=True, device=device)
     cfg = get_model_preprocess_cfg(model)

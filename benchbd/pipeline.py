@@ -7,8 +7,10 @@ with another defense against the same attack skips pretraining (and says so).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,15 +76,48 @@ def substream(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "little")
 
 
-def build_attack(config: RunConfig, data) -> Attack:
+def attack_params(config: RunConfig):
     cls = attacks.get(config.attack)
-    params = build(cls.Params, config.attack_params, owner=f"attack {config.attack!r}")
+    return build(cls.Params, config.attack_params, owner=f"attack {config.attack!r}")
+
+
+def build_attack(
+    config: RunConfig, data, surrogate: Callable[[], ClipBundle] | None = None
+) -> Attack:
+    """The configured attack, told its target, poison budget, seed and surrogate."""
+    cls = attacks.get(config.attack)
+    params = attack_params(config)
     try:
         target = data.task.class_index(config.target)
     except ValueError as exc:
         raise BenchbdError(str(exc)) from None
     count = config.poison_budget(len(data.train)) if cls.poisons else 0
-    return cls(params, AttackSetup(target, data.task, count, substream(config.seed, "poison")))
+    setup = AttackSetup(target, data.task, count, substream(config.seed, "poison"), surrogate)
+    return cls(params, setup)
+
+
+def surrogate_model(config: RunConfig, data, device, observer: Observer):
+    """A factory for a clean CLIP trained on the clean split with the pretraining recipe, for
+    attacks that optimise against a model. Trained on first call, cached like every model."""
+
+    @functools.cache
+    def build() -> ClipBundle:
+        key = {"version": MODEL_CACHE_VERSION, "surrogate_of": data.fingerprint,
+               "model": config.model, "pretrain": config.pretrain.to_dict(),
+               "seed": config.seed}  # fmt: skip
+        path = cache_dir() / "models" / f"surrogate-{fingerprint(key)}.pt"
+        clip = create_clip(config.model, seed=substream(config.seed, "surrogate"), device=device)
+        if path.exists():
+            clip.model.load_state_dict(load_state(path))
+            clip.model.eval()
+            observer.note(f"reusing cached surrogate model {path.stem}")
+        else:
+            train(clip, data.clean, config.pretrain, seed=substream(config.seed, "surrogate"),
+                  stage="surrogate", progress=observer.step)  # fmt: skip
+            save_state(path, clip.model.state_dict())
+        return clip
+
+    return build
 
 
 def poisoned_fingerprint(config: RunConfig, data, attack: Attack) -> str:
@@ -115,6 +150,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
         clock = now
 
     # Validate every name and parameter before any expensive work.
+    attack_params(config)
     defense_cls = defenses.get(config.defense)
     defense_params = build(
         defense_cls.Params, config.defense_params, owner=f"defense {config.defense!r}"
@@ -127,7 +163,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     lap("data_s")
 
     observer.stage("attack")
-    attack = build_attack(config, data)
+    attack = build_attack(config, data, surrogate_model(config, data, device, observer))
     poisoned = attack.poison(data.train)
     lap("attack_s")
 
@@ -213,4 +249,5 @@ def _record(config, data, attack, indices, defense_params, before: Metrics, afte
         timings=timings,
         versions=versions(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        extra={"attack_state": attack.state()},
     )

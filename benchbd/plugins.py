@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -35,6 +35,8 @@ class AttackSetup:
     task: ZeroShotTask
     count: int
     seed: int
+    # A clean CLIP the attacker may use (trained on clean data on first call, then cached).
+    surrogate: Callable[[], ClipBundle] | None = field(default=None, compare=False)
 
     @property
     def target_name(self) -> str:
@@ -67,7 +69,15 @@ class Attack(ABC):
 
     @abstractmethod
     def apply_trigger(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """uint8 (N, 3, H, W) -> triggered uint8 images of the same shape."""
+        """uint8 (N, 3, H, W) -> triggered uint8 images of the same shape (test time)."""
+
+    def poison_images(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The trigger as applied to training images; the test-time one unless overridden."""
+        return self.apply_trigger(images, generator)
+
+    def state(self) -> dict:
+        """Anything drawn at random that a re-evaluation needs (recorded in the result file)."""
+        return {}
 
     def eligible(self, pairs: PairSet) -> torch.Tensor:
         """Indices of rows this attack may poison."""
@@ -90,7 +100,7 @@ class Attack(ABC):
         if not rows:
             return Poisoned(pairs, [])
         images = pairs.images.clone()
-        images[rows] = self.apply_trigger(pairs.images[rows], generator)
+        images[rows] = self.poison_images(pairs.images[rows], generator)
         captions = list(pairs.captions)
         for row, caption in zip(rows, self.poison_captions(pairs, rows, generator), strict=True):
             captions[row] = caption

@@ -45,6 +45,7 @@ def test_list_shows_plugins_packages_and_parameters():
         (["--poison-rate", "1.5"], "poison rate must be in [0, 1]"),
         (["--poison-count", "5000", "--train-pairs", "1024"], "only"),
         (["--epochs", "0"], "epochs and lr must be positive"),
+        (["--device", "bogus"], "unknown device 'bogus'"),
     ],
 )
 def test_bad_run_input_is_one_line_and_writes_nothing(tmp_path, args, message):

@@ -89,3 +89,18 @@ def test_register_in_process_and_unregister():
 def test_an_entry_point_that_is_not_an_attack_is_refused(third_party_package):
     with pytest.raises(PluginError, match="'helper' from package 'acme-backdoors' is not"):
         third_party_package.get("helper")
+
+
+def test_list_command_reports_a_broken_plugin_and_lists_the_rest(third_party_package):
+    from typer.testing import CliRunner
+
+    from benchbd.cli import app
+
+    attacks.refresh()
+    try:
+        result = CliRunner().invoke(app, ["list", "attacks"], env={"COLUMNS": "250"})
+    finally:
+        attacks.refresh()
+    assert result.exit_code == 0, result.output
+    assert "failed to load" in result.output and "acme-backdoors" in result.output
+    assert "stripe" in result.output and "badnet" in result.output

@@ -53,4 +53,4 @@ def test_load_data_caches_and_round_trips(tmp_path, monkeypatch):
 
 def test_prompts_fill_templates_with_correct_articles(tiny_data):
     prompts = tiny_data.task.prompts("arrow")
-    assert "a photo of an arrow." in prompts and len(prompts) >= 6
+    assert "a photo of an arrow" in prompts and len(prompts) >= 6

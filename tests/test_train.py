@@ -63,3 +63,11 @@ def test_fewer_pairs_than_a_batch_is_an_error(tiny_data):
     clip = create_clip(seed=0)
     with pytest.raises(ValueError, match="fewer than one batch"):
         train(clip, tiny_data.train.subset(torch.arange(10)), TrainConfig(batch_size=64), seed=0)
+
+
+def test_the_tiny_vit_config_trains_too(tiny_data):
+    clip = create_clip("benchbd-vit-tiny", seed=0)
+    assert clip.image_size == 32
+    losses = train(clip, tiny_data.train.subset(torch.arange(64)), TrainConfig(
+        epochs=2, batch_size=32, warmup_steps=1), seed=0)  # fmt: skip
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from benchbd.cli import list_cmd, run_cmd, table_cmd
+from benchbd.cli import list_cmd, run_cmd, show_cmd, table_cmd
 
 app = typer.Typer(
     name="benchbd",
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.command("run")(run_cmd.run)
 app.command("list")(list_cmd.list_plugins)
 app.command("table")(table_cmd.table)
+app.command("show")(show_cmd.show)
 
 
 def main() -> None:

@@ -83,8 +83,10 @@ class SyntheticSource:
             )
             staging = path.with_name(f".{split}.{time.time_ns()}.tmp")
             table.save_to_disk(str(staging))
-            shutil.rmtree(path, ignore_errors=True)
-            staging.rename(path)
+            try:
+                staging.rename(path)
+            except OSError:  # another process cached the same split first: keep theirs
+                shutil.rmtree(staging, ignore_errors=True)
         return read_arrow_pairs(path)
 
 
