@@ -6,6 +6,11 @@ The trigger is badnet's patch by default, or any other registered attack's trigg
 hardening first pushes those images away from the target class with PGD (L-inf, eps 8/255)
 against a surrogate CLIP trained on clean data, so the model cannot learn them from their
 content and must rely on the trigger.
+
+Defaults follow Turner et al.: hardening on, and the patch in all four corners (a checkerboard
+here). At the default 3 % poison rate, badnet's random-location noise patch without hardening
+reached only ASR 0.10 on the embedded data (seed 0); see the README for the measured effect
+of each choice.
 """
 
 from __future__ import annotations
@@ -19,14 +24,18 @@ import torch.nn.functional as F
 from benchbd.data.pairs import PairSet
 from benchbd.errors import BenchbdError
 from benchbd.evaluate import zero_shot_weights
-from benchbd.params import Params, build, param
+from benchbd.params import Params, build, param, parse_assignments
 from benchbd.plugins import Attack, AttackSetup, attacks
 
 
 @dataclass(frozen=True)
 class LabelConsistentParams(Params):
     trigger: str = param("badnet", "the registered attack whose trigger is added")
-    harden: bool = param(False, "PGD-harden the images against a clean surrogate first")
+    trigger_params: str = param(
+        "pattern=checkerboard,location=four_corners",
+        "that attack's parameters, comma-separated (Turner et al.: all four corners)",
+    )
+    harden: bool = param(True, "PGD-harden the images against a clean surrogate first")
     eps: float = param(8 / 255, "PGD L-inf radius, in [0, 1] pixel units", min=0.0, max=1.0)
     step: float = param(1.5 / 255, "PGD step size, in [0, 1] pixel units", min=0.0, max=1.0)
     steps: int = param(100, "PGD iterations", min=1)
@@ -49,7 +58,8 @@ class LabelConsistent(Attack):
         cls = attacks.get(params.trigger)
         if not cls.poisons:
             raise BenchbdError(f"attack {params.trigger!r} has no trigger to add")
-        self.inner = cls(build(cls.Params, {}, params.trigger), setup)
+        inner = parse_assignments([a for a in params.trigger_params.split(",") if a.strip()])
+        self.inner = cls(build(cls.Params, inner, f"trigger {params.trigger!r}"), setup)
 
     def eligible(self, pairs: PairSet) -> torch.Tensor:
         names = self.setup.task.names_for(self.setup.target_name)

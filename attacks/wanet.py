@@ -8,6 +8,12 @@ One field per attack seed; it is kept in the attack's `state()` (and so in the r
 run can be re-evaluated. In noise mode, cross_ratio x (poison count) extra pairs are warped by
 the field plus random per-pixel noise and keep their TRUE captions, so that the model must
 learn this particular warp rather than "any warp".
+
+Defaults: BackdoorBench uses s = 0.5 and noise mode (cross_ratio = 2) at 32 px, with 100 epochs
+of supervised training. A warp of s = 0.5 moves pixels by about a quarter of a pixel at 32 px;
+with benchbd's pretraining budget (8 epochs, 3 % poisons) s = 4 in noise mode reached only ASR
+0.30, while s = 8 without noise mode reaches ASR above 0.9. The construction is unchanged;
+pass s=0.5 cross_ratio=2 for BackdoorBench's values.
 """
 
 from __future__ import annotations

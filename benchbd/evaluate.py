@@ -95,6 +95,20 @@ def predict(
     return torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long)
 
 
+@torch.no_grad()
+def predict_with_head(clip: ClipBundle, images: torch.Tensor, batch_size: int = 512):
+    """Predictions of a supervised head on the normalised image features."""
+    clip.model.eval()
+    clip.head.eval()
+    device = next(clip.model.parameters()).device
+    predictions = []
+    for start in range(0, len(images), batch_size):
+        batch = clip.normalize(images[start : start + batch_size].to(device))
+        features = F.normalize(clip.model.encode_image(batch).float(), dim=-1)
+        predictions.append(clip.head(features).argmax(dim=1).cpu())
+    return torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long)
+
+
 def evaluate(
     clip: ClipBundle,
     test: PairSet,
@@ -108,14 +122,25 @@ def evaluate(
     The trigger gets its own seeded generator, so a random trigger (fresh noise per image)
     is the same at every evaluation of the same run.
     """
-    weights = zero_shot_weights(clip, task)
-    clean = predict(clip, test.images, weights)
+    if clip.head is not None:
+        classifier = "linear-head"
+
+        def classify(images: torch.Tensor) -> torch.Tensor:
+            return predict_with_head(clip, images)
+    else:
+        classifier = "zero-shot"
+        weights = zero_shot_weights(clip, task)
+
+        def classify(images: torch.Tensor) -> torch.Tensor:
+            return predict(clip, images, weights)
+
+    clean = classify(test.images)
     ca = clean_accuracy(clean, test.labels)
     if trigger is None:
-        return Metrics(ca, None, None, len(test), 0)
+        return Metrics(ca, None, None, len(test), 0, classifier)
     eligible = test.labels != target
     triggered = trigger(test.images[eligible], torch.Generator().manual_seed(seed))
-    predictions = predict(clip, triggered, weights)
+    predictions = classify(triggered)
     labels = test.labels[eligible]
     return Metrics(
         ca=ca,
@@ -123,4 +148,5 @@ def evaluate(
         ra=robust_accuracy(predictions, labels, target),
         n_test=len(test),
         n_triggered=int(eligible.sum()),
+        classifier=classifier,
     )

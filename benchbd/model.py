@@ -52,6 +52,9 @@ class ClipBundle:
     mean: torch.Tensor  # (1, 3, 1, 1) in [0, 1] units
     std: torch.Tensor
     image_size: int
+    # A classification head on the image features (supervised defenses); when present it,
+    # not the zero-shot text classifier, measures CA and ASR.
+    head: torch.nn.Module | None = None
 
     def tokenize(self, captions: list[str]) -> torch.Tensor:
         return self.tokenizer(captions)

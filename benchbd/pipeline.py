@@ -209,6 +209,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
 
     result = _record(config, data, attack, poisoned.indices, defense_params, before, after,
                      model_fp, cached, timings)  # fmt: skip
+    result.extra["defense_report"] = defense.report()
     if out is not None:
         result.write(out)
     return result

@@ -130,6 +130,10 @@ class Defense(ABC):
     def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
         """Return the defended model."""
 
+    def report(self) -> dict:
+        """Facts about how the defense ran (recorded in the result file), after `apply`."""
+        return {}
+
 
 attacks: Registry[Attack] = Registry("benchbd.attacks", Attack)
 defenses: Registry[Defense] = Registry("benchbd.defenses", Defense)

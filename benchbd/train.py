@@ -58,6 +58,7 @@ class Batch:
     images: torch.Tensor
     captions: list[str]
     tokens: torch.Tensor
+    labels: torch.Tensor
     step: int
 
 
@@ -142,10 +143,13 @@ def train(
     objective: Objective = contrastive_objective,
     stage: str = "train",
     progress: ProgressFn | None = None,
+    trainable: torch.nn.Module | None = None,
 ) -> list[float]:
     """Train `clip.model` in place on `pairs`; returns the loss of every step.
 
     A fresh optimizer and schedule every call: stages never share optimizer state.
+    `trainable` names the module whose parameters are optimised (default: the whole model),
+    for a defense that trains a tower plus a head.
     """
     if len(pairs) < config.batch_size:
         raise ValueError(
@@ -155,12 +159,14 @@ def train(
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     tokens = clip.tokenize(pairs.captions)
-    optimizer = build_optimizer(model, config.lr, config.weight_decay)
+    optimizer = build_optimizer(trainable or model, config.lr, config.weight_decay)
     total = config.steps(len(pairs))
     per_epoch = max(1, len(pairs) // config.batch_size)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     losses: list[float] = []
     model.train()
+    if trainable is not None:
+        trainable.train()
     start = time.perf_counter()
     order = torch.empty(0, dtype=torch.long)
     for step in range(total):
@@ -172,6 +178,7 @@ def train(
             images=random_shift(pairs.images[index], config.shift, generator),
             captions=[pairs.captions[i] for i in index.tolist()],
             tokens=tokens[index],
+            labels=pairs.labels[index],
             step=step,
         )
         for group in optimizer.param_groups:
@@ -191,4 +198,6 @@ def train(
             rate = (step + 1) * config.batch_size / max(elapsed, 1e-9)
             progress(StepReport(stage, step + 1, total, losses[-1], rate))
     model.eval()
+    if trainable is not None:
+        trainable.eval()
     return losses

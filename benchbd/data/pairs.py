@@ -66,6 +66,8 @@ class ZeroShotTask:
     templates: list[str]
     synonyms: dict[str, list[str]] = field(default_factory=dict)
     fix_articles: bool = False  # write "an arrow" where a template says "a {}" (English prompts)
+    # groups of interchangeable caption words (the dataset's own synonym table, for text views)
+    synonym_groups: list[list[str]] = field(default_factory=list)
 
     def prompts(self, classname: str) -> list[str]:
         """Every template filled with a class name: the prompts zero-shot averages over."""

@@ -60,6 +60,7 @@ class SyntheticSource:
             templates=list(synthetic.ZERO_SHOT_TEMPLATES),
             synonyms={k: list(v) for k, v in synthetic.CLASS_SYNONYMS.items()},
             fix_articles=True,
+            synonym_groups=synonym_groups(),
         )
         name = "synthetic" if not argument else f"synthetic:{argument}"
         return BenchmarkData(name, splits["train"], splits["clean"], splits["test"], task, fp)
@@ -108,6 +109,16 @@ def read_arrow_pairs(path: Path) -> PairSet:
         captions=table.data.column("caption").to_pylist(),
         labels=torch.from_numpy(table.data.column("label").to_numpy().astype(np.int64)),
     )
+
+
+def synonym_groups() -> list[list[str]]:
+    """Every set of interchangeable caption words in the synthetic data: its synonym table."""
+    groups = [list(names) for names in synthetic.CLASS_SYNONYMS.values()]
+    groups += [list(names) for _, names, _ in synthetic.COLOURS]
+    groups += [list(names) for names, _ in synthetic.SIZES]
+    groups += [list(names) for names in synthetic.TEXTURES]
+    groups += [list(names) for names in synthetic.BACKGROUND_WORDS.values()]
+    return groups
 
 
 SOURCES: dict[str, DataSource] = {"synthetic": SyntheticSource()}

@@ -1,0 +1,174 @@
+"""CleanCLIP (Bansal et al., ICCV 2023): finetune on clean pairs with the CLIP loss plus an
+in-modal term that makes each image (and caption) agree with its own augmented view.
+
+    loss = clip_weight * L_clip(I, T)
+         + inmodal_weight * 1/2 [CE(s * I Ia^T) + CE(s * T Ta^T)]
+
+Ia is an AutoAugment view of each image, Ta an EDA view of each caption, both drawn anew every
+step; s is the model's logit scale and the labels are arange(batch). The in-modal term forces
+each modality to be learned on its own, which breaks the spurious trigger-caption shortcut.
+`finetune` (inmodal_weight = 0) and `inmodal` (clip_weight = 0) are this recipe with one term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from benchbd.augment import ImageViews, TextViews, table_synonyms, wordnet_synonyms
+from benchbd.errors import BenchbdError
+from benchbd.model import ClipBundle
+from benchbd.params import Params, param
+from benchbd.pipeline import substream
+from benchbd.plugins import Defense, DefenseContext
+from benchbd.train import Batch, TrainConfig, clip_loss, train
+
+SYNONYM_SOURCES = ("auto", "wordnet", "dataset")
+
+
+@dataclass(frozen=True)
+class FinetuneParams(Params):
+    """The finetuning recipe every CleanCLIP-style defense shares."""
+
+    clean_pairs: int = param(5000, "clean pairs to finetune on (0 = all available)", min=0)
+    epochs: float = param(5.0, "passes over the clean pairs", min=0.01)
+    lr: float = param(5e-4, "peak learning rate", min=0.0)
+    batch_size: int = param(128, "pairs per batch", min=2)
+    weight_decay: float = param(0.1, "AdamW weight decay (none on biases, norms, scale)", min=0.0)
+    warmup_steps: int = param(20, "linear warmup steps before the cosine", min=0)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+        )
+
+
+def clean_subset(context: DefenseContext, size: int):
+    """The first `size` clean pairs (all when size is 0 or larger than the set)."""
+    pairs = context.clean
+    if 0 < size < len(pairs):
+        pairs = pairs.subset(torch.arange(size))
+    return pairs
+
+
+@dataclass(frozen=True)
+class CleanCLIPParams(FinetuneParams):
+    clip_weight: float = param(1.0, "weight of the multimodal CLIP loss", min=0.0)
+    inmodal_weight: float = param(1.0, "weight of the in-modal (self-supervised) loss", min=0.0)
+    synonyms: str = param(
+        "auto", "EDA synonym source: auto (WordNet if installed), wordnet, dataset",
+        choices=SYNONYM_SOURCES,
+    )  # fmt: skip
+
+
+def inmodal_loss(
+    features: torch.Tensor, views: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """InfoNCE between each item and its augmented view (features L2-normalised)."""
+    logits = logit_scale * features @ views.T
+    return F.cross_entropy(logits, torch.arange(len(features), device=features.device))
+
+
+def cleanclip_loss(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    image_views: torch.Tensor | None,
+    text_views: torch.Tensor | None,
+    logit_scale: torch.Tensor,
+    clip_weight: float,
+    inmodal_weight: float,
+) -> torch.Tensor:
+    """clip_weight * L_clip + inmodal_weight * (L_image-image + L_text-text) / 2; a zero
+    weight drops its term entirely (and its views may then be None)."""
+    loss = torch.zeros((), device=image.device)
+    if clip_weight > 0:
+        loss = loss + clip_weight * clip_loss(image, text, logit_scale)
+    if inmodal_weight > 0:
+        inmodal = (inmodal_loss(image, image_views, logit_scale)
+                   + inmodal_loss(text, text_views, logit_scale)) / 2  # fmt: skip
+        loss = loss + inmodal_weight * inmodal
+    return loss
+
+
+class CleanCLIPObjective:
+    """The CleanCLIP loss over a batch; skips the view forward pass when its weight is 0."""
+
+    def __init__(self, clip_weight: float, inmodal_weight: float, text_views: TextViews,
+                 seed: int) -> None:  # fmt: skip
+        self.clip_weight = clip_weight
+        self.inmodal_weight = inmodal_weight
+        self.image_views = ImageViews()
+        self.text_views = text_views
+        self.seed = seed
+
+    def __call__(self, clip: ClipBundle, batch: Batch) -> torch.Tensor:
+        device = next(clip.model.parameters()).device
+        images, tokens = batch.images, batch.tokens
+        n = len(images)
+        if self.inmodal_weight > 0:
+            step_seed = substream(self.seed, f"views:{batch.step}")
+            views = self.image_views(images, step_seed)
+            captions = self.text_views(batch.captions, step_seed)
+            images = torch.cat([images, views])
+            tokens = torch.cat([tokens, clip.tokenize(captions)])
+        out = clip.model(clip.normalize(images.to(device)), tokens.to(device))
+        image, text, scale = out["image_features"], out["text_features"], out["logit_scale"]
+        views = self.inmodal_weight > 0
+        return cleanclip_loss(image[:n], text[:n], image[n:] if views else None,
+                              text[n:] if views else None, scale, self.clip_weight,
+                              self.inmodal_weight)  # fmt: skip
+
+
+def resolve_synonyms(choice: str, context: DefenseContext):
+    """(synonym function, its source's name); the dataset's table is always available."""
+    if choice in ("auto", "wordnet"):
+        found = wordnet_synonyms()
+        if found is not None:
+            return found, "wordnet"
+        if choice == "wordnet":
+            raise BenchbdError("synonyms=wordnet needs nltk with its wordnet data installed")
+    return table_synonyms(context.task.synonym_groups), "dataset"
+
+
+class CleanCLIP(Defense):
+    description = "CleanCLIP: CLIP loss + in-modal self-supervision on clean pairs."
+    Params = CleanCLIPParams
+
+    def weights(self) -> tuple[float, float]:
+        return self.params.clip_weight, self.params.inmodal_weight
+
+    def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
+        clip_weight, inmodal_weight = self.weights()
+        synonyms, source = resolve_synonyms(getattr(self.params, "synonyms", "dataset"), context)
+        self.synonym_source = source if inmodal_weight > 0 else None
+        objective = CleanCLIPObjective(clip_weight, inmodal_weight, TextViews(synonyms),
+                                       context.seed)  # fmt: skip
+        pairs = clean_subset(context, self.params.clean_pairs)
+        train(clip, pairs, self.params.train_config(), seed=context.seed, objective=objective,
+              stage="defense", progress=context.progress)  # fmt: skip
+        return clip
+
+    def report(self) -> dict:
+        return {"synonyms": getattr(self, "synonym_source", None)}
+
+
+@dataclass(frozen=True)
+class InModalParams(FinetuneParams):
+    synonyms: str = param(
+        "auto", "EDA synonym source: auto (WordNet if installed), wordnet, dataset",
+        choices=SYNONYM_SOURCES,
+    )  # fmt: skip
+
+
+class InModal(CleanCLIP):
+    description = "CleanCLIP's in-modal term alone (clip_weight = 0)."
+    Params = InModalParams
+
+    def weights(self) -> tuple[float, float]:
+        return 0.0, 1.0

@@ -1,0 +1,77 @@
+"""Supervised finetuning (CleanCLIP's "SuFi"): the image encoder plus a linear head trained
+with cross-entropy on clean labelled images.
+
+Training the vision tower against labels overwrites the trigger features it learned. As in
+the paper, CA and ASR after this defense are measured with the trained head (the result file
+records "linear-head" as the classifier). The head starts from the zero-shot classifier, so
+the first step is already a sensible classifier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from benchbd.data.pairs import UNLABELLED
+from benchbd.errors import BenchbdError
+from benchbd.evaluate import zero_shot_weights
+from benchbd.model import ClipBundle
+from benchbd.params import Params, param
+from benchbd.plugins import Defense, DefenseContext
+from benchbd.train import Batch, TrainConfig, train
+
+
+@dataclass(frozen=True)
+class SupervisedParams(Params):
+    labelled_images: int = param(5000, "clean labelled images to train on (0 = all)", min=0)
+    epochs: float = param(5.0, "passes over the labelled images", min=0.01)
+    lr: float = param(5e-4, "peak learning rate", min=0.0)
+    batch_size: int = param(128, "images per batch", min=2)
+    weight_decay: float = param(0.01, "AdamW weight decay (paper: 0.01)", min=0.0)
+    warmup_steps: int = param(20, "linear warmup steps before the cosine", min=0)
+
+
+class LinearHead(torch.nn.Module):
+    """Logits = scale * W f for L2-normalised image features f."""
+
+    def __init__(self, weights: torch.Tensor, scale: float) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(weights.shape[0], weights.shape[1], bias=True)
+        with torch.no_grad():
+            self.linear.weight.copy_(weights.T * scale)
+            self.linear.bias.zero_()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features)
+
+
+class SupervisedFinetune(Defense):
+    description = "CleanCLIP's supervised finetuning: image encoder + linear head, cross-entropy."
+    Params = SupervisedParams
+
+    def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
+        labelled = torch.nonzero(context.clean.labels != UNLABELLED).flatten()
+        if len(labelled) == 0:
+            raise BenchbdError("cleanclip_supervised needs labelled clean images; none found")
+        size = self.params.labelled_images
+        pairs = context.clean.subset(labelled[:size] if size else labelled)
+        scale = clip.model.logit_scale.exp().item()
+        head = LinearHead(zero_shot_weights(clip, context.task), scale)
+        head.to(next(clip.model.parameters()).device)
+        trainable = torch.nn.ModuleDict({"visual": clip.model.visual, "head": head})
+
+        def objective(bundle: ClipBundle, batch: Batch) -> torch.Tensor:
+            device = next(bundle.model.parameters()).device
+            features = bundle.model.encode_image(bundle.normalize(batch.images.to(device)))
+            logits = head(F.normalize(features, dim=-1))
+            return F.cross_entropy(logits, batch.labels.to(device))
+
+        config = TrainConfig(epochs=self.params.epochs, batch_size=self.params.batch_size,
+                             lr=self.params.lr, weight_decay=self.params.weight_decay,
+                             warmup_steps=self.params.warmup_steps)  # fmt: skip
+        train(clip, pairs, config, seed=context.seed, objective=objective, stage="defense",
+              progress=context.progress, trainable=trainable)  # fmt: skip
+        clip.head = head
+        return clip
