@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import torch
@@ -36,7 +37,7 @@ def trigger_grid(clean: torch.Tensor, triggered: torch.Tensor, title: str, path:
             axis.set_yticks([])
             if c == 0:
                 axis.set_ylabel(label, fontsize=9)
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(textwrap.fill(title, width=int(16 * n)), fontsize=10)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 from benchbd.errors import BenchbdError
+from benchbd.model import create_clip
 from benchbd.params import build
 from benchbd.plugins import AttackSetup, attacks
 
 
+@functools.cache
+def surrogate():
+    """An untrained CLIP: enough for PGD to have gradients to follow."""
+    return create_clip(seed=0)
+
+
 def make(name, data, count=20, seed=0, **params):
     cls = attacks.get(name)
-    return cls(build(cls.Params, params, name), AttackSetup(7, data.task, count, seed))
+    setup = AttackSetup(7, data.task, count, seed, surrogate=surrogate)
+    return cls(build(cls.Params, params, name), setup)
 
 
 @pytest.mark.parametrize("name", attacks.names())
@@ -163,7 +173,7 @@ def test_wanet_noise_mode_adds_cross_samples_with_true_captions(tiny_data):
 def test_label_consistent_keeps_captions_and_touches_only_target_pairs(tiny_data):
     from attacks.label_consistent import mentions
 
-    attack = make("label_consistent", tiny_data, count=30)
+    attack = make("label_consistent", tiny_data, count=30, harden=False)
     poisoned = attack.poison(tiny_data.train)
     assert poisoned.pairs.captions == tiny_data.train.captions
     names = tiny_data.task.names_for("heart")
@@ -178,12 +188,10 @@ def test_label_consistent_keeps_captions_and_touches_only_target_pairs(tiny_data
 
 def test_label_consistent_with_another_trigger_and_hardening(tiny_data):
     from attacks.label_consistent import LabelConsistent, LabelConsistentParams
-    from benchbd.model import create_clip
     from benchbd.plugins import AttackSetup
 
-    surrogate = create_clip(seed=0)
-    setup = AttackSetup(7, tiny_data.task, 10, 0, surrogate=lambda: surrogate)
-    params = LabelConsistentParams(trigger="blended", harden=True, steps=3)
+    setup = AttackSetup(7, tiny_data.task, 10, 0, surrogate=surrogate)
+    params = LabelConsistentParams(trigger="blended", trigger_params="", harden=True, steps=3)
     attack = LabelConsistent(params, setup)
     images = tiny_data.train.images[attack.eligible(tiny_data.train)[:4]]
     hardened = attack.harden(images)
@@ -195,3 +203,6 @@ def test_label_consistent_with_another_trigger_and_hardening(tiny_data):
     assert torch.equal(attack.apply_trigger(images, torch.Generator().manual_seed(1)), blended_only)
     with pytest.raises(BenchbdError, match="own trigger"):
         LabelConsistent(LabelConsistentParams(trigger="label_consistent"), setup)
+    no_surrogate = AttackSetup(7, tiny_data.task, 10, 0)
+    with pytest.raises(BenchbdError, match="needs a surrogate"):
+        LabelConsistent(params, no_surrogate).harden(images)

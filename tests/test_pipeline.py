@@ -67,7 +67,7 @@ def test_result_file_is_complete_and_atomic(poisoned_run):
     for key in ("attack", "defense", "dataset", "model", "seed", "metrics", "timings",
                 "versions", "fingerprint", "poison", "pretrain"):  # fmt: skip
         assert key in data
-    assert data["attack"]["params"] == {"patch_fraction": 0.25}
+    assert data["attack"]["params"]["patch_fraction"] == 0.25
     assert len(data["poison"]["indices"]) == data["poison"]["count"]
     for when in ("before", "after"):
         for metric in ("ca", "asr", "ra"):

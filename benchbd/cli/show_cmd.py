@@ -35,6 +35,8 @@ def show(
     plugin = attacks.get(attack)(params, AttackSetup(target_index, data.task, 0, seed))
     clean = data.test.images[data.test.labels != target_index][:images]
     triggered = plugin.apply_trigger(clean, torch.Generator().manual_seed(seed))
-    shown = ", ".join(f"{k}={v}" for k, v in params.to_dict().items())
+    shown = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.to_dict().items()
+    )
     trigger_grid(clean, triggered, f"{attack} ({shown})" if shown else attack, out)
     typer.echo(f"wrote {out}")
