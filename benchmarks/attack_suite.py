@@ -38,8 +38,8 @@ def main() -> None:
     for name in names:
         params = parse_assignments(overrides.get(name, []))
         config = RunConfig(attack=name, defense="none", attack_params=params)
-        if params.get("harden", "").lower() not in ("true", "1", "yes"):
-            attack = build_attack(config, data)
+        attack = build_attack(config, data)
+        if not getattr(attack.params, "harden", False):
             start = time.perf_counter()
             attack.poison(data.train)
             poison_s = f"{time.perf_counter() - start:6.2f} s"
