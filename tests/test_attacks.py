@@ -21,6 +21,8 @@ def surrogate():
 
 def make(name, data, count=20, seed=0, **params):
     cls = attacks.get(name)
+    if "steps" in cls.Params.__dataclass_fields__:
+        params.setdefault("steps", 2)  # PGD iterations: tiny settings
     setup = AttackSetup(7, data.task, count, seed, surrogate=surrogate)
     return cls(build(cls.Params, params, name), setup)
 
