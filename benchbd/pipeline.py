@@ -208,8 +208,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     timings["total_s"] = round(time.perf_counter() - total_start, 3)
 
     result = _record(config, data, attack, poisoned.indices, defense_params, before, after,
-                     model_fp, cached, timings)  # fmt: skip
-    result.extra["defense_report"] = defense.report()
+                     model_fp, cached, timings, defense.report())  # fmt: skip
     if out is not None:
         result.write(out)
     return result
@@ -222,7 +221,7 @@ def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict) -> s
 
 
 def _record(config, data, attack, indices, defense_params, before: Metrics, after: Metrics,
-            model_fp, cached, timings) -> RunResult:  # fmt: skip
+            model_fp, cached, timings, defense_report) -> RunResult:  # fmt: skip
     defense_dict = defense_params.to_dict()
     return RunResult(
         attack=PluginRecord(config.attack, attacks.origin(config.attack), attack.params.to_dict()),
@@ -250,5 +249,5 @@ def _record(config, data, attack, indices, defense_params, before: Metrics, afte
         timings=timings,
         versions=versions(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        extra={"attack_state": attack.state()},
+        extra={"attack_state": attack.state(), "defense_report": defense_report},
     )

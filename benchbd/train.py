@@ -41,6 +41,12 @@ class TrainConfig:
         if self.weight_decay < 0 or self.warmup_steps < 0 or not 0 <= self.shift < 0.5:
             raise ValueError("weight_decay and warmup_steps must be >= 0, shift in [0, 0.5)")
 
+    @classmethod
+    def from_recipe(cls, recipe: object) -> TrainConfig:
+        """A stage's config from any object with the recipe's fields (a defense's Params)."""
+        names = ("epochs", "batch_size", "lr", "weight_decay", "warmup_steps")
+        return cls(**{name: getattr(recipe, name) for name in names})
+
     def steps(self, n_pairs: int) -> int:
         """Optimizer steps for n_pairs; the last partial batch is dropped (contrastive batches
         must be full-sized for a stable loss)."""

@@ -40,13 +40,7 @@ class FinetuneParams(Params):
     warmup_steps: int = param(20, "linear warmup steps before the cosine", min=0)
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            warmup_steps=self.warmup_steps,
-        )
+        return TrainConfig.from_recipe(self)
 
 
 def clean_subset(context: DefenseContext, size: int):

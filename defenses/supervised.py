@@ -68,9 +68,7 @@ class SupervisedFinetune(Defense):
             logits = head(F.normalize(features, dim=-1))
             return F.cross_entropy(logits, batch.labels.to(device))
 
-        config = TrainConfig(epochs=self.params.epochs, batch_size=self.params.batch_size,
-                             lr=self.params.lr, weight_decay=self.params.weight_decay,
-                             warmup_steps=self.params.warmup_steps)  # fmt: skip
+        config = TrainConfig.from_recipe(self.params)
         train(clip, pairs, config, seed=context.seed, objective=objective, stage="defense",
               progress=context.progress, trainable=trainable)  # fmt: skip
         clip.head = head
