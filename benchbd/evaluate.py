@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from benchbd.data.images import is_streamed
 from benchbd.data.pairs import PairSet, ZeroShotTask
+from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
 
 # Whether a larger value is better, per metric: tables sort and highlight from this.
@@ -31,6 +33,7 @@ class Metrics:
     n_test: int
     n_triggered: int
     classifier: str = "zero-shot"
+    ca_top5: float | None = None  # reported for streamed (real) test sets with over 5 classes
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,6 +125,8 @@ def evaluate(
     The trigger gets its own seeded generator, so a random trigger (fresh noise per image)
     is the same at every evaluation of the same run.
     """
+    if is_streamed(test):
+        return evaluate_streamed(clip, test, task, target, trigger, seed)
     if clip.head is not None:
         classifier = "linear-head"
 
@@ -149,4 +154,67 @@ def evaluate(
         n_test=len(test),
         n_triggered=int(eligible.sum()),
         classifier=classifier,
+    )
+
+
+def evaluate_streamed(
+    clip: ClipBundle,
+    test: PairSet,
+    task: ZeroShotTask,
+    target: int,
+    trigger: TriggerFn | None,
+    seed: int,
+    batch_size: int = 256,
+) -> Metrics:
+    """`evaluate` for test sets read from disk: one pass, memory bounded by the batch.
+
+    Each batch is decoded by the loader workers, classified clean, then its non-target images
+    are triggered (one seeded generator, drawn batch after batch) and classified again. Only
+    per-image predictions are kept. Adds top-5 CA when there are more than five classes."""
+    from benchbd.data.images import stream
+
+    model = clip.model.eval()
+    device = next(model.parameters()).device
+    head = clip.head.eval() if clip.head is not None else None
+    weights = None if head is not None else zero_shot_weights(clip, task)
+    k = min(5, len(task.classnames))
+    generator = torch.Generator().manual_seed(seed)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    @torch.no_grad()
+    def scores(images: torch.Tensor) -> torch.Tensor:
+        with autocast:
+            features = model.encode_image(clip.normalize(images.to(device)))
+        features = F.normalize(features.float(), dim=-1)
+        return (head(features) if head is not None else features @ weights).float().cpu()
+
+    top1, topk, triggered, labels_triggered = [], [], [], []
+    starts = range(0, len(test), batch_size)
+    batches = [list(range(i, min(i + batch_size, len(test)))) for i in starts]
+    for images, positions in stream(test.images, batches):
+        labels = test.labels[positions]
+        clean = scores(images)
+        top1.append(clean.argmax(dim=1))
+        topk.append((clean.topk(k, dim=1).indices == labels[:, None]).any(dim=1))
+        eligible = labels != target
+        if trigger is not None and eligible.any():
+            triggered.append(scores(trigger(images[eligible], generator)).argmax(dim=1))
+            labels_triggered.append(labels[eligible])
+    predictions = torch.cat(top1)
+    ca = clean_accuracy(predictions, test.labels)
+    ca_top5 = torch.cat(topk).float().mean().item() if len(task.classnames) > 5 else None
+    classifier = "linear-head" if head is not None else "zero-shot"
+    if trigger is None:
+        return Metrics(ca, None, None, len(test), 0, classifier, ca_top5)
+    if not triggered:
+        raise BenchbdError("no test image outside the target class: ASR is undefined")
+    hit, truth = torch.cat(triggered), torch.cat(labels_triggered)
+    return Metrics(
+        ca=ca,
+        asr=attack_success_rate(hit, truth, target),
+        ra=robust_accuracy(hit, truth, target),
+        n_test=len(test),
+        n_triggered=len(truth),
+        classifier=classifier,
+        ca_top5=ca_top5,
     )

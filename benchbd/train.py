@@ -18,6 +18,8 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from benchbd import distributed
+from benchbd.data.images import is_streamed
 from benchbd.data.pairs import PairSet
 from benchbd.model import ClipBundle
 
@@ -131,10 +133,16 @@ def random_shift(images: torch.Tensor, fraction: float, generator: torch.Generat
     pad = int(round(fraction * images.shape[-1]))
     if pad == 0:
         return images
-    b, _, h, w = images.shape
-    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate").to(images.dtype)
+    b = images.shape[0]
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    return shift_by(images, pad, dy, dx)
+
+
+def shift_by(images: torch.Tensor, pad: int, dy: torch.Tensor, dx: torch.Tensor):
+    """Translate image i by (dy[i] - pad, dx[i] - pad) pixels, edges replicated."""
+    b, _, h, w = images.shape
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate").to(images.dtype)
     rows = (dy[:, None] + torch.arange(h)[None, :])[:, :, None]
     cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, :]
     out = padded[torch.arange(b)[:, None, None], :, rows, cols]  # (B, H, W, C)
@@ -155,25 +163,77 @@ def train(
 
     A fresh optimizer and schedule every call: stages never share optimizer state.
     `trainable` names the module whose parameters are optimised (default: the whole model),
-    for a defense that trains a tower plus a head.
+    for a defense that trains a tower plus a head. Pairs held in memory are batched by
+    indexing; pairs read from disk (`StreamedPairSet`) are decoded by loader workers. Under
+    torchrun each rank trains on its slice of every global batch (benchbd.distributed).
     """
     if len(pairs) < config.batch_size:
         raise ValueError(
             f"{stage}: {len(pairs)} pairs is fewer than one batch of {config.batch_size}"
         )
+    current = distributed.world()
+    if current.size > 1:
+        current.rows(config.batch_size)  # checks that the batch splits evenly
+        distributed.prepare(clip)
+        if objective is contrastive_objective:
+            objective = distributed.gathered_contrastive_objective
     model = clip.model
     device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    tokens = clip.tokenize(pairs.captions)
     optimizer = build_optimizer(trainable or model, config.lr, config.weight_decay)
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
     total = config.steps(len(pairs))
-    per_epoch = max(1, len(pairs) // config.batch_size)
+    if is_streamed(pairs):
+        batches = streamed_batches(clip, pairs, config, total, seed, current)
+    else:
+        batches = memory_batches(clip, pairs, config, total, seed, current)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     losses: list[float] = []
     model.train()
     if trainable is not None:
         trainable.train()
     start = time.perf_counter()
+    for batch in batches:
+        step = batch.step
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, total, config.lr, config.warmup_steps)
+        with autocast:
+            loss = objective(clip, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{stage}: loss became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if current.size > 1:
+            distributed.average_gradients(parameters)
+            if objective is not distributed.gathered_contrastive_objective:
+                loss = distributed.mean(loss)  # a rank-local loss: log the mean
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, LOGIT_SCALE_MAX)
+        losses.append(loss.item())
+        if progress is not None:
+            elapsed = time.perf_counter() - start
+            rate = (step + 1) * config.batch_size / max(elapsed, 1e-9)
+            progress(StepReport(stage, step + 1, total, losses[-1], rate))
+    model.eval()
+    if trainable is not None:
+        trainable.eval()
+    return losses
+
+
+def _local(batch: Batch, rows: slice | None) -> Batch:
+    if rows is None:
+        return batch
+    return Batch(batch.images[rows], batch.captions[rows], batch.tokens[rows],
+                 batch.labels[rows], batch.step)  # fmt: skip
+
+
+def memory_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed: int, world):
+    """Batches of in-memory pairs: one seeded generator draws each epoch's order and each
+    batch's shifts, then (under torchrun) each rank keeps its rows of the global batch."""
+    generator = torch.Generator().manual_seed(seed)
+    tokens = clip.tokenize(pairs.captions)
+    per_epoch = max(1, len(pairs) // config.batch_size)
+    rows = world.rows(config.batch_size) if world.size > 1 else None
     order = torch.empty(0, dtype=torch.long)
     for step in range(total):
         if step % per_epoch == 0:
@@ -187,23 +247,43 @@ def train(
             labels=pairs.labels[index],
             step=step,
         )
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total, config.lr, config.warmup_steps)
-        with autocast:
-            loss = objective(clip, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{stage}: loss became {loss.item()} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, LOGIT_SCALE_MAX)
-        losses.append(loss.item())
-        if progress is not None:
-            elapsed = time.perf_counter() - start
-            rate = (step + 1) * config.batch_size / max(elapsed, 1e-9)
-            progress(StepReport(stage, step + 1, total, losses[-1], rate))
-    model.eval()
-    if trainable is not None:
-        trainable.eval()
-    return losses
+        yield _local(batch, rows)
+
+
+class EpochOrder:
+    """The batch sampler of streamed training: a fresh seeded permutation per epoch, full
+    batches only, this rank's rows of each (the same global order on every rank)."""
+
+    def __init__(self, n: int, batch_size: int, total: int, seed: int, rows: slice) -> None:
+        self.n, self.batch_size, self.total, self.seed, self.rows = n, batch_size, total, seed, rows
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed)
+        per_epoch = max(1, self.n // self.batch_size)
+        order = torch.empty(0, dtype=torch.long)
+        for step in range(self.total):
+            if step % per_epoch == 0:
+                order = torch.randperm(self.n, generator=generator)
+            offset = (step % per_epoch) * self.batch_size
+            yield order[offset : offset + self.batch_size][self.rows].tolist()
+
+
+def streamed_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed: int, world):
+    """Batches of pairs read from disk, decoded by loader workers. Shifts are drawn for the
+    whole global batch (a second seeded stream) so every rank agrees with one process."""
+    from benchbd.data.images import stream
+
+    rows = world.rows(config.batch_size) if world.size > 1 else slice(None)
+    sampler = EpochOrder(len(pairs), config.batch_size, total, seed, rows)
+    shifts = torch.Generator().manual_seed(seed + 1)
+    pad = int(round(config.shift * pairs.image_size))
+    for step, (images, positions) in enumerate(stream(pairs.images, sampler)):
+        if pad:
+            dy = torch.randint(0, 2 * pad + 1, (config.batch_size,), generator=shifts)[rows]
+            dx = torch.randint(0, 2 * pad + 1, (config.batch_size,), generator=shifts)[rows]
+            images = shift_by(images, pad, dy, dx)
+        captions = [pairs.captions[i] for i in positions]
+        yield Batch(images, captions, clip.tokenize(captions), pairs.labels[positions], step)

@@ -19,21 +19,25 @@ import torch
 from benchbd.cache import cache_dir, fingerprint
 from benchbd.data import synthetic
 from benchbd.data.pairs import BenchmarkData, PairSet, ZeroShotTask
+from benchbd.data.real import RealSource
 from benchbd.errors import BenchbdError
 from benchbd.suggest import did_you_mean
 
 
 @dataclass(frozen=True)
 class DataSizes:
-    """How many pairs each split holds (train: poisoned pretraining; clean: for defenses)."""
+    """How many pairs each split holds (train: poisoned pretraining; clean: for defenses).
+
+    For real sources a size is a cap and 0 means every row available; the synthetic set is
+    generated to size, so it needs each split to be at least 1."""
 
     train: int = 20_000
     clean: int = 5_000
     test: int = 2_000
 
     def __post_init__(self) -> None:
-        if min(self.train, self.clean, self.test) < 1:
-            raise BenchbdError("every split needs at least one pair")
+        if min(self.train, self.clean, self.test) < 0:
+            raise BenchbdError("split sizes must be >= 0 (0 = all rows, for real datasets)")
 
 
 class DataSource(Protocol):
@@ -47,6 +51,8 @@ class SyntheticSource:
     version = fingerprint(Path(synthetic.__file__).read_text())
 
     def load(self, argument: str, sizes: DataSizes, image_size: int) -> BenchmarkData:
+        if min(sizes.train, sizes.clean, sizes.test) < 1:
+            raise BenchbdError("every split needs at least one pair")
         seed = int(argument) if argument else 0
         spec = synthetic.SyntheticSpec(seed=seed, image_size=image_size)
         key = {"source": "synthetic", "version": self.version, **asdict(spec), **asdict(sizes)}
@@ -121,11 +127,18 @@ def synonym_groups() -> list[list[str]]:
     return groups
 
 
-SOURCES: dict[str, DataSource] = {"synthetic": SyntheticSource()}
+SOURCES: dict[str, DataSource] = {
+    "synthetic": SyntheticSource(),
+    "csv": RealSource("csv"),
+    "hf": RealSource("hf"),
+    "imagefolder": RealSource("imagefolder"),
+}
 
 
 def load_data(spec: str, sizes: DataSizes, image_size: int) -> BenchmarkData:
-    """'synthetic' or 'synthetic:SEED' today; 'kind:argument' for every source."""
+    """'synthetic', 'synthetic:SEED', or a real source: 'csv:PATH', 'hf:NAME[:CONFIG]',
+    'imagefolder:PATH', each with '?key=value' options and '|eval=' / '|clean=' splits
+    (see benchbd.data.spec)."""
     kind, _, argument = spec.partition(":")
     if kind not in SOURCES:
         raise BenchbdError(f"unknown dataset {spec!r}{did_you_mean(kind, SOURCES)}")

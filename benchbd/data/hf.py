@@ -1,0 +1,150 @@
+"""`hf:NAME[:CONFIG]`: a Hugging Face `datasets` dataset as a real source.
+
+NAME is a hub name (loaded from the local `datasets` cache or downloaded) or a folder written
+by `save_to_disk` (loaded with `load_from_disk`). Images are read undecoded from the Arrow
+table (bytes) and decoded by benchbd's own resize-and-crop, in the loader workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchbd.data.images import decode
+from benchbd.data.listings import Listing
+from benchbd.data.spec import SourceSpec, contained, option_file, read_names, templates_from
+from benchbd.errors import BenchbdError
+from benchbd.suggest import did_you_mean
+
+OPTIONS = {"split", "image", "caption", "label", "classes", "templates"}
+EVAL_SPLITS = ("test", "validation", "val")
+
+
+@dataclass
+class ArrowImages:
+    """One image column of a dataset, read as encoded bytes (or a file path inside `root`)."""
+
+    table: object  # datasets.Dataset holding only the image column, decode=False
+    column: str
+    root: Path | None
+
+    def read(self, row: int, size: int) -> torch.Tensor:
+        value = self.table[row][self.column]
+        name = f"row {row}"
+        if value is None:
+            raise BenchbdError(f"hf: {name} has no image")
+        if value.get("bytes"):
+            return decode(value["bytes"], size, name)
+        if value.get("path") and self.root is not None:
+            path = contained(self.root, value["path"], "image path")
+            return decode(self.root / path, size, value["path"])
+        raise BenchbdError(f"hf: {name} has neither image bytes nor a readable path")
+
+
+def _load(spec: SourceSpec):
+    """(dataset or dataset dict, local folder or None) for NAME[:CONFIG]."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    folder = Path(spec.location).expanduser()
+    if folder.is_dir():
+        try:
+            return datasets.load_from_disk(str(folder)), folder.resolve()
+        except (FileNotFoundError, ValueError) as exc:
+            raise BenchbdError(f"hf: {spec.location!r} is not a saved dataset ({exc})") from None
+    name, _, config = spec.location.partition(":")
+    try:
+        return datasets.load_dataset(name, config or None), None
+    except Exception as exc:  # the hub raises many kinds; one line says which
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BenchbdError(
+            f"hf: cannot load dataset {spec.location!r} (not a local folder; from the hub: "
+            f"{first[:200]})"
+        ) from None
+
+
+def _pick_split(spec: SourceSpec, loaded) -> tuple[object, str | None, SourceSpec | None]:
+    """The split to read and, for a dataset dict, the spec of its own evaluation split."""
+    import datasets
+
+    if isinstance(loaded, datasets.Dataset):
+        return loaded, None, None
+    splits = list(loaded)
+    split = spec.get("split", "train" if "train" in splits else splits[0])
+    if split not in loaded:
+        raise BenchbdError(f"hf: no split {split!r}{did_you_mean(split, splits)} "
+                           f"(splits: {', '.join(splits)})")  # fmt: skip
+    held_out = None
+    if "split" not in spec.options:
+        for name in EVAL_SPLITS:
+            if name in loaded and name != split:
+                held_out = SourceSpec(spec.kind, spec.location, {**spec.options, "split": name})
+                break
+    return loaded[split], split, held_out
+
+
+def _column(spec: SourceSpec, table, option: str, default: str | None, required: bool):
+    columns = list(table.column_names)
+    name = spec.options.get(option, default)
+    if name is None or name not in columns:
+        if not required and option not in spec.options:
+            return None
+        raise BenchbdError(f"hf: no {option} column {name!r}{did_you_mean(str(name), columns)} "
+                           f"(columns: {', '.join(columns)}; choose with {option}=)")  # fmt: skip
+    return name
+
+
+def hf_listing(spec: SourceSpec) -> Listing:
+    import datasets
+
+    spec.check_options(OPTIONS)
+    loaded, folder = _load(spec)
+    table, split, held_out = _pick_split(spec, loaded)
+    features = table.features
+    first_image = next((k for k, v in features.items() if isinstance(v, datasets.Image)), "image")
+    image = _column(spec, table, "image", first_image, required=True)
+    if not isinstance(features[image], datasets.Image):
+        raise BenchbdError(f"hf: column {image!r} is not an image column ({features[image]})")
+    caption = _column(spec, table, "caption", "caption", required=False)
+    label = _column(spec, table, "label", "label", required=False)
+    if caption is None and label is None:
+        raise BenchbdError(f"hf: {spec.location!r} has neither a caption nor a label column; "
+                           "name one with caption= or label=")  # fmt: skip
+    root = folder or Path.cwd()
+    labels = classnames = None
+    if label is not None:
+        labels = np.asarray(table.data.column(label).to_numpy(zero_copy_only=False), np.int64)
+        feature = features[label]
+        ids = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+        if "classes" in spec.options:
+            names = read_names(option_file(root, spec.options["classes"], "classes file"))
+            classnames = [names[i] for i in ids] if isinstance(names, dict) and ids else names
+        else:
+            classnames = ids
+        if classnames is None:
+            raise BenchbdError(f"hf: label column {label!r} has no class names; "
+                               "give classes=FILE")  # fmt: skip
+        if labels.size and (labels.min() < 0 or labels.max() >= len(classnames)):
+            raise BenchbdError(f"hf: labels run outside the {len(classnames)} class names")
+    images = table.select_columns([image]).cast_column(image, datasets.Image(decode=False))
+    captions = table.data.column(caption).to_pylist() if caption else None
+    return Listing(
+        name=spec.text(),
+        reader=ArrowImages(images, image, folder),
+        size=len(table),
+        key={
+            "kind": "hf",
+            "location": spec.location,
+            "split": split,
+            "options": spec.options,
+            "fingerprint": getattr(table, "_fingerprint", None),
+        },
+        captions=captions,
+        labels=labels,
+        classnames=classnames,
+        templates=templates_from(spec, root) if labels is not None else [],
+        held_out=held_out,
+    )
