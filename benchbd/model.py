@@ -17,6 +17,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.model import get_model_preprocess_cfg
 
 from benchbd.errors import BenchbdError
+from benchbd.pretrained import is_path, load_weights, pretrained_file
 from benchbd.suggest import did_you_mean
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -79,14 +80,25 @@ def _quiet_open_clip():
         logging.disable(previous)
 
 
-def create_clip(name: str = DEFAULT_MODEL, seed: int = 0, device: str | torch.device = "cpu"):
-    """A freshly initialised model, seeded so that the same seed gives the same weights."""
+def create_clip(
+    name: str = DEFAULT_MODEL,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    pretrained: str | None = None,
+):
+    """A model: freshly initialised and seeded (same seed, same weights), or with `pretrained`
+    weights: an open_clip tag for this model (from the local cache) or a checkpoint file."""
     if name not in open_clip.list_models():
         raise BenchbdError(f"unknown model {name!r}{did_you_mean(name, available_models())}")
+    weights = pretrained_file(name, pretrained) if pretrained else None
     with torch.random.fork_rng(devices=[]), _quiet_open_clip():
         torch.manual_seed(seed)
         model = open_clip.create_model(name, pretrained=None, output_dict=True, device=device)
-    cfg = get_model_preprocess_cfg(model)
+    cfg = dict(get_model_preprocess_cfg(model))
+    if weights is not None:
+        load_weights(model, weights)
+        tag_cfg = {} if is_path(pretrained) else open_clip.get_pretrained_cfg(name, pretrained)
+        cfg.update({k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg})
     mean = torch.tensor(cfg.get("mean", OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
     std = torch.tensor(cfg.get("std", OPENAI_DATASET_STD)).view(1, 3, 1, 1)
     size = cfg.get("size", 224)

@@ -23,6 +23,7 @@ from benchbd.evaluate import Metrics, defense_effectiveness, evaluate
 from benchbd.model import DEFAULT_MODEL, ClipBundle, create_clip, resolve_device
 from benchbd.params import build
 from benchbd.plugins import Attack, AttackSetup, DefenseContext, attacks, defenses
+from benchbd.pretrained import pretrained_key
 from benchbd.results import PluginRecord, RunResult, versions
 from benchbd.train import StepReport, TrainConfig, train
 
@@ -46,8 +47,14 @@ class RunConfig:
     pretrain: TrainConfig = field(default_factory=TrainConfig)
     sizes: DataSizes = field(default_factory=DataSizes)
     device: str = "auto"
+    # Pretrained weights (open_clip tag or checkpoint path). Alone: the model is taken as it is
+    # and not trained on the poisoned pairs; with from_pretrained: it is finetuned on them.
+    pretrained: str | None = None
+    from_pretrained: bool = False
 
     def __post_init__(self) -> None:
+        if self.from_pretrained and not self.pretrained:
+            raise BenchbdError("--from-pretrained needs --pretrained TAG or a checkpoint path")
         if self.poison_count is not None and self.poison_count < 0:
             raise BenchbdError(f"poison count must be >= 0, got {self.poison_count}")
         if self.poison_count is None and (
@@ -121,19 +128,21 @@ def surrogate_model(config: RunConfig, data, device, observer: Observer):
 
 
 def poisoned_fingerprint(config: RunConfig, data, attack: Attack) -> str:
-    return fingerprint(
-        {
-            "version": MODEL_CACHE_VERSION,
-            "data": data.fingerprint,
-            "attack": config.attack,
-            "attack_params": attack.params.to_dict(),
-            "target": attack.setup.target,
-            "count": attack.setup.count,
-            "model": config.model,
-            "pretrain": config.pretrain.to_dict(),
-            "seed": config.seed,
-        }
-    )
+    key = {
+        "version": MODEL_CACHE_VERSION,
+        "data": data.fingerprint,
+        "attack": config.attack,
+        "attack_params": attack.params.to_dict(),
+        "target": attack.setup.target,
+        "count": attack.setup.count,
+        "model": config.model,
+        "pretrain": config.pretrain.to_dict(),
+        "seed": config.seed,
+    }
+    if config.pretrained:  # only when set, so that from-scratch fingerprints never change
+        key["pretrained"] = pretrained_key(config.pretrained)
+        key["from_pretrained"] = config.from_pretrained
+    return fingerprint(key)
 
 
 def run(config: RunConfig, observer: Observer | None = None, out: Path | None = None) -> RunResult:
@@ -156,7 +165,8 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
         defense_cls.Params, config.defense_params, owner=f"defense {config.defense!r}"
     )
     device = resolve_device(config.device)
-    clip = create_clip(config.model, seed=substream(config.seed, "init"), device=device)
+    clip = create_clip(config.model, seed=substream(config.seed, "init"), device=device,
+                       pretrained=config.pretrained)  # fmt: skip
 
     observer.stage("data")
     data = load_data(config.dataset, config.sizes, clip.image_size)
@@ -170,8 +180,11 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     observer.stage("pretrain")
     model_fp = poisoned_fingerprint(config, data, attack)
     checkpoint = cache_dir() / "models" / f"{model_fp}.pt"
-    cached = checkpoint.exists()
-    if cached:
+    as_given = config.pretrained is not None and not config.from_pretrained
+    cached = checkpoint.exists() and not as_given
+    if as_given:
+        observer.note(f"pretrained weights {config.pretrained} used as they are (not trained)")
+    elif cached:
         clip.model.load_state_dict(load_state(checkpoint))
         clip.model.eval()
         observer.note(f"reusing cached poisoned model {model_fp} (pretraining skipped)")
@@ -223,6 +236,9 @@ def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict) -> s
 def _record(config, data, attack, indices, defense_params, before: Metrics, after: Metrics,
             model_fp, cached, timings, defense_report) -> RunResult:  # fmt: skip
     defense_dict = defense_params.to_dict()
+    extra = {"attack_state": attack.state(), "defense_report": defense_report}
+    if config.pretrained:
+        extra["pretrained"] = {"weights": config.pretrained, "finetuned": config.from_pretrained}
     return RunResult(
         attack=PluginRecord(config.attack, attacks.origin(config.attack), attack.params.to_dict()),
         defense=PluginRecord(config.defense, defenses.origin(config.defense), defense_dict),
@@ -249,5 +265,5 @@ def _record(config, data, attack, indices, defense_params, before: Metrics, afte
         timings=timings,
         versions=versions(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        extra={"attack_state": attack.state(), "defense_report": defense_report},
+        extra=extra,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -9,8 +10,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from benchbd import distributed
 from benchbd.cli.errors import friendly_errors
 from benchbd.data.sources import DataSizes
+from benchbd.data.spec import compose
 from benchbd.errors import BenchbdError
 from benchbd.model import DEFAULT_MODEL
 from benchbd.params import parse_assignments
@@ -20,6 +23,10 @@ from benchbd.plugins import attacks, defenses
 from benchbd.results import RunResult
 from benchbd.suggest import did_you_mean
 from benchbd.train import StepReport, TrainConfig
+
+# --from-pretrained: CleanCLIP's finetuning recipe (10 epochs, lr 1e-5, batch 64, 50 warmup
+# steps), not a from-scratch one that would wipe out what the weights know.
+FINETUNE_RECIPE = TrainConfig(epochs=10.0, batch_size=64, lr=1e-5, warmup_steps=50)
 
 
 def route_params(attack: str, defense: str, items: list[str]) -> tuple[dict, dict]:
@@ -114,38 +121,79 @@ def run(
     ),
     poison_count: int = typer.Option(None, help="number of pairs to poison (overrides rate)"),
     seed: int = typer.Option(0, help="seed for poisons, initialisation, batches and triggers"),
-    dataset: str = typer.Option("synthetic", help="data source"),
+    dataset: str = typer.Option(
+        "synthetic", help="synthetic, csv:PATH, hf:NAME[:CONFIG] or imagefolder:PATH"
+    ),
+    eval_dataset: str = typer.Option(
+        None, help="labelled test set for a real dataset, e.g. imagefolder:PATH"
+    ),
+    clean_dataset: str = typer.Option(
+        None, help="clean pairs for defenses (default: set aside from --dataset)"
+    ),
     model: str = typer.Option(DEFAULT_MODEL, help="open_clip model name"),
-    train_pairs: int = typer.Option(DataSizes.train, help="pretraining pairs"),
-    clean_pairs: int = typer.Option(DataSizes.clean, help="clean pairs available to defenses"),
-    test_images: int = typer.Option(DataSizes.test, help="labelled test images"),
-    epochs: float = typer.Option(TrainConfig.epochs, help="pretraining epochs"),
-    batch_size: int = typer.Option(TrainConfig.batch_size, help="pretraining batch size"),
-    lr: float = typer.Option(TrainConfig.lr, help="pretraining peak learning rate"),
+    pretrained: str = typer.Option(
+        None, help="pretrained weights: an open_clip tag (e.g. openai) or a checkpoint file"
+    ),
+    from_pretrained: bool = typer.Option(
+        False, help="poison by finetuning the --pretrained weights on the poisoned pairs"
+    ),
+    train_pairs: int = typer.Option(
+        None, help=f"pretraining pairs (synthetic: {DataSizes.train}; real: all rows)"
+    ),
+    clean_pairs: int = typer.Option(None, help=f"clean pairs for defenses [{DataSizes.clean}]"),
+    test_images: int = typer.Option(
+        None, help=f"labelled test images (synthetic: {DataSizes.test}; real: all)"
+    ),
+    epochs: float = typer.Option(None, help=f"pretraining epochs [{TrainConfig.epochs:g}]"),
+    batch_size: int = typer.Option(None, help=f"pretraining batch size [{TrainConfig.batch_size}]"),
+    lr: float = typer.Option(None, help=f"pretraining peak learning rate [{TrainConfig.lr:g}]"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     out: Path = typer.Option(Path("results"), help="folder for the result file"),
 ) -> None:
-    """Poison, pretrain, evaluate, defend, evaluate, and record one result file."""
+    """Poison, pretrain, evaluate, defend, evaluate, and record one result file.
+
+    Under `torchrun --nproc-per-node N -m benchbd run ...` every rank trains on its slice of
+    each batch; rank 0 alone draws progress and writes the result file."""
     attack_params, defense_params = route_params(attack, defense, param)
+    world = distributed.init_from_env()
+    real = dataset.partition(":")[0] != "synthetic"
+    if not real and (eval_dataset or clean_dataset):
+        raise BenchbdError("--eval-dataset and --clean-dataset apply to real datasets only")
+    recipe = FINETUNE_RECIPE if from_pretrained else TrainConfig()
     try:
-        pretrain = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr)
+        pretrain = replace(
+            recipe,
+            **{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr))
+               if v is not None},
+        )  # fmt: skip
     except ValueError as exc:
         raise BenchbdError(str(exc)) from None
+    defaults = DataSizes(train=0, test=0) if real else DataSizes()
+    sizes = DataSizes(
+        train=defaults.train if train_pairs is None else train_pairs,
+        clean=defaults.clean if clean_pairs is None else clean_pairs,
+        test=defaults.test if test_images is None else test_images,
+    )
     config = RunConfig(
         attack=attack,
         defense=defense,
         attack_params=attack_params,
         defense_params=defense_params,
-        dataset=dataset,
+        dataset=compose(dataset, eval_dataset, clean_dataset),
         model=model,
         target=target,
         poison_rate=poison_rate,
         poison_count=poison_count,
         seed=seed,
         pretrain=pretrain,
-        sizes=DataSizes(train=train_pairs, clean=clean_pairs, test=test_images),
-        device=device,
+        sizes=sizes,
+        device=distributed.device_for(device),
+        pretrained=pretrained,
+        from_pretrained=from_pretrained,
     )
+    if not world.is_main:  # the other ranks train their slices silently and write nothing
+        run_pipeline(config, observer=Observer(), out=None)
+        return
     console = Console(stderr=True)
     with RichObserver(console) as observer:
         result = run_pipeline(config, observer=observer, out=out)

@@ -1,0 +1,330 @@
+"""Real sources (csv:, hf:, imagefolder:) on tiny datasets the tests write: loading, poisoning
+through an attack, a training step, streamed evaluation, and the bad inputs users hit."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from benchbd.cli import app
+from benchbd.data.images import LazyImages, StreamedPairSet, decode
+from benchbd.data.pairs import PairSet
+from benchbd.data.sources import DataSizes, load_data
+from benchbd.errors import BenchbdError
+from benchbd.evaluate import evaluate
+from benchbd.model import create_clip
+from benchbd.params import build
+from benchbd.pipeline import RunConfig, build_attack
+from benchbd.plugins import AttackSetup, attacks
+from benchbd.train import TrainConfig, train
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (30, 40, 220),
+    "yellow": (230, 220, 30),
+    "white": (240, 240, 240),
+    "purple": (140, 30, 160),
+}
+CLASSES = list(COLOURS)
+ALL = DataSizes(train=0, clean=8, test=0)
+STEP = TrainConfig(epochs=1, batch_size=8, lr=1e-3, warmup_steps=1)
+
+
+@pytest.fixture(autouse=True)
+def no_workers(monkeypatch):
+    """Decode in the test process (worker start-up costs more than these tiny sets)."""
+    monkeypatch.setenv("BENCHBD_WORKERS", "0")
+
+
+def picture(colour: str, seed: int) -> Image.Image:
+    """A 40 x 48 image (not square, so cropping is exercised) of one colour plus noise."""
+    rng = np.random.default_rng(seed)
+    base = np.array(COLOURS[colour], dtype=np.int16)
+    pixels = base + rng.integers(-20, 21, size=(40, 48, 3))
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def write_pairs(folder, n=48, sep=",", image="image", caption="caption"):
+    """CleanCLIP's layout: images/ and a CSV of relative paths and captions."""
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        colour = CLASSES[i % len(CLASSES)]
+        picture(colour, i).save(folder / "images" / f"{i}.png")
+        rows.append((f"images/{i}.png", f"a {colour} thing number {i}"))
+    path = folder / "train.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter=sep)
+        writer.writerow([image, caption])
+        writer.writerows(rows)
+    return path
+
+
+def write_folder(folder, per_class=4):
+    """An evaluation set of class folders (ids n0..n5), named by a classes JSON file."""
+    for k, colour in enumerate(CLASSES):
+        (folder / f"n{k}").mkdir(parents=True)
+        for j in range(per_class):
+            picture(colour, 1000 + 10 * k + j).save(folder / f"n{k}" / f"{j}.png")
+    (folder / "classes.json").write_text(json.dumps({f"n{k}": c for k, c in enumerate(CLASSES)}))
+    (folder / "templates.txt").write_text("a photo of a {}.\na {} thing\n")
+    return folder
+
+
+@pytest.fixture
+def cc(tmp_path):
+    """A caption CSV for training and a class-folder test set, as in the paper's setting."""
+    csv_path = write_pairs(tmp_path / "cc")
+    val = write_folder(tmp_path / "val")
+    return f"csv:{csv_path}|eval=imagefolder:{val}?classes=classes.json&templates=templates.txt"
+
+
+def poison_train_evaluate(data, target: int, count: int = 4):
+    """The whole path on a real source: badnet poisons, one training step, evaluation."""
+    cls = attacks.get("badnet")
+    params = build(cls.Params, {"pattern": "white", "location": "bottom_right"}, "badnet")
+    attack = cls(params, AttackSetup(target, data.task, count, seed=0))
+    poisoned = attack.poison(data.train)
+    clip = create_clip("benchbd-rn-tiny", seed=0)
+    losses = train(clip, poisoned.pairs, STEP, seed=0)
+    metrics = evaluate(clip, data.test, data.task, target, attack.apply_trigger, seed=0)
+    return attack, poisoned, losses, metrics
+
+
+def test_csv_with_an_imagefolder_test_set_poisons_trains_and_evaluates(cc):
+    data = load_data(cc, ALL, image_size=32)
+    assert (len(data.train), len(data.clean), len(data.test)) == (40, 8, 24)
+    assert data.task.classnames == CLASSES
+    assert data.task.templates == ["a photo of a {}.", "a {} thing"]
+    assert isinstance(data.train, StreamedPairSet) and data.train.images.shape[1:] == (3, 32, 32)
+    assert (data.train.labels == -1).all()  # caption pairs carry no class
+    first = data.test.images[0]
+    assert first.dtype == torch.uint8 and first.shape == (3, 32, 32)
+    assert abs(first[0].float().mean().item() - 220) < 8  # red, resized and cropped
+    attack, poisoned, losses, metrics = poison_train_evaluate(data, target=CLASSES.index("blue"))
+    assert len(poisoned.indices) == 4 and len(losses) == 5 and np.isfinite(losses).all()
+    row = poisoned.indices[0]
+    assert "blue" in poisoned.pairs.captions[row]
+    assert poisoned.pairs.images[row][:, -2:, -2:].eq(255).all()  # the white corner patch
+    assert not data.train.images[row][:, -2:, -2:].eq(255).all()  # the source is untouched
+    assert 0 <= metrics.ca <= 1 and 0 <= metrics.asr <= 1 and metrics.ca_top5 is not None
+    assert metrics.ca_top5 >= metrics.ca and metrics.n_triggered == 20
+
+
+def test_streamed_evaluation_matches_in_memory_evaluation(cc):
+    """The same images, read from disk in batches of 5 or held in memory: the same metrics."""
+    from benchbd.evaluate import evaluate_streamed
+
+    data = load_data(cc, ALL, image_size=32)
+    in_memory = PairSet(data.test.images[:], list(data.test.captions), data.test.labels)
+    cls = attacks.get("badnet")
+    params = build(cls.Params, {"pattern": "checkerboard", "location": "top_left"}, "badnet")
+    attack = cls(params, AttackSetup(2, data.task, 0, seed=0))
+    clip = create_clip("benchbd-rn-tiny", seed=3)
+    a = evaluate(clip, in_memory, data.task, 2, attack.apply_trigger, seed=1)
+    b = evaluate_streamed(clip, data.test, data.task, 2, attack.apply_trigger, 1, batch_size=5)
+    assert (a.ca, a.asr, a.ra, a.n_triggered) == (b.ca, b.asr, b.ra, b.n_triggered)
+
+
+def test_csv_columns_and_delimiter_are_configurable(tmp_path):
+    path = write_pairs(tmp_path / "cc", n=24, sep="\t", image="img", caption="text")
+    val = write_folder(tmp_path / "val", per_class=1)
+    spec = f"csv:{path}?image=img&caption=text&sep=tab|eval=imagefolder:{val}"
+    data = load_data(spec, DataSizes(train=10, clean=4, test=0), image_size=32)
+    assert len(data.train) == 10 and len(data.clean) == 4
+    assert data.task.classnames == [f"n{k}" for k in range(6)]  # no classes file: folder ids
+    assert all(c.startswith("a ") for c in data.train.captions)
+
+
+def test_hf_saved_labelled_dataset_uses_its_test_split(tmp_path):
+    import datasets
+
+    def split(n, offset):
+        return datasets.Dataset.from_dict(
+            {"img": [picture(CLASSES[i % 6], offset + i) for i in range(n)],
+             "label": [i % 6 for i in range(n)]},
+            features=datasets.Features(
+                {"img": datasets.Image(), "label": datasets.ClassLabel(names=CLASSES)}
+            ),
+        )  # fmt: skip
+
+    datasets.DatasetDict({"train": split(36, 0), "test": split(12, 500)}).save_to_disk(
+        str(tmp_path / "colours")
+    )
+    data = load_data(f"hf:{tmp_path / 'colours'}", ALL, image_size=32)
+    assert (len(data.train), len(data.clean), len(data.test)) == (28, 8, 12)
+    assert data.task.classnames == CLASSES
+    assert data.test.labels.tolist() == [i % 6 for i in range(12)]
+    # a labelled set's captions: a prompt template filled with the row's class name
+    for caption, label in zip(data.train.captions, data.train.labels.tolist(), strict=True):
+        assert CLASSES[label] in caption
+    _, poisoned, losses, metrics = poison_train_evaluate(data, target=0)
+    assert all(data.train.labels[i] != 0 for i in poisoned.indices)
+    assert len(losses) == 3 and metrics.n_test == 12 and metrics.ca_top5 is not None
+
+
+def test_hf_caption_dataset_with_an_imagefolder_test_set(tmp_path):
+    import datasets
+
+    table = datasets.Dataset.from_dict(
+        {"image": [picture(CLASSES[i % 6], i) for i in range(20)],
+         "text": [f"a {CLASSES[i % 6]} thing" for i in range(20)]},
+        features=datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")}),
+    )  # fmt: skip
+    table.save_to_disk(str(tmp_path / "pairs"))
+    val = write_folder(tmp_path / "val", per_class=1)
+    spec = f"hf:{tmp_path / 'pairs'}?caption=text|eval=imagefolder:{val}?classes=classes.json"
+    data = load_data(spec, DataSizes(train=0, clean=4, test=0), image_size=32)
+    assert len(data.train) == 16 and data.train.captions[0].endswith("thing")
+    assert data.task.templates[0] == "a photo of a {}."  # the built-in prompt ensemble
+    image = data.train.images[0]
+    assert image.shape == (3, 32, 32) and image.dtype == torch.uint8
+    with pytest.raises(BenchbdError, match="no caption column 'caption'"):
+        load_data(f"hf:{tmp_path / 'pairs'}?caption=caption", ALL, 32)
+
+
+def test_imagefolder_with_a_labels_csv_and_class_list(tmp_path):
+    root = tmp_path / "val"
+    (root / "all").mkdir(parents=True)
+    with open(root / "labels.csv", "w") as handle:
+        handle.write("image,label\n")
+        for i in range(12):
+            picture(CLASSES[i % 6], i).save(root / "all" / f"{i}.png")
+            handle.write(f"all/{i}.png,{i % 6}\n")
+    (root / "names.txt").write_text("\n".join(CLASSES) + "\n")
+    spec = f"imagefolder:{root}?labels=labels.csv&classes=names.txt"
+    data = load_data(spec, DataSizes(train=0, clean=2, test=4), image_size=32)
+    assert data.task.classnames == CLASSES
+    assert len(data.test) == 4 and len(data.clean) == 2 and len(data.train) == 6
+    row = data.test.labels[0].item()
+    assert 0 <= row < 6
+
+
+def test_subsets_stay_lazy_and_keep_poisoned_rows(cc):
+    data = load_data(cc, ALL, image_size=32)
+    images = data.train.images.clone()
+    images[[3]] = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    pairs = data.train.with_changes(images=images)
+    view = pairs.subset([5, 3])
+    assert isinstance(view.images, LazyImages) and len(view) == 2
+    assert view.images[1].eq(0).all() and not view.images[0].eq(0).all()
+    assert view.captions == [data.train.captions[5], data.train.captions[3]]
+
+
+def test_decode_with_loader_workers(cc, monkeypatch):
+    """Two worker processes decode the same pixels as the test process does."""
+    from benchbd.data.images import stream
+
+    data = load_data(cc, ALL, image_size=32)
+    batches = [[0, 1, 2], [3, 4]]
+    got = torch.cat([b for b, _ in stream(data.test.images, batches, workers=2)])
+    assert torch.equal(got, data.test.images[[0, 1, 2, 3, 4]])
+
+
+# ---- bad inputs ------------------------------------------------------------------------------
+
+
+def test_missing_image_files_stop_the_run_or_are_skipped_and_counted(tmp_path, caplog):
+    path = write_pairs(tmp_path / "cc", n=24)
+    (tmp_path / "cc" / "images" / "5.png").unlink()
+    (tmp_path / "cc" / "images" / "7.png").unlink()
+    val = write_folder(tmp_path / "val", per_class=1)
+    with pytest.raises(BenchbdError, match=r"2 of 24 image files are missing.*missing=skip"):
+        load_data(f"csv:{path}|eval=imagefolder:{val}", ALL, 32)
+    with caplog.at_level(logging.WARNING, logger="benchbd.data"):
+        data = load_data(f"csv:{path}?missing=skip|eval=imagefolder:{val}", ALL, 32)
+    assert len(data.train) + len(data.clean) == 22
+    assert "2 of 24 image files are missing (first: images/5.png); skipped" in caplog.text
+
+
+def test_unreadable_image_is_one_clear_error(tmp_path):
+    path = write_pairs(tmp_path / "cc", n=16)
+    val = write_folder(tmp_path / "val", per_class=1)
+    (val / "n2" / "0.png").write_bytes(b"not a png at all")
+    data = load_data(f"csv:{path}|eval=imagefolder:{val}", DataSizes(0, 4, 0), 32)
+    with pytest.raises(BenchbdError, match=r"^unreadable image n2/0.png: ") as info:
+        evaluate(create_clip("benchbd-rn-tiny"), data.test, data.task, 0, None, seed=0)
+    assert "\n" not in str(info.value)
+
+
+def test_unreadable_image_from_a_worker_is_the_same_one_line(tmp_path):
+    from benchbd.data.images import stream
+
+    path = write_pairs(tmp_path / "cc", n=16)
+    (tmp_path / "cc" / "images" / "3.png").write_bytes(b"\x89PNG broken")
+    val = write_folder(tmp_path / "val", per_class=1)
+    data = load_data(f"csv:{path}|eval=imagefolder:{val}", DataSizes(0, 1, 0), 32)
+    with pytest.raises(BenchbdError, match=r"^unreadable image images/3.png: [^\n]*$"):
+        list(stream(data.train.images, [list(range(len(data.train)))], workers=1))
+
+
+def test_missing_column_names_the_columns_there_are(tmp_path):
+    path = write_pairs(tmp_path / "cc", n=4, caption="text")
+    with pytest.raises(BenchbdError, match=r"no column 'caption'.*columns: image, text"):
+        load_data(f"csv:{path}", ALL, 32)
+
+
+def test_target_class_absent_from_the_evaluation_classes(cc):
+    data = load_data(cc, ALL, 32)
+    config = RunConfig(dataset=cc, target="banana", sizes=ALL)
+    with pytest.raises(BenchbdError, match="unknown target class 'banana'"):
+        build_attack(config, data)
+
+
+@pytest.mark.parametrize("name", ["../outside.png", "images/../../outside.png", "/etc/passwd"])
+def test_paths_escaping_the_data_folder_are_refused(tmp_path, name):
+    (tmp_path / "cc").mkdir()
+    picture("red", 0).save(tmp_path / "outside.png")
+    path = tmp_path / "cc" / "train.csv"
+    path.write_text(f"image,caption\n{name},a red thing\n")
+    with pytest.raises(BenchbdError, match="resolves outside the data folder"):
+        load_data(f"csv:{path}", ALL, 32)
+
+
+def test_captions_without_classes_need_an_evaluation_set(tmp_path):
+    path = write_pairs(tmp_path / "cc", n=4)
+    with pytest.raises(BenchbdError, match="no classes to evaluate on.*--eval-dataset"):
+        load_data(f"csv:{path}", ALL, 32)
+
+
+def test_bad_class_and_template_files(tmp_path):
+    val = write_folder(tmp_path / "val", per_class=1)
+    (val / "five.txt").write_text("a\nb\nc\nd\ne\n")
+    (val / "bad.txt").write_text("a photo\n")
+    with pytest.raises(BenchbdError, match="lists 5 names for 6 classes"):
+        load_data(f"imagefolder:{val}?classes=five.txt", DataSizes(0, 1, 2), 32)
+    with pytest.raises(BenchbdError, match=r"template 'a photo' must contain '\{\}'"):
+        load_data(f"imagefolder:{val}?templates=bad.txt", DataSizes(0, 1, 2), 32)
+    with pytest.raises(BenchbdError, match="unknown option 'clases'; did you mean 'classes'"):
+        load_data(f"imagefolder:{val}?clases=five.txt", DataSizes(0, 1, 2), 32)
+
+
+def test_decode_resizes_the_short_side_then_crops_the_centre(tmp_path):
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[:, 10:30] = 255  # a white band in the middle third of a wide image
+    Image.fromarray(image).save(tmp_path / "wide.png")
+    out = decode(tmp_path / "wide.png", 10, "wide.png")
+    assert out.shape == (3, 10, 10) and out[:, :, 2:8].float().mean() > 250
+
+
+def test_cli_runs_a_real_dataset_end_to_end(cc, tmp_path):
+    train_csv, _, rest = cc.partition("|eval=")
+    result = CliRunner().invoke(
+        app,
+        ["run", "--dataset", train_csv, "--eval-dataset", rest, "--target", "blue",
+         "--poison-count", "4", "--clean-pairs", "8", "--epochs", "1", "--batch-size", "8",
+         "--defense", "none", "--device", "cpu", "--out", str(tmp_path / "results")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    written = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
+    assert written["dataset"]["name"] == cc
+    assert written["poison"]["count"] == 4 and written["target"]["name"] == "blue"
+    assert written["metrics"]["before"]["ca_top5"] is not None
