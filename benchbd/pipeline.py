@@ -227,6 +227,26 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     return result
 
 
+@functools.cache
+def _image_size(model: str) -> int:
+    return create_clip(model).image_size
+
+
+def plan(config: RunConfig) -> tuple[str, str]:
+    """(poisoned model fingerprint, run fingerprint) that `run(config)` will use, computed
+    without training anything and validating every name and parameter on the way. The sweep
+    uses them to skip finished cells and to train each poisoned model once."""
+    attack_params(config)
+    defense_cls = defenses.get(config.defense)
+    defense_params = build(
+        defense_cls.Params, config.defense_params, owner=f"defense {config.defense!r}"
+    )
+    data = load_data(config.dataset, config.sizes, _image_size(config.model))
+    attack = build_attack(config, data)
+    model_fp = poisoned_fingerprint(config, data, attack)
+    return model_fp, run_fingerprint(model_fp, config, defense_params.to_dict())
+
+
 def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict) -> str:
     return fingerprint(
         {"poisoned": model_fp, "defense": config.defense, "defense_params": defense_params}

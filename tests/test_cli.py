@@ -80,13 +80,14 @@ def test_table_formats_and_corrupt_files(tmp_path):
     markdown = invoke("table", str(tmp_path), "--format", "markdown")
     assert markdown.exit_code == 0
     assert "warning: skipped" in markdown.output and "broken.json" in markdown.output
-    assert "| badnet | finetune | 2 | 0.850 ± 0.071 | 0.900 ± 0.071 | 0.830 ± 0.071 |" in (
-        markdown.output
-    )
+    # the best defense of the attack (lowest ASR after, `none` excluded) is in bold
+    best = "| **badnet** | **finetune** | **2** | **0.850 ± 0.071** | **0.900 ± 0.071** |"
+    assert best in markdown.output
+    assert "| badnet | none | 1 | 0.900 | 0.950 |" in markdown.output
     # rows within an attack are ordered by ASR after the defense, lowest first
-    assert markdown.output.index("| finetune |") < markdown.output.index("| none |")
+    assert markdown.output.index("**finetune**") < markdown.output.index("| none |")
     csv = invoke("table", str(tmp_path), "--format", "csv").output
-    assert "badnet,finetune,2,0.850000,0.070711" in csv
+    assert "badnet,finetune,2,1,0.850000,0.070711" in csv
     latex = invoke("table", str(tmp_path), "--format", "latex").output
     assert r"\begin{tabular}" in latex and r"$\pm$" in latex
     rich = invoke("table", str(tmp_path))

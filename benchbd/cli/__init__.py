@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from benchbd.cli import list_cmd, run_cmd, show_cmd, table_cmd
+from benchbd.cli import list_cmd, plot_cmd, run_cmd, show_cmd, sweep_cmd, table_cmd
 
 app = typer.Typer(
     name="benchbd",
@@ -14,8 +14,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("run")(run_cmd.run)
+app.command("sweep")(sweep_cmd.sweep_cmd)
 app.command("list")(list_cmd.list_plugins)
 app.command("table")(table_cmd.table)
+app.command("plot")(plot_cmd.plot)
 app.command("show")(show_cmd.show)
 
 

@@ -9,27 +9,53 @@ from rich.console import Console
 from rich.table import Table
 
 from benchbd.cli.errors import friendly_errors
-from benchbd.leaderboard import FORMATS, headers, leaderboard, load_folder, render, row_texts
+from benchbd.leaderboard import (
+    COLUMNS,
+    FORMATS,
+    apply_filters,
+    headers,
+    leaderboard,
+    load_folder,
+    parse_filters,
+    render,
+    row_texts,
+)
 
 
 @friendly_errors
 def table(
     folder: Path = typer.Argument(Path("results"), help="folder of result JSON files"),
     format: str = typer.Option("rich", "--format", "-f", help="|".join(FORMATS)),
+    group_by: list[str] = typer.Option(
+        [],
+        "--group-by",
+        "-g",
+        help="recorded field to split rows by (dataset, model, "
+        "poison_rate, target, or a dotted path like defense.params.epochs); repeatable",
+    ),  # fmt: skip
+    filter: list[str] = typer.Option(
+        [], "--filter", help="FIELD=VALUE: keep only matching results; repeatable"
+    ),
+    sort: str = typer.Option("after_asr", help="|".join(key for key, _ in COLUMNS)),
 ) -> None:
-    """Print the leaderboard: rows attack x defense, CA and ASR before and after, DER."""
+    """Print the leaderboard: rows attack x defense, CA and ASR before and after, DER, seeds.
+    The best defense of each attack is in bold."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     results, warnings = load_folder(folder)
     for warning in warnings:
         typer.echo(f"benchbd: warning: {warning}", err=True)
-    rows = leaderboard(results)
+    results = apply_filters(results, parse_filters(filter))
+    if not results:
+        raise ValueError(f"no result in {str(folder)!r} matches the filters")
+    rows = leaderboard(results, group_by=group_by, sort=sort)
     if format != "rich":
-        typer.echo(render(rows, format), nl=False)
+        typer.echo(render(rows, format, group_by), nl=False)
         return
     view = Table(title=f"benchbd leaderboard: {folder} ({len(results)} runs)")
-    for i, header in enumerate(headers()):
-        view.add_column(header, justify="left" if i < 2 else "right")
+    n_left = len(group_by) + 2
+    for i, header in enumerate(headers(group_by)):
+        view.add_column(header, justify="left" if i < n_left else "right")
     for row in rows:
-        view.add_row(*row_texts(row))
+        view.add_row(*row_texts(row), style="bold green" if row.best else None)
     Console().print(view)

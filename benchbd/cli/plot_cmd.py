@@ -1,0 +1,28 @@
+"""`benchbd plot DIR --out leaderboard.png`: the leaderboard as a picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from benchbd.cli.errors import friendly_errors
+from benchbd.leaderboard import apply_filters, load_folder, parse_filters
+
+
+@friendly_errors
+def plot(
+    folder: Path = typer.Argument(Path("results"), help="folder of result JSON files"),
+    out: Path = typer.Option(Path("leaderboard.png"), help="PNG file to write"),
+    filter: list[str] = typer.Option([], "--filter", help="FIELD=VALUE; repeatable"),
+) -> None:
+    """CA against ASR per attack (arrows from poisoned to defended) and ASR bars per defense."""
+    from benchbd.plots import write_plot
+
+    results, warnings = load_folder(folder)
+    for warning in warnings:
+        typer.echo(f"benchbd: warning: {warning}", err=True)
+    results = apply_filters(results, parse_filters(filter))
+    if not results:
+        raise ValueError(f"no result in {str(folder)!r} matches the filters")
+    typer.echo(f"plot: {write_plot(results, out)}")

@@ -1,0 +1,114 @@
+"""`benchbd sweep`: run a grid of cells with one overall progress display."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from benchbd.cli.errors import friendly_errors
+from benchbd.errors import BenchbdError
+from benchbd.sweep import (
+    EXECUTORS,
+    CellOutcome,
+    Grid,
+    SweepObserver,
+    expand_names,
+    load_grid,
+    parse_seeds,
+    sweep,
+)
+
+
+class RichSweepObserver(SweepObserver):
+    """One bar for the grid: cells done, running, failed, and time left; a line per cell."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]sweep"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} cells"),
+            TextColumn("{task.fields[running]} running"),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.running = 0
+        self.failed = 0
+
+    def __enter__(self) -> RichSweepObserver:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def start(self, total: int, skipped: int) -> None:
+        if skipped:
+            self.console.print(f"[cyan]{skipped} of {total} cells already have results: skipped")
+        self.task = self.progress.add_task("sweep", total=total - skipped, running=0, failed=0)
+
+    def cell_started(self, name: str) -> None:
+        self.running += 1
+        self.progress.update(self.task, running=self.running)
+
+    def cell_finished(self, outcome: CellOutcome) -> None:
+        self.running -= 1
+        if outcome.status == "failed":
+            self.failed += 1
+            self.console.print(f"[red]failed[/red] {outcome.name}: {outcome.error}")
+        else:
+            m = outcome.metrics
+            self.console.print(f"done   {outcome.name}: CA {m['ca']:.3f}  ASR "
+                               f"{'-' if m['asr'] is None else format(m['asr'], '.3f')}  "
+                               f"({outcome.seconds:.0f} s)")  # fmt: skip
+        self.progress.update(self.task, advance=1, running=self.running, failed=self.failed)
+
+
+@friendly_errors
+def sweep_cmd(
+    attacks: str = typer.Option("all", help="attack names, comma-separated, or 'all'"),
+    defenses: str = typer.Option("all", help="defense names, comma-separated, or 'all'"),
+    seeds: str = typer.Option("0", help="seeds, comma-separated"),
+    grid: Path = typer.Option(None, help="TOML grid file (replaces the three options above)"),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="cells run in parallel (CPU threads split)"),
+    executor: str = typer.Option("local", help="|".join(EXECUTORS)),
+    out: Path = typer.Option(Path("results"), help="folder for the result files"),
+    slurm_partition: str = typer.Option(None, help="Slurm partition (--executor slurm)"),
+    slurm_time: int = typer.Option(120, help="Slurm time limit per cell, minutes"),
+    slurm_gpus: int = typer.Option(1, help="GPUs per Slurm job"),
+    slurm_cpus: int = typer.Option(8, help="CPUs per Slurm job"),
+) -> None:
+    """Run every (attack, defense, seed) cell; finished cells are skipped, so rerunning resumes.
+
+    Exit code: 0 when every cell succeeded, else the number of failed cells (at most 100)."""
+    if grid is not None:
+        plan = load_grid(grid)
+    else:
+        plan = Grid(expand_names(attacks, "attack"), expand_names(defenses, "defense"),
+                    parse_seeds(seeds))  # fmt: skip
+    if executor not in EXECUTORS:
+        raise BenchbdError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    slurm = {"timeout_min": slurm_time}
+    if executor == "slurm":
+        slurm |= {"slurm_partition": slurm_partition, "gpus_per_node": slurm_gpus,
+                  "cpus_per_task": slurm_cpus}  # fmt: skip
+        slurm = {k: v for k, v in slurm.items() if v is not None}
+    console = Console(stderr=True)
+    start = time.perf_counter()
+    with RichSweepObserver(console) as observer:
+        summary = sweep(plan, out, jobs=jobs, executor=executor, observer=observer, slurm=slurm)
+    minutes = (time.perf_counter() - start) / 60
+    typer.echo(
+        f"sweep: {summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed "
+        f"of {summary.total} cells in {minutes:.1f} min; results in {out}"
+    )
+    if summary.failed:
+        typer.echo(f"failure records: {out / 'failed'}", err=True)
+        raise typer.Exit(min(len(summary.failed), 100))

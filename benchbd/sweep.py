@@ -1,0 +1,337 @@
+"""The sweep: every (attack, defense, seed) cell of a grid, resumable and parallel.
+
+Each poisoned model is trained once per (attack, seed): the first cell of a group is its leader
+and the group's other cells start only after it, reusing the cached model. A cell whose result
+file already exists with the same fingerprint is skipped, so a killed sweep resumes where it
+stopped. A failing cell is recorded in `<out>/failed/` and never stops the others.
+
+Cells run inline (`jobs=1`), in a local process pool that splits the CPU threads between its
+workers, or as submitit jobs (Slurm on a cluster, submitit's local executor for tests). All
+three call the same `run_cell`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from benchbd.cache import atomic_write_text, cache_dir
+from benchbd.data.sources import DataSizes
+from benchbd.errors import BenchbdError
+from benchbd.pipeline import RunConfig, plan, run
+from benchbd.plugins import attacks, defenses
+from benchbd.results import read_result
+from benchbd.suggest import did_you_mean
+from benchbd.train import TrainConfig
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+RUN_OPTIONS = {"target", "poison_rate", "poison_count", "dataset", "model", "device"}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What a sweep covers: names, seeds, per-plugin parameters and shared run options."""
+
+    attacks: list[str]
+    defenses: list[str]
+    seeds: list[int]
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    defense_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    pretrain: dict[str, Any] = field(default_factory=dict)
+
+    def cells(self) -> list[RunConfig]:
+        """Grouped by (attack, seed) so each group's leader comes first."""
+        try:
+            sizes = DataSizes(**self.sizes)
+            pretrain = TrainConfig(**self.pretrain)
+        except (TypeError, ValueError) as exc:
+            raise BenchbdError(f"grid: {exc}") from None
+        return [
+            RunConfig(
+                attack=attack,
+                defense=defense,
+                seed=seed,
+                attack_params=dict(self.attack_params.get(attack, {})),
+                defense_params=dict(self.defense_params.get(defense, {})),
+                sizes=sizes,
+                pretrain=pretrain,
+                **self.run,
+            )  # fmt: skip
+            for attack in self.attacks
+            for seed in self.seeds
+            for defense in self.defenses
+        ]
+
+
+def expand_names(spec: str | Sequence[str], kind: str) -> list[str]:
+    """'all', a comma list or a list of names; every name checked against its registry.
+    'all' attacks leaves out `none` (a no-poison baseline has no ASR to defend against)."""
+    registry = attacks if kind == "attack" else defenses
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [n.strip() for n in names if n.strip()]
+    if names == ["all"]:
+        return [n for n in registry.names() if not (kind == "attack" and n == "none")]
+    for name in names:
+        registry.get(name)  # raises with a did-you-mean
+    if not names:
+        raise BenchbdError(f"no {kind}s given")
+    return list(dict.fromkeys(names))
+
+
+def parse_seeds(spec: str | Sequence[int]) -> list[int]:
+    try:
+        seeds = [int(s) for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    except ValueError:
+        raise BenchbdError(f"seeds must be integers separated by commas, got {spec!r}") from None
+    if not seeds or any(not isinstance(s, int) for s in seeds):
+        raise BenchbdError(f"seeds must be a non-empty list of integers, got {spec!r}")
+    return list(dict.fromkeys(seeds))
+
+
+GRID_KEYS = {"attacks", "defenses", "seeds", "attack_params", "defense_params", "run", "sizes",
+             "pretrain"}  # fmt: skip
+
+
+def load_grid(path: Path) -> Grid:
+    """A TOML grid file (parsed as data, never evaluated):
+
+    attacks = ["badnet", "blended"]     # or "all"
+    defenses = "all"
+    seeds = [0, 1, 2]
+    [run]                               # target, poison_rate, dataset, model, ...
+    poison_rate = 0.01
+    [attack_params.blended]
+    alpha = 0.3
+    """
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise BenchbdError(f"cannot read grid file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchbdError(f"grid file {str(path)!r} is not valid TOML: {exc}") from None
+    unknown = set(data) - GRID_KEYS
+    if unknown:
+        name = sorted(unknown)[0]
+        raise BenchbdError(f"grid file: unknown key {name!r}{did_you_mean(name, GRID_KEYS)}")
+    bad_run = set(data.get("run", {})) - RUN_OPTIONS
+    if bad_run:
+        name = sorted(bad_run)[0]
+        raise BenchbdError(f"grid file: unknown [run] option {name!r}"
+                           f"{did_you_mean(name, RUN_OPTIONS)}")  # fmt: skip
+    return Grid(
+        attacks=expand_names(data.get("attacks", "all"), "attack"),
+        defenses=expand_names(data.get("defenses", "all"), "defense"),
+        seeds=parse_seeds(data.get("seeds", [0])),
+        attack_params=data.get("attack_params", {}),
+        defense_params=data.get("defense_params", {}),
+        run=data.get("run", {}),
+        sizes=data.get("sizes", {}),
+        pretrain=data.get("pretrain", {}),
+    )
+
+
+def cell_name(config: RunConfig) -> str:
+    return f"{config.attack}__{config.defense}__seed{config.seed}"
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    name: str
+    status: str  # "done", "failed" or "skipped"
+    seconds: float = 0.0
+    error: str | None = None
+    path: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def failure_path(out: Path, name: str) -> Path:
+    return Path(out) / "failed" / f"{name}.json"
+
+
+def run_cell(config: RunConfig, out: str, threads: int | None = None) -> CellOutcome:
+    """One cell, wherever it runs: its result file on success, a failure record otherwise."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    name = cell_name(config)
+    start = time.perf_counter()
+    try:
+        result = run(config, out=Path(out))
+    except Exception as exc:  # recorded, never raised: one bad cell must not stop a sweep
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        record = {"cell": name, "error": error, "config": asdict(config),
+                  "traceback": traceback.format_exc()}  # fmt: skip
+        atomic_write_text(failure_path(out, name), json.dumps(record, indent=2, default=str))
+        return CellOutcome(name, "failed", time.perf_counter() - start, error=error)
+    failure_path(out, name).unlink(missing_ok=True)
+    after = result.metrics["after"]
+    return CellOutcome(name, "done", time.perf_counter() - start,
+                       path=str(Path(out) / result.filename),
+                       metrics={"ca": after["ca"], "asr": after["asr"]})  # fmt: skip
+
+
+class SweepObserver:
+    """What the sweep reports; the CLI draws a progress display, tests collect events."""
+
+    def start(self, total: int, skipped: int) -> None: ...
+
+    def cell_started(self, name: str) -> None: ...
+
+    def cell_finished(self, outcome: CellOutcome) -> None: ...
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    done: int = 0
+    skipped: int = 0
+    failed: list[CellOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def existing_fingerprints(out: Path) -> set[str]:
+    found = set()
+    for path in Path(out).glob("*.json"):
+        try:
+            found.add(read_result(path).get("fingerprint"))
+        except ValueError:
+            continue
+    return found
+
+
+class _Inline:
+    """jobs=1: run each cell in this process, as a completed future."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, abort: bool = False) -> None: ...
+
+
+class _Pool:
+    """Worker processes (spawned: no forked torch state), each with its share of threads."""
+
+    def __init__(self, jobs: int) -> None:
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+
+    def submit(self, fn, *args) -> Future:
+        return self.pool.submit(fn, *args)
+
+    def shutdown(self, abort: bool = False) -> None:
+        self.pool.shutdown(wait=not abort, cancel_futures=abort)
+
+
+class _Submitit:
+    """submitit jobs (Slurm or its local executor) behind the same submit/done interface."""
+
+    def __init__(self, cluster: str, folder: Path, slurm: dict[str, Any]) -> None:
+        try:
+            import submitit
+        except ImportError:
+            raise BenchbdError("--executor slurm needs submitit: pip install submitit") from None
+        self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        self.executor.update_parameters(**slurm)
+
+    def submit(self, fn, *args):
+        return self.executor.submit(fn, *args)
+
+    def shutdown(self, abort: bool = False) -> None: ...
+
+
+def make_executor(kind: str, jobs: int, out: Path, slurm: dict[str, Any] | None = None):
+    if kind not in EXECUTORS:
+        raise BenchbdError(f"unknown executor {kind!r}; choose from {', '.join(EXECUTORS)}")
+    if kind == "local":
+        return _Inline() if jobs == 1 else _Pool(jobs)
+    cluster = "slurm" if kind == "slurm" else "local"
+    return _Submitit(cluster, Path(out) / ".submitit", slurm or {})
+
+
+def sweep(
+    grid: Grid,
+    out: Path,
+    jobs: int = 1,
+    executor: str = "local",
+    observer: SweepObserver | None = None,
+    slurm: dict[str, Any] | None = None,
+    poll_s: float = 0.5,
+) -> SweepSummary:
+    """Run every cell of `grid` not already in `out`; return what happened."""
+    if jobs < 1:
+        raise BenchbdError(f"--jobs must be at least 1, got {jobs}")
+    observer = observer or SweepObserver()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    configs = grid.cells()
+    planned = [plan(config) for config in configs]  # validates every cell before any training
+    have = existing_fingerprints(out)
+    summary = SweepSummary(total=len(configs))
+    pending = [(c, m) for c, (m, r) in zip(configs, planned, strict=True) if r not in have]
+    summary.skipped = len(configs) - len(pending)
+    observer.start(len(configs), summary.skipped)
+
+    # The leader of each poisoned model trains it; followers wait unless it is already cached.
+    groups: dict[str, list[RunConfig]] = defaultdict(list)
+    for config, model_fp in pending:
+        groups[model_fp].append(config)
+    ready: list[RunConfig] = []
+    waiting: dict[str, list[RunConfig]] = {}
+    for model_fp, members in groups.items():
+        if (cache_dir() / "models" / f"{model_fp}.pt").exists():
+            ready += members
+        else:
+            ready.append(members[0])
+            waiting[model_fp] = members[1:]
+    leader_of = {cell_name(members[0]): fp for fp, members in groups.items()}
+
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    pool = make_executor(executor, jobs, out, slurm)
+    running: dict[str, Any] = {}
+    start = time.perf_counter()
+    try:
+        while ready or running:
+            while ready and len(running) < jobs:
+                config = ready.pop(0)
+                name = cell_name(config)
+                observer.cell_started(name)
+                running[name] = pool.submit(run_cell, config, str(out), threads)
+            finished = [name for name, job in running.items() if job.done()]
+            if not finished:
+                time.sleep(poll_s)
+                continue
+            for name in finished:
+                job = running.pop(name)
+                try:
+                    outcome = job.result()
+                except Exception as exc:  # the worker itself died (killed, out of memory)
+                    error = f"worker failed: {type(exc).__name__}: {exc}".splitlines()[0]
+                    outcome = CellOutcome(name, "failed", error=error)
+                if outcome.status == "done":
+                    summary.done += 1
+                else:
+                    summary.failed.append(outcome)
+                observer.cell_finished(outcome)
+                if name in leader_of:
+                    ready += waiting.pop(leader_of[name], [])
+    except BaseException:
+        pool.shutdown(abort=True)
+        raise
+    pool.shutdown()
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,75 @@
+"""Choose defense settings without looking at the test split.
+
+The validation set is the test split of another draw of the embedded data (`synthetic:1`):
+the same distribution, disjoint from every image the benchmark trains or reports on. For each
+seed this script loads the cached poisoned model (training it once if needed), applies the
+defense with the given parameters, and prints CA and ASR on the validation images.
+
+    python benchmarks/defense_validation.py --attack blended --defense cleanclip \
+        --seeds 0,1,2 [--param epochs=10 --param inmodal_weight=2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from dataclasses import replace
+
+from benchbd.data.sources import DataSizes, load_data
+from benchbd.evaluate import evaluate
+from benchbd.params import build, parse_assignments
+from benchbd.pipeline import RunConfig, build_attack, poisoned_fingerprint, run, substream
+from benchbd.plugins import DefenseContext, defenses
+
+VALIDATION = "synthetic:1"
+
+
+def poisoned_model(config: RunConfig, data):
+    """The cached poisoned model of this (attack, seed); trains and caches it when missing."""
+    from benchbd.cache import cache_dir, load_state
+    from benchbd.model import create_clip
+
+    attack = build_attack(config, data)
+    path = cache_dir() / "models" / f"{poisoned_fingerprint(config, data, attack)}.pt"
+    if not path.exists():
+        run(replace(config, defense="none"))
+    clip = create_clip(config.model, seed=substream(config.seed, "init"))
+    clip.model.load_state_dict(load_state(path))
+    return clip, attack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--attack", default="blended")
+    parser.add_argument("--defense", default="cleanclip")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--param", action="append", default=[], help="defense name=value")
+    args = parser.parse_args()
+    defense_params = parse_assignments(args.param)
+    data = load_data("synthetic", DataSizes(), image_size=32)
+    validation = load_data(VALIDATION, DataSizes(train=1, clean=1, test=2000), image_size=32)
+    cls = defenses.get(args.defense)
+    params = build(cls.Params, defense_params, owner=args.defense)
+    label = ",".join(args.param) or "defaults"
+    cas, asrs = [], []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        config = RunConfig(attack=args.attack, defense=args.defense, seed=seed)
+        clip, attack = poisoned_model(config, data)
+        target, eval_seed = attack.setup.target, substream(seed, "validate")
+        before = evaluate(clip, validation.test, data.task, target, attack.apply_trigger, eval_seed)
+        context = DefenseContext(data.clean, data.task, substream(seed, "defense"))
+        defended = cls(params).apply(clip, context)
+        after = evaluate(defended, validation.test, data.task, target, attack.apply_trigger,
+                         eval_seed)  # fmt: skip
+        cas.append(after.ca)
+        asrs.append(after.asr)
+        print(f"{args.attack} {args.defense} [{label}] seed {seed}: validation CA "
+              f"{before.ca:.3f} -> {after.ca:.3f}, ASR {before.asr:.3f} -> {after.asr:.3f}",
+              flush=True)  # fmt: skip
+    if len(asrs) > 1:
+        print(f"{args.attack} {args.defense} [{label}] mean: CA {statistics.fmean(cas):.3f}, "
+              f"ASR {statistics.fmean(asrs):.3f} ± {statistics.stdev(asrs):.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

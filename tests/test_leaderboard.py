@@ -1,0 +1,124 @@
+"""Aggregation, filters, grouping, every output format, and the plot, on known inputs."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from benchbd.errors import BenchbdError
+from benchbd.leaderboard import apply_filters, leaderboard, parse_filters, render
+from benchbd.plots import leaderboard_figure, write_plot
+
+
+def result(attack, defense, seed, before, after, rate=0.03, epochs=5.0):
+    """A result dict with the fields the leaderboard reads; before/after are (CA, ASR)."""
+    der = (max(0, before[1] - after[1]) - max(0, before[0] - after[0]) + 1) / 2
+    return {
+        "attack": {"name": attack, "params": {}},
+        "defense": {"name": defense, "params": {"epochs": epochs}},
+        "seed": seed,
+        "dataset": {"name": "synthetic"},
+        "model": "benchbd-rn-tiny",
+        "poison": {"rate": rate},
+        "metrics": {
+            "before": {"ca": before[0], "asr": before[1], "ra": 0.0},
+            "after": {"ca": after[0], "asr": after[1], "ra": 0.0, "classifier": "zero-shot"},
+        },
+        "der": der,
+        "schema_version": 1,
+    }
+
+
+@pytest.fixture
+def results():
+    return [
+        result("badnet", "finetune", 0, (0.90, 0.95), (0.88, 0.60)),
+        result("badnet", "finetune", 1, (0.80, 0.85), (0.78, 0.40)),
+        result("badnet", "cleanclip", 0, (0.90, 0.95), (0.86, 0.10)),
+        result("badnet", "cleanclip", 1, (0.80, 0.85), (0.76, 0.20)),
+        result("badnet", "none", 0, (0.90, 0.95), (0.90, 0.95)),
+        result("blended", "finetune", 0, (0.90, 0.99), (0.90, 0.30), rate=0.01),
+        result("blended", "cleanclip", 0, (0.90, 0.99), (0.70, 0.50), rate=0.01),
+    ]
+
+
+def test_mean_and_std_over_seeds(results):
+    rows = leaderboard(results)
+    clean = next(r for r in rows if (r.attack, r.defense) == ("badnet", "cleanclip"))
+    assert clean.seeds == 2
+    assert clean.cells["after_asr"].mean == pytest.approx(0.15)
+    assert clean.cells["after_asr"].std == pytest.approx(statistics.stdev([0.10, 0.20]))
+    assert clean.cells["before_ca"].mean == pytest.approx(0.85)
+    assert clean.cells["der"].mean == pytest.approx(((0.85 - 0.04 + 1) / 2 + (0.65 - 0.04 + 1) / 2) / 2)
+    none = next(r for r in rows if r.defense == "none")
+    assert none.seeds == 1 and none.cells["after_ca"].std == 0.0
+
+
+def test_sorting_and_best_follow_metric_direction(results):
+    rows = leaderboard(results)
+    assert [(r.attack, r.defense) for r in rows] == [
+        ("badnet", "cleanclip"), ("badnet", "finetune"), ("badnet", "none"),
+        ("blended", "finetune"), ("blended", "cleanclip"),
+    ]  # fmt: skip
+    assert {(r.attack, r.defense) for r in rows if r.best} == {
+        ("badnet", "cleanclip"), ("blended", "finetune")}  # fmt: skip
+    # CA after is better high: the best by it is the defense that kept the most accuracy
+    by_ca = leaderboard(results, sort="after_ca")
+    assert {(r.attack, r.defense) for r in by_ca if r.best} == {
+        ("badnet", "finetune"), ("blended", "finetune")}  # fmt: skip
+    assert by_ca[0].defense == "none"  # 0.90 CA after: first, but never "best"
+    with pytest.raises(BenchbdError, match="cannot sort"):
+        leaderboard(results, sort="speed")
+
+
+def test_filters_and_group_by(results):
+    kept = apply_filters(results, parse_filters(["poison_rate=0.010"]))
+    assert {r["attack"]["name"] for r in kept} == {"blended"}
+    assert apply_filters(results, parse_filters(["dataset=synthetic", "defense.params.epochs=5"]))
+    assert apply_filters(results, parse_filters(["model=other"])) == []
+    with pytest.raises(BenchbdError, match="no field"):
+        apply_filters(results, parse_filters(["nonsense=1"]))
+    with pytest.raises(BenchbdError, match="FIELD=VALUE"):
+        parse_filters(["dataset"])
+    rows = leaderboard(results, group_by=["poison_rate"])
+    assert {r.groups for r in rows} == {("0.03",), ("0.01",)}
+    text = render(rows, "markdown", ["poison_rate"])
+    assert text.splitlines()[0].startswith("| poison_rate | attack | defense |")
+
+
+def test_every_format(results):
+    rows = leaderboard(results)
+    html = render(rows, "html")
+    assert html.count("<tr") == len(rows) + 1 and html.count('class="best"') == 2
+    csv = render(rows, "csv").splitlines()
+    assert csv[0].startswith("attack,defense,seeds,best,before_ca_mean,before_ca_std")
+    assert csv[1].startswith("badnet,cleanclip,2,1,0.850000,")
+    latex = render(rows, "latex")
+    assert r"\textbf{cleanclip}" in latex and r"\_" not in latex.split("\n")[0]
+    assert render(rows, "markdown").count("**badnet**") == 1
+    with pytest.raises(BenchbdError, match="unknown format"):
+        render(rows, "xml")
+
+
+def test_plot_is_a_png_with_a_panel_per_attack_and_the_bar_chart(results, tmp_path):
+    figure = leaderboard_figure(results)
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == ["badnet", "blended", "ASR after each defense"]
+    badnet = figure.axes[0]
+    assert len(badnet.texts) == 3  # one arrow per defense, none included
+    path = write_plot(results, tmp_path / "board.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_table_of_a_thousand_files_is_read(tmp_path):
+    from benchbd.leaderboard import load_folder
+
+    for i in range(1000):
+        data = result(f"attack{i % 4}", f"defense{i % 5}", i // 20, (0.9, 0.9), (0.9, 0.1))
+        (tmp_path / f"r{i}.json").write_text(json.dumps(data))
+    results, warnings = load_folder(tmp_path)
+    assert len(results) == 1000 and not warnings
+    assert len(leaderboard(results)) == 20
