@@ -4,9 +4,11 @@ starts: every rank holds the whole model and sees its slice of each global batch
 What makes it equal to one process on the global batch (tested on CPU with two gloo ranks):
 - the batch order and augmentation draws are the same on every rank (same seed); each rank
   then keeps rows [rank * b / N, (rank + 1) * b / N) of the global batch of b;
-- the contrastive loss is computed over the global batch: features are all-gathered with
-  their gradients (open_clip's ClipLoss with gather_with_grad), so every rank sees the same
-  logits matrix and the same loss;
+- the contrastive loss (`train.clip_loss`, which pretraining and the CleanCLIP-style
+  defenses share) is computed over the global batch: features are all-gathered with their
+  gradients (open_clip's ClipLoss with gather_with_grad), so every rank sees the same logits
+  matrix and the same loss; other loss terms (CleanCLIP's in-modal term, the supervised
+  head's cross-entropy) are computed on each rank's slice and averaged through the gradients;
 - after each backward the gradients are averaged across ranks in one flattened all-reduce,
   which is what DistributedDataParallel does (it overlaps that with the backward; benchbd's
   objectives call the model's towers directly, which the DDP wrapper would hide);
@@ -17,6 +19,7 @@ What makes it equal to one process on the global batch (tested on CPU with two g
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,7 +30,6 @@ from benchbd.errors import BenchbdError
 
 if TYPE_CHECKING:
     from benchbd.model import ClipBundle
-    from benchbd.train import Batch
 
 
 @dataclass(frozen=True)
@@ -82,17 +84,20 @@ def prepare(clip: ClipBundle) -> None:
         clip.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(clip.model)
 
 
-def gathered_contrastive_objective(clip: ClipBundle, batch: Batch) -> torch.Tensor:
-    """The CLIP loss over the global batch, from this rank's slice of it."""
+def gathered_clip_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """The CLIP loss over the global batch, from this rank's slice of it (open_clip's ClipLoss:
+    all-gather with gradients, full logits matrix on every rank)."""
     from open_clip.loss import ClipLoss
 
     current = world()
     loss = ClipLoss(
         local_loss=False, gather_with_grad=True, rank=current.rank, world_size=current.size
     )
-    device = next(clip.model.parameters()).device
-    out = clip.model(clip.normalize(batch.images.to(device)), batch.tokens.to(device))
-    return loss(out["image_features"], out["text_features"], out["logit_scale"])
+    with warnings.catch_warnings():  # open_clip still calls the deprecated all_gather
+        warnings.simplefilter("ignore", FutureWarning)
+        return loss(image_features, text_features, logit_scale)
 
 
 def average_gradients(parameters: list[torch.nn.Parameter]) -> None:

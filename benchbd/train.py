@@ -89,7 +89,10 @@ ProgressFn = Callable[[StepReport], None]
 def clip_loss(
     image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor
 ) -> torch.Tensor:
-    """Symmetric InfoNCE over a batch of matched pairs (features already L2-normalised)."""
+    """Symmetric InfoNCE over a batch of matched pairs (features already L2-normalised).
+    Under torchrun, over the global batch: every rank's features, gathered with gradients."""
+    if distributed.world().size > 1:
+        return distributed.gathered_clip_loss(image_features, text_features, logit_scale)
     logits = logit_scale * image_features @ text_features.T
     labels = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
@@ -175,8 +178,6 @@ def train(
     if current.size > 1:
         current.rows(config.batch_size)  # checks that the batch splits evenly
         distributed.prepare(clip)
-        if objective is contrastive_objective:
-            objective = distributed.gathered_contrastive_objective
     model = clip.model
     device = next(model.parameters()).device
     optimizer = build_optimizer(trainable or model, config.lr, config.weight_decay)
@@ -204,8 +205,7 @@ def train(
         loss.backward()
         if current.size > 1:
             distributed.average_gradients(parameters)
-            if objective is not distributed.gathered_contrastive_objective:
-                loss = distributed.mean(loss)  # a rank-local loss: log the mean
+            loss = distributed.mean(loss)  # the same on every rank for gathered CLIP losses
         optimizer.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, LOGIT_SCALE_MAX)

@@ -56,7 +56,7 @@ def rank_main(rank: int, world_size: int, init_file: str, folder: str, out: str)
         full = global_batch(data, clip)
         local = Batch(full.images[rows], full.captions[rows], full.tokens[rows],
                       full.labels[rows], 0)  # fmt: skip
-        loss, _ = one_step(clip, local, distributed.gathered_contrastive_objective)
+        loss, _ = one_step(clip, local, contrastive_objective)
         distributed.average_gradients(list(clip.model.parameters()))
         grads = gradients(clip)
         losses = train(create_clip(MODEL, seed=0), data, RECIPE, seed=1)
