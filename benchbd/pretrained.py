@@ -39,7 +39,8 @@ def url_cache() -> Path:
     return Path.home() / ".cache" / "clip"
 
 
-def _offline(host: str) -> bool:
+def no_network(host: str) -> bool:
+    """True when HF_HUB_OFFLINE is set or `host` cannot be reached within 3 seconds."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return True
     try:
@@ -91,7 +92,7 @@ def pretrained_file(name: str, pretrained: str) -> Path:
         if local.is_file():
             return local
         host, where, place = urlparse(url).hostname or "", url, f"put it in {url_cache()}/"
-    if _offline(host):
+    if no_network(host):
         raise BenchbdError(
             f"pretrained weights {name}/{pretrained} are not in the local cache and cannot be "
             f"downloaded (no network): fetch {where} elsewhere and pass --pretrained "

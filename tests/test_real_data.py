@@ -328,3 +328,9 @@ def test_cli_runs_a_real_dataset_end_to_end(cc, tmp_path):
     assert written["dataset"]["name"] == cc
     assert written["poison"]["count"] == 4 and written["target"]["name"] == "blue"
     assert written["metrics"]["before"]["ca_top5"] is not None
+
+
+def test_hub_dataset_without_network_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BenchbdError, match="nor in the local datasets cache, and there is no"):
+        load_data("hf:benchbd-tests/no-such-dataset", ALL, 32)

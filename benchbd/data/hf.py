@@ -7,6 +7,7 @@ table (bytes) and decoded by benchbd's own resize-and-crop, in the loader worker
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from benchbd.data.images import decode
 from benchbd.data.listings import Listing
 from benchbd.data.spec import SourceSpec, contained, option_file, read_names, templates_from
 from benchbd.errors import BenchbdError
+from benchbd.pretrained import no_network
 from benchbd.suggest import did_you_mean
 
 OPTIONS = {"split", "image", "caption", "label", "classes", "templates"}
@@ -56,14 +58,41 @@ def _load(spec: SourceSpec):
         except (FileNotFoundError, ValueError) as exc:
             raise BenchbdError(f"hf: {spec.location!r} is not a saved dataset ({exc})") from None
     name, _, config = spec.location.partition(":")
+    offline = no_network("huggingface.co")
     try:
-        return datasets.load_dataset(name, config or None), None
+        with hub_offline(offline):
+            return datasets.load_dataset(name, config or None), None
     except Exception as exc:  # the hub raises many kinds; one line says which
+        if offline:
+            raise BenchbdError(
+                f"hf: {spec.location!r} is neither a local folder nor in the local datasets "
+                "cache, and there is no network to download it: save it with save_to_disk "
+                "where there is, and pass hf:/path/to/that/folder"
+            ) from None
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BenchbdError(
             f"hf: cannot load dataset {spec.location!r} (not a local folder; from the hub: "
             f"{first[:200]})"
         ) from None
+
+
+@contextlib.contextmanager
+def hub_offline(offline: bool):
+    """Without a network, read the local datasets cache only, as HF_HUB_OFFLINE=1 would
+    (instead of a minute of retries). Both libraries read the flag at import, hence the
+    scoped switch."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    if not offline:
+        yield
+        return
+    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
 
 
 def _pick_split(spec: SourceSpec, loaded) -> tuple[object, str | None, SourceSpec | None]:
