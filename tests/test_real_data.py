@@ -334,3 +334,23 @@ def test_hub_dataset_without_network_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(BenchbdError, match="nor in the local datasets cache, and there is no"):
         load_data("hf:benchbd-tests/no-such-dataset", ALL, 32)
+
+
+def test_dataset_strings_compose_and_reject_unknown_roles(tmp_path):
+    from benchbd.data.spec import compose, parse_run
+
+    text = compose("csv:a.csv?sep=tab", eval="imagefolder:val", clean="csv:b.csv")
+    assert text == "csv:a.csv?sep=tab|eval=imagefolder:val|clean=csv:b.csv"
+    assert parse_run(text) == (
+        "csv:a.csv?sep=tab",
+        {"eval": "imagefolder:val", "clean": "csv:b.csv"},
+    )
+    with pytest.raises(BenchbdError, match="'test=x' should be eval=SOURCE or clean=SOURCE"):
+        load_data("csv:a.csv|test=x", ALL, 32)
+
+
+def test_zero_means_all_only_for_real_sources():
+    with pytest.raises(BenchbdError, match="every split needs at least one pair"):
+        load_data("synthetic", DataSizes(train=0), 32)
+    with pytest.raises(BenchbdError, match="split sizes must be >= 0"):
+        DataSizes(train=-1)

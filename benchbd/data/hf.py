@@ -150,7 +150,9 @@ def hf_listing(spec: SourceSpec) -> Listing:
         ids = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
         if "classes" in spec.options:
             names = read_names(option_file(root, spec.options["classes"], "classes file"))
-            classnames = [names[i] for i in ids] if isinstance(names, dict) and ids else names
+            if isinstance(names, dict) and not ids:
+                raise BenchbdError("hf: integer labels need a classes file that is a list")
+            classnames = [names.get(i, i) for i in ids] if isinstance(names, dict) else names
         else:
             classnames = ids
         if classnames is None:

@@ -65,13 +65,20 @@ def pairs(source: Listing, rows: np.ndarray, task, size: int, rng) -> StreamedPa
     )
 
 
+HOW_TO_SET_ASIDE = {
+    "test": "--eval-dataset SOURCE, or --test-images N to set N of its rows aside",
+    "clean": "--clean-dataset SOURCE, or --clean-pairs N to set N of its rows aside",
+}
+
+
 def take(order: np.ndarray, start: int, count: int, role: str, name: str) -> np.ndarray:
+    """The next `count` rows of the permutation, for the test or clean split."""
     if count == 0:
-        raise BenchbdError(f"{name} has no separate {role} set: give |{role}=SOURCE or a "
-                           f"number of its rows to set aside (--{role}-... option)")  # fmt: skip
+        raise BenchbdError(f"{name} has no separate {role} set: give {HOW_TO_SET_ASIDE[role]}")
     if start + count >= len(order):
-        raise BenchbdError(f"{name} has {len(order)} rows: too few to set {count} aside for "
-                           f"{role} and still train")  # fmt: skip
+        raise BenchbdError(
+            f"{name} has {len(order)} rows: too few to set {count} aside for {role} and still train"
+        )
     return order[start : start + count]
 
 
