@@ -16,9 +16,7 @@ from benchbd.data.images import is_streamed
 from benchbd.data.pairs import PairSet, ZeroShotTask
 from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
-
-# Whether a larger value is better, per metric: tables sort and highlight from this.
-HIGHER_IS_BETTER = {"ca": True, "asr": False, "ra": True, "der": True}
+from benchbd.results import HIGHER_IS_BETTER  # noqa: F401  (re-exported: metric directions)
 
 TriggerFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -171,7 +169,7 @@ def evaluate_streamed(
     Each batch is decoded by the loader workers, classified clean, then its non-target images
     are triggered (one seeded generator, drawn batch after batch) and classified again. Only
     per-image predictions are kept. Adds top-5 CA when there are more than five classes."""
-    from benchbd.data.images import stream
+    from benchbd.data.images import release_freed_memory, stream
 
     model = clip.model.eval()
     device = next(model.parameters()).device
@@ -191,7 +189,9 @@ def evaluate_streamed(
     top1, topk, triggered, labels_triggered = [], [], [], []
     starts = range(0, len(test), batch_size)
     batches = [list(range(i, min(i + batch_size, len(test)))) for i in starts]
-    for images, positions in stream(test.images, batches):
+    for number, (images, positions) in enumerate(stream(test.images, batches)):
+        if number % 16 == 15:
+            release_freed_memory()
         labels = test.labels[positions]
         clean = scores(images)
         top1.append(clean.argmax(dim=1))

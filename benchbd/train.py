@@ -274,13 +274,15 @@ class EpochOrder:
 def streamed_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed: int, world):
     """Batches of pairs read from disk, decoded by loader workers. Shifts are drawn for the
     whole global batch (a second seeded stream) so every rank agrees with one process."""
-    from benchbd.data.images import stream
+    from benchbd.data.images import release_freed_memory, stream
 
     rows = world.rows(config.batch_size) if world.size > 1 else slice(None)
     sampler = EpochOrder(len(pairs), config.batch_size, total, seed, rows)
     shifts = torch.Generator().manual_seed(seed + 1)
     pad = int(round(config.shift * pairs.image_size))
     for step, (images, positions) in enumerate(stream(pairs.images, sampler)):
+        if step % 16 == 15:
+            release_freed_memory()
         if pad:
             dy = torch.randint(0, 2 * pad + 1, (config.batch_size,), generator=shifts)[rows]
             dx = torch.randint(0, 2 * pad + 1, (config.batch_size,), generator=shifts)[rows]

@@ -9,6 +9,7 @@ images, and training reads every other row from disk through a DataLoader with w
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -58,6 +59,24 @@ class ImageReader(Protocol):
     """Where a source's images come from: row i -> uint8 (3, size, size)."""
 
     def read(self, row: int, size: int) -> torch.Tensor: ...
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give freed heap memory back to the system (glibc). Batches of a few MB freed and
+    reallocated in turn raise glibc's mmap threshold and then fragment its heap, so without
+    this a 50,000-image pass creeps up by about 2 KB per image although nothing is kept."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def loader_workers() -> int:
@@ -170,10 +189,13 @@ class _Rows(torch.utils.data.Dataset):
 
 
 def _collate(items):
+    """Stack a batch; in a worker, torch's default_collate stacks straight into shared
+    memory, saving the copy that sending the batch to the main process would make."""
     errors = [error for _, _, error in items if error]
+    positions = [p for _, p, _ in items]
     if errors:
-        return None, [p for _, p, _ in items], errors
-    return torch.stack([image for image, _, _ in items]), [p for _, p, _ in items], []
+        return None, positions, errors
+    return torch.utils.data.default_collate([image for image, _, _ in items]), positions, []
 
 
 def stream(
