@@ -7,9 +7,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def cache_dir() -> Path:
@@ -55,9 +56,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def save_state(path: Path, state: dict[str, torch.Tensor]) -> None:
+    import torch
+
     _atomic(Path(path), lambda handle: torch.save(state, handle))
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
     """Checkpoints are loaded with weights_only=True: a tensor file can never run code."""
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbd.errors import BenchbdError
-from benchbd.evaluate import HIGHER_IS_BETTER
-from benchbd.results import read_result
+from benchbd.results import HIGHER_IS_BETTER, read_result
 
 COLUMNS = [  # (key, header): metric keys are "<when>_<metric>"
     ("before_ca", "CA before"),

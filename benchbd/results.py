@@ -16,6 +16,9 @@ from benchbd.cache import atomic_write_text
 
 SCHEMA_VERSION = 1
 
+# Whether a larger value is better, per metric: tables sort and highlight from this.
+HIGHER_IS_BETTER = {"ca": True, "ca_top5": True, "asr": False, "ra": True, "der": True}
+
 
 @dataclass(frozen=True)
 class PluginRecord:

@@ -1,25 +1,62 @@
-"""The `benchbd` command: one module per sub-command, each a thin layer over a library call."""
+"""The `benchbd` command: one module per sub-command, each a thin layer over a library call.
+
+`benchbd table` and `benchbd plot` only read JSON files, so `main()` starts them without
+importing torch or open_clip (a table over a thousand results comes back in about a second);
+every other command goes through the full app.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
+import sys
+
 import typer
 
-from benchbd.cli import list_cmd, plot_cmd, run_cmd, show_cmd, sweep_cmd, table_cmd
+# name -> (module, function); the order is the order of `benchbd --help`
+COMMANDS = {
+    "run": ("benchbd.cli.run_cmd", "run"),
+    "sweep": ("benchbd.cli.sweep_cmd", "sweep_cmd"),
+    "list": ("benchbd.cli.list_cmd", "list_plugins"),
+    "table": ("benchbd.cli.table_cmd", "table"),
+    "plot": ("benchbd.cli.plot_cmd", "plot"),
+    "show": ("benchbd.cli.show_cmd", "show"),
+}
+LIGHT = ("table", "plot")  # commands that need no model code
 
-app = typer.Typer(
-    name="benchbd",
-    help="Benchmark backdoor attacks and defenses on CLIP-style models.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.command("run")(run_cmd.run)
-app.command("sweep")(sweep_cmd.sweep_cmd)
-app.command("list")(list_cmd.list_plugins)
-app.command("table")(table_cmd.table)
-app.command("plot")(plot_cmd.plot)
-app.command("show")(show_cmd.show)
+
+def _typer(**kwargs) -> typer.Typer:
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False, **kwargs)
+
+
+def _function(name: str):
+    module, attribute = COMMANDS[name]
+    return getattr(importlib.import_module(module), attribute)
+
+
+@functools.cache
+def build_app() -> typer.Typer:
+    app = _typer(
+        name="benchbd",
+        help="Benchmark backdoor attacks and defenses on CLIP-style models.",
+        no_args_is_help=True,
+    )
+    for name in COMMANDS:
+        app.command(name)(_function(name))
+    return app
+
+
+def __getattr__(name: str):
+    if name == "app":  # `from benchbd.cli import app` builds the full app on first use
+        return build_app()
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app()
+    args = sys.argv[1:]
+    if args and args[0] in LIGHT:
+        light = _typer()
+        light.command()(_function(args[0]))
+        light(args=args[1:], prog_name=f"benchbd {args[0]}")
+    else:
+        build_app()()
