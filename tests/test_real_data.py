@@ -134,6 +134,33 @@ def test_streamed_evaluation_matches_in_memory_evaluation(cc):
     assert (a.ca, a.asr, a.ra, a.n_triggered) == (b.ca, b.asr, b.ra, b.n_triggered)
 
 
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("badnet", {}),
+        ("blended", {}),
+        ("wanet", {"cross_ratio": 1.0}),
+        ("label_consistent", {"harden": False}),
+    ],
+)
+def test_every_attack_poisons_streamed_pairs_as_it_poisons_pairs_in_memory(cc, name, params):
+    """Poisoning files through the overlay gives the very pairs it gives in memory."""
+    data = load_data(cc, ALL, image_size=32)
+    in_memory = PairSet(data.train.images[:], list(data.train.captions), data.train.labels)
+    cls = attacks.get(name)
+    target = CLASSES.index("blue")
+    results = []
+    for pairs in (data.train, in_memory):
+        attack = cls(build(cls.Params, params, name), AttackSetup(target, data.task, 3, seed=4))
+        results.append(attack.poison(pairs))
+    streamed, reference = results
+    assert streamed.indices == reference.indices and len(streamed.indices) == 3
+    assert streamed.pairs.captions == reference.pairs.captions
+    assert isinstance(streamed.pairs.images, LazyImages)
+    assert torch.equal(streamed.pairs.images[:], reference.pairs.images)
+    assert not torch.equal(reference.pairs.images, in_memory.images)
+
+
 def test_csv_columns_and_delimiter_are_configurable(tmp_path):
     path = write_pairs(tmp_path / "cc", n=24, sep="\t", image="img", caption="text")
     val = write_folder(tmp_path / "val", per_class=1)
