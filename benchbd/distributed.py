@@ -115,6 +115,13 @@ def average_gradients(parameters: list[torch.nn.Parameter]) -> None:
         offset += g.numel()
 
 
+def gather_objects(value: object) -> list:
+    """Every rank's `value` (picklable), in rank order, on every rank."""
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
 def mean(value: torch.Tensor) -> torch.Tensor:
     """The mean of a scalar across ranks (for logging a rank-local loss)."""
     value = value.detach().clone()

@@ -167,8 +167,11 @@ def evaluate_streamed(
     """`evaluate` for test sets read from disk: one pass, memory bounded by the batch.
 
     Each batch is decoded by the loader workers, classified clean, then its non-target images
-    are triggered (one seeded generator, drawn batch after batch) and classified again. Only
-    per-image predictions are kept. Adds top-5 CA when there are more than five classes."""
+    are triggered (a generator seeded by the run's seed and the batch number) and classified
+    again. Only per-image predictions are kept. Under torchrun each rank evaluates every N-th
+    batch and the predictions are gathered: the same numbers as one process. Adds top-5 CA
+    when there are more than five classes."""
+    from benchbd import distributed
     from benchbd.data.images import release_freed_memory, stream
 
     model = clip.model.eval()
@@ -176,7 +179,6 @@ def evaluate_streamed(
     head = clip.head.eval() if clip.head is not None else None
     weights = None if head is not None else zero_shot_weights(clip, task)
     k = min(5, len(task.classnames))
-    generator = torch.Generator().manual_seed(seed)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     @torch.no_grad()
@@ -186,29 +188,38 @@ def evaluate_streamed(
         features = F.normalize(features.float(), dim=-1)
         return (head(features) if head is not None else features @ weights).float().cpu()
 
-    top1, topk, triggered, labels_triggered = [], [], [], []
+    world = distributed.world()
     starts = range(0, len(test), batch_size)
     batches = [list(range(i, min(i + batch_size, len(test)))) for i in starts]
-    for number, (images, positions) in enumerate(stream(test.images, batches)):
-        if number % 16 == 15:
+    mine = list(range(world.rank, len(batches), world.size))
+    done: dict[int, tuple] = {}
+    for count, (images, positions) in enumerate(stream(test.images, [batches[n] for n in mine])):
+        if count % 16 == 15:
             release_freed_memory()
+        number = mine[count]
         labels = test.labels[positions]
         clean = scores(images)
-        top1.append(clean.argmax(dim=1))
-        topk.append((clean.topk(k, dim=1).indices == labels[:, None]).any(dim=1))
+        hits = (clean.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
         eligible = labels != target
+        hit = torch.empty(0, dtype=torch.long)
         if trigger is not None and eligible.any():
-            triggered.append(scores(trigger(images[eligible], generator)).argmax(dim=1))
-            labels_triggered.append(labels[eligible])
+            generator = torch.Generator().manual_seed(seed * 100_003 + number)
+            hit = scores(trigger(images[eligible], generator)).argmax(dim=1)
+        done[number] = (clean.argmax(dim=1), hits, hit, labels[eligible])
+    if world.size > 1:
+        done = {n: r for part in distributed.gather_objects(done) for n, r in part.items()}
+    top1, topk, triggered, labels_triggered = zip(
+        *(done[n] for n in range(len(batches))), strict=True
+    )
     predictions = torch.cat(top1)
     ca = clean_accuracy(predictions, test.labels)
     ca_top5 = torch.cat(topk).float().mean().item() if len(task.classnames) > 5 else None
     classifier = "linear-head" if head is not None else "zero-shot"
     if trigger is None:
         return Metrics(ca, None, None, len(test), 0, classifier, ca_top5)
-    if not triggered:
-        raise BenchbdError("no test image outside the target class: ASR is undefined")
     hit, truth = torch.cat(triggered), torch.cat(labels_triggered)
+    if not len(truth):
+        raise BenchbdError("no test image outside the target class: ASR is undefined")
     return Metrics(
         ca=ca,
         asr=attack_success_rate(hit, truth, target),

@@ -1,5 +1,6 @@
 """Two gloo ranks on CPU against one process on the same global batch: the same loss, the same
-averaged gradients, the same training trajectory (in memory and streamed from disk)."""
+averaged gradients, the same training trajectory (in memory and streamed from disk), and the
+same metrics from evaluation sharded across the ranks."""
 
 from __future__ import annotations
 
@@ -44,6 +45,23 @@ def global_batch(data: PairSet, clip) -> Batch:
     return Batch(data.images[index], captions, clip.tokenize(captions), data.labels[index], 0)
 
 
+def streamed_run(spec: str) -> tuple[list[float], dict]:
+    """Training streamed from disk, then streamed evaluation (batches of 2, sharded across
+    ranks) with badnet's random trigger, which draws from the per-batch generators."""
+    from benchbd.data.sources import DataSizes, load_data
+    from benchbd.evaluate import evaluate_streamed
+    from benchbd.params import build
+    from benchbd.plugins import AttackSetup, attacks
+
+    real = load_data(spec, DataSizes(0, 8, 0), 32)
+    clip = create_clip(MODEL, seed=0)
+    losses = train(clip, real.train, RECIPE, seed=2)
+    badnet = attacks.get("badnet")
+    attack = badnet(build(badnet.Params, {}, "badnet"), AttackSetup(0, real.task, 0, seed=0))
+    metrics = evaluate_streamed(clip, real.test, real.task, 0, attack.apply_trigger, 5, 2)
+    return losses, metrics.to_dict()
+
+
 def rank_main(rank: int, world_size: int, init_file: str, folder: str, out: str) -> None:
     os.environ["BENCHBD_WORKERS"] = "0"
     torch.set_num_threads(1)
@@ -60,14 +78,9 @@ def rank_main(rank: int, world_size: int, init_file: str, folder: str, out: str)
         distributed.average_gradients(list(clip.model.parameters()))
         grads = gradients(clip)
         losses = train(create_clip(MODEL, seed=0), data, RECIPE, seed=1)
-        streamed = None
-        if folder:
-            from benchbd.data.sources import DataSizes, load_data
-
-            real = load_data(folder, DataSizes(0, 8, 0), 32)
-            streamed = train(create_clip(MODEL, seed=0), real.train, RECIPE, seed=2)
-        torch.save({"loss": loss, "grads": grads, "losses": losses, "streamed": streamed},
-                   f"{out}.{rank}")  # fmt: skip
+        streamed, metrics = streamed_run(folder)
+        torch.save({"loss": loss, "grads": grads, "losses": losses, "streamed": streamed,
+                    "metrics": metrics}, f"{out}.{rank}")  # fmt: skip
     finally:
         dist.destroy_process_group()
 
@@ -91,10 +104,7 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path, real_spe
     clip = create_clip(MODEL, seed=0)
     loss, grads = one_step(clip, global_batch(data, clip), contrastive_objective)
     losses = train(create_clip(MODEL, seed=0), data, RECIPE, seed=1)
-    from benchbd.data.sources import DataSizes, load_data
-
-    real = load_data(real_spec, DataSizes(0, 8, 0), 32)
-    streamed = train(create_clip(MODEL, seed=0), real.train, RECIPE, seed=2)
+    streamed, metrics = streamed_run(real_spec)
 
     for rank in ranks:
         assert rank["loss"] == pytest.approx(loss, rel=1e-5)
@@ -103,6 +113,7 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path, real_spe
             torch.testing.assert_close(rank["grads"][name], grad, rtol=1e-4, atol=1e-6)
         assert rank["losses"] == pytest.approx(losses, rel=1e-4)
         assert rank["streamed"] == pytest.approx(streamed, rel=1e-4)
+        assert rank["metrics"] == metrics
     assert len(losses) == 6 and len(streamed) == 6
 
 
