@@ -4,6 +4,10 @@ P is fresh uniform noise per image (CleanCLIP's construction), one fixed noise p
 from the attack seed, or an image file given by the user (BackdoorBench blends a fixed image).
 The test-time alpha may differ from the training one, to probe how strong a trigger the
 backdoor needs.
+
+The default alpha is 0.3, not the published 0.2: on 32 px images with benchbd's 8-epoch
+budget, 0.2 left ASR at 0.81 and 0.89 on seeds 1 and 2, while 0.3 gives 0.99 or more on
+seeds 0-2 (benchmarks/attack_suite.py). `--param alpha=0.2` restores the paper's value.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from benchbd.plugins import Attack
 
 @dataclass(frozen=True)
 class BlendedParams(Params):
-    alpha: float = param(0.2, "blend weight of the pattern when poisoning", min=0.0, max=1.0)
+    alpha: float = param(
+        0.3, "blend weight of the pattern when poisoning (paper: 0.2)", min=0.0, max=1.0
+    )
     test_alpha: float | None = param(
         None, "blend weight at test time (default: alpha)", min=0.0, max=1.0
     )
@@ -45,7 +51,7 @@ def blend(images: torch.Tensor, pattern: torch.Tensor, alpha: float) -> torch.Te
 
 
 class Blended(Attack):
-    description = "Blend a noise pattern or an image into the whole picture (alpha 0.2)."
+    description = "Blend a noise pattern or an image into the whole picture (alpha 0.3)."
     Params = BlendedParams
 
     def pattern_for(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
