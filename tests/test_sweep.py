@@ -114,7 +114,7 @@ def test_grid_file_and_bad_input(tmp_path):
     path = tmp_path / "grid.toml"
     path.write_text(
         'attacks = "all"\ndefenses = ["none"]\nseeds = [3, 4]\n'
-        '[run]\npoison_rate = 0.01\n[attack_params.blended]\nalpha = 0.3\n'
+        "[run]\npoison_rate = 0.01\n[attack_params.blended]\nalpha = 0.3\n"
     )
     grid = load_grid(path)
     assert "none" not in grid.attacks and {"badnet", "blended"} <= set(grid.attacks)
@@ -144,7 +144,7 @@ def test_cli_sweep_reports_failures_in_its_exit_code(tmp_path):
     grid.write_text(
         'attacks = ["badnet"]\ndefenses = ["explodes", "none"]\nseeds = [0]\n'
         '[run]\npoison_rate = 0.05\ndevice = "cpu"\n'
-        '[sizes]\ntrain = 512\nclean = 128\ntest = 100\n[pretrain]\nepochs = 2\nbatch_size = 64\n'
+        "[sizes]\ntrain = 512\nclean = 128\ntest = 100\n[pretrain]\nepochs = 2\nbatch_size = 64\n"
     )
     defenses.register("explodes", Explodes, package="tests")
     try:
