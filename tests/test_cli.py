@@ -93,3 +93,11 @@ def test_table_formats_and_corrupt_files(tmp_path):
     rich = invoke("table", str(tmp_path))
     assert rich.exit_code == 0 and "finetune" in rich.output
     assert "unknown format" in one_line_error(invoke("table", str(tmp_path), "--format", "xml"))
+    filtered = invoke("table", str(tmp_path), "--format", "csv", "--filter", "defense.name=none")
+    assert filtered.exit_code == 0 and "finetune" not in filtered.output
+    none_match = invoke("table", str(tmp_path), "--filter", "seed=9")
+    assert none_match.exit_code == 2
+    assert none_match.output.splitlines()[-1].endswith("matches the filters")
+    png = tmp_path / "plots" / "board.png"
+    plotted = invoke("plot", str(tmp_path), "--out", str(png))
+    assert plotted.exit_code == 0 and png.read_bytes()[:4] == b"\x89PNG"

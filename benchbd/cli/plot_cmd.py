@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from benchbd.cli.errors import friendly_errors
-from benchbd.leaderboard import apply_filters, load_folder, parse_filters
+from benchbd.cli.reading import read_results
 
 
 @friendly_errors
@@ -19,10 +19,5 @@ def plot(
     """CA against ASR per attack (arrows from poisoned to defended) and ASR bars per defense."""
     from benchbd.plots import write_plot
 
-    results, warnings = load_folder(folder)
-    for warning in warnings:
-        typer.echo(f"benchbd: warning: {warning}", err=True)
-    results = apply_filters(results, parse_filters(filter))
-    if not results:
-        raise ValueError(f"no result in {str(folder)!r} matches the filters")
+    results = read_results(folder, filter)
     typer.echo(f"plot: {write_plot(results, out)}")

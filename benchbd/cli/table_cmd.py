@@ -9,17 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from benchbd.cli.errors import friendly_errors
-from benchbd.leaderboard import (
-    COLUMNS,
-    FORMATS,
-    apply_filters,
-    headers,
-    leaderboard,
-    load_folder,
-    parse_filters,
-    render,
-    row_texts,
-)
+from benchbd.cli.reading import read_results
+from benchbd.leaderboard import COLUMNS, FORMATS, headers, leaderboard, render, row_texts
 
 
 @friendly_errors
@@ -42,12 +33,7 @@ def table(
     The best defense of each attack is in bold."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
-    results, warnings = load_folder(folder)
-    for warning in warnings:
-        typer.echo(f"benchbd: warning: {warning}", err=True)
-    results = apply_filters(results, parse_filters(filter))
-    if not results:
-        raise ValueError(f"no result in {str(folder)!r} matches the filters")
+    results = read_results(folder, filter)
     rows = leaderboard(results, group_by=group_by, sort=sort)
     if format != "rich":
         typer.echo(render(rows, format, group_by), nl=False)
