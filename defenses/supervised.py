@@ -3,8 +3,14 @@ with cross-entropy on clean labelled images.
 
 Training the vision tower against labels overwrites the trigger features it learned. As in
 the paper, CA and ASR after this defense are measured with the trained head (the result file
-records "linear-head" as the classifier). The head starts from the zero-shot classifier, so
-the first step is already a sensible classifier.
+records "linear-head" as the classifier).
+
+The head starts random by default, as a new linear layer does in the paper. Started from the
+zero-shot classifier instead (`head_init=zero-shot`) it is right from the first step, the
+cross-entropy is near zero, the encoder hardly moves, and the backdoor survives: on blended,
+ASR stayed at 0.93-0.96 (seeds 0 and 1) with CA 0.998. Ten epochs, the paper's count, are
+the default: with 5, blended seed 1 kept ASR 0.128 on the validation images (the test split of
+`synthetic:1`, benchmarks/defense_validation.py); with 10, 0.033 (seed 2: 0.015).
 """
 
 from __future__ import annotations
@@ -26,22 +32,30 @@ from benchbd.train import Batch, TrainConfig, train
 @dataclass(frozen=True)
 class SupervisedParams(Params):
     labelled_images: int = param(5000, "clean labelled images to train on (0 = all)", min=0)
-    epochs: float = param(5.0, "passes over the labelled images", min=0.01)
+    epochs: float = param(10.0, "passes over the labelled images (paper: 10)", min=0.01)
     lr: float = param(5e-4, "peak learning rate", min=0.0)
     batch_size: int = param(128, "images per batch", min=2)
     weight_decay: float = param(0.01, "AdamW weight decay (paper: 0.01)", min=0.0)
     warmup_steps: int = param(20, "linear warmup steps before the cosine", min=0)
+    head_init: str = param(
+        "random", "the head's start: random (a new layer) or zero-shot (the text classifier)",
+        choices=("random", "zero-shot"),
+    )  # fmt: skip
 
 
 class LinearHead(torch.nn.Module):
     """Logits = scale * W f for L2-normalised image features f."""
 
-    def __init__(self, weights: torch.Tensor, scale: float) -> None:
+    def __init__(self, dim: int, classes: int, weights: torch.Tensor | None = None,
+                 scale: float = 1.0, seed: int = 0) -> None:  # fmt: skip
         super().__init__()
-        self.linear = torch.nn.Linear(weights.shape[0], weights.shape[1], bias=True)
-        with torch.no_grad():
-            self.linear.weight.copy_(weights.T * scale)
-            self.linear.bias.zero_()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.linear = torch.nn.Linear(dim, classes, bias=True)
+        if weights is not None:  # start as the zero-shot classifier
+            with torch.no_grad():
+                self.linear.weight.copy_(weights.T * scale)
+                self.linear.bias.zero_()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear(features)
@@ -57,8 +71,10 @@ class SupervisedFinetune(Defense):
             raise BenchbdError("cleanclip_supervised needs labelled clean images; none found")
         size = self.params.labelled_images
         pairs = context.clean.subset(labelled[:size] if size else labelled)
-        scale = clip.model.logit_scale.exp().item()
-        head = LinearHead(zero_shot_weights(clip, context.task), scale)
+        weights = zero_shot_weights(clip, context.task)  # (dim, classes)
+        head = LinearHead(*weights.shape, seed=context.seed)
+        if self.params.head_init == "zero-shot":
+            head = LinearHead(*weights.shape, weights, clip.model.logit_scale.exp().item())
         head.to(next(clip.model.parameters()).device)
         trainable = torch.nn.ModuleDict({"visual": clip.model.visual, "head": head})
 

@@ -124,3 +124,22 @@ def test_supervised_head_measures_ca_and_asr(tiny_data):
     metrics = evaluate(defended, tiny_data.test, tiny_data.task, 7, white_corner, seed=0)
     assert metrics.classifier == "linear-head" and metrics.asr is not None
     assert metrics.ca > 0.2  # a trained head on 256 labelled images beats chance (0.1)
+
+
+def test_supervised_head_starts_random_or_as_the_zero_shot_classifier(tiny_data):
+    import torch.nn.functional as F
+
+    from benchbd.evaluate import predict, zero_shot_weights
+    from defenses.supervised import LinearHead
+
+    clip = create_clip(seed=0)
+    clip.model.eval()
+    weights = zero_shot_weights(clip, tiny_data.task)
+    images = tiny_data.test.images[:64]
+    with torch.no_grad():
+        features = F.normalize(clip.model.encode_image(clip.normalize(images)), dim=-1)
+        as_zero_shot = LinearHead(*weights.shape, weights, scale=10.0)(features)
+    assert torch.equal(as_zero_shot.argmax(1), predict(clip, images, weights))
+    first, again = LinearHead(*weights.shape, seed=3), LinearHead(*weights.shape, seed=3)
+    assert torch.equal(first.linear.weight, again.linear.weight)
+    assert not torch.equal(first.linear.weight, LinearHead(*weights.shape, seed=4).linear.weight)
