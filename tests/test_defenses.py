@@ -112,7 +112,8 @@ def test_supervised_head_measures_ca_and_asr(tiny_data):
 
     clip = create_clip(seed=0)
     context = DefenseContext(tiny_data.clean, tiny_data.task, seed=0)
-    params = SupervisedParams(labelled_images=256, epochs=12.0, batch_size=32, lr=3e-3)
+    params = SupervisedParams(labelled_images=256, epochs=12.0, batch_size=32, lr=3e-3,
+                              head_init="zero-shot")  # fmt: skip
     defended = SupervisedFinetune(params).apply(clip, context)
     assert defended.head is not None
 
