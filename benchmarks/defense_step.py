@@ -28,7 +28,8 @@ def seconds_per_step(name: str, data, steps: int, batch_size: int) -> float:
     clip = create_clip(seed=0)
     cls = defenses.get(name)
     pairs = steps * batch_size
-    params = build(cls.Params, {"clean_pairs": pairs, "epochs": 1.0, "batch_size": batch_size})
+    recipe = {"clean_pairs": pairs, "epochs": 1.0, "batch_size": batch_size}
+    params = build(cls.Params, recipe, owner=name)
     times: list[float] = []
 
     def progress(report: StepReport) -> None:  # called after each optimizer step

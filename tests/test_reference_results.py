@@ -1,0 +1,35 @@
+"""The committed reference results: their table is exactly what `benchbd table` makes of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchbd.cli import app
+from benchbd.leaderboard import load_folder
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def test_committed_leaderboard_is_the_table_of_the_committed_files():
+    committed = (RESULTS / "LEADERBOARD.md").read_text()
+    made = CliRunner().invoke(app, ["table", str(RESULTS), "--format", "markdown"])
+    assert made.exit_code == 0, made.output
+    assert made.output == committed
+
+
+def test_reference_grid_is_complete():
+    results, warnings = load_folder(RESULTS)
+    assert not warnings
+    cells = {(r["attack"]["name"], r["defense"]["name"], r["seed"]) for r in results}
+    attacks = {"badnet", "blended", "wanet", "label_consistent"}
+    defenses = {"none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised"}
+    assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    assert len(results) == len(cells)  # one file per cell
+
+
+@pytest.mark.parametrize("name", ["leaderboard.png"])
+def test_reference_plot_is_committed(name):
+    assert (RESULTS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
