@@ -12,6 +12,7 @@ defense.params.inmodal_weight`) and a plot of ASR and CA against the weight.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from benchbd.cache import atomic_write_text
@@ -61,7 +62,8 @@ def main() -> None:
         print(f"inmodal_weight {weight:g}: {summary.done} run, {summary.skipped} reused, "
               f"{len(summary.failed)} failed", flush=True)  # fmt: skip
     results = [r for r in load_folder(args.out)[0] if r["attack"]["name"] == args.attack]
-    rows = leaderboard(results, group_by=[GROUP])
+    # one row per weight: no "best defense" to mark, just the curve
+    rows = [replace(row, best=False) for row in leaderboard(results, group_by=[GROUP])]
     rows.sort(key=lambda row: float(row.groups[0]))
     table = render(rows, "markdown", [GROUP])
     atomic_write_text(args.out / "ABLATION.md", table)
