@@ -72,9 +72,9 @@ class SupervisedFinetune(Defense):
         size = self.params.labelled_images
         pairs = context.clean.subset(labelled[:size] if size else labelled)
         weights = zero_shot_weights(clip, context.task)  # (dim, classes)
-        head = LinearHead(*weights.shape, seed=context.seed)
-        if self.params.head_init == "zero-shot":
-            head = LinearHead(*weights.shape, weights, clip.model.logit_scale.exp().item())
+        start = self.params.head_init == "zero-shot"
+        head = LinearHead(*weights.shape, weights if start else None,
+                          clip.model.logit_scale.exp().item(), seed=context.seed)  # fmt: skip
         head.to(next(clip.model.parameters()).device)
         trainable = torch.nn.ModuleDict({"visual": clip.model.visual, "head": head})
 
