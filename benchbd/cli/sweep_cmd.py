@@ -43,13 +43,13 @@ class RichSweepObserver(SweepObserver):
         self.failed = 0
 
     def __enter__(self) -> RichSweepObserver:
-        self.progress.start()
-        return self
+        return self  # the display starts in start(), once the whole grid has been validated
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
 
     def start(self, total: int, skipped: int) -> None:
+        self.progress.start()
         if skipped:
             self.console.print(f"[cyan]{skipped} of {total} cells already have results: skipped")
         self.task = self.progress.add_task("sweep", total=total - skipped, running=0, failed=0)
