@@ -1,3 +1,3 @@
 """benchbd: a benchmark suite for backdoor attacks and defenses on CLIP-style models."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import open_clip
@@ -22,6 +22,7 @@ from benchbd.suggest import did_you_mean
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 DEFAULT_MODEL = "benchbd-rn-tiny"
+TOKEN_CACHE_SIZE = 200_000  # distinct captions remembered per model (a few tens of MB)
 
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
@@ -56,17 +57,29 @@ class ClipBundle:
     # A classification head on the image features (supervised defenses); when present it,
     # not the zero-shot text classifier, measures CA and ASR.
     head: torch.nn.Module | None = None
+    _tokens: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def tokenize(self, captions: list[str]) -> torch.Tensor:
-        return self.tokenizer(captions)
+        """Token ids, (N, context_length). Each distinct caption is tokenised once and
+        remembered: open_clip's text cleaning costs ~0.2 ms a caption, a sixth of a CleanCLIP
+        step when every step brings 128 augmented captions, and captions repeat."""
+        if not captions:
+            return self.tokenizer([])
+        new = [c for c in dict.fromkeys(captions) if c not in self._tokens]
+        fresh = dict(zip(new, self.tokenizer(new), strict=True)) if new else {}
+        if len(self._tokens) + len(fresh) <= TOKEN_CACHE_SIZE:
+            self._tokens.update(fresh)
+        return torch.stack([fresh[c] if c in fresh else self._tokens[c] for c in captions])
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) on any device -> float input for the image tower."""
         return self.normalize_float(images.float().div_(255.0))
 
     def normalize_float(self, x: torch.Tensor) -> torch.Tensor:
-        """Images as floats in [0, 1] -> input for the image tower (differentiable)."""
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        """Images as floats in [0, 1] -> input for the image tower (differentiable), in the
+        channels-last layout the tower's weights use (see create_clip)."""
+        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        return x.contiguous(memory_format=torch.channels_last)
 
 
 @contextlib.contextmanager
@@ -99,6 +112,9 @@ def create_clip(
         load_weights(model, weights)
         tag_cfg = {} if is_path(pretrained) else open_clip.get_pretrained_cfg(name, pretrained)
         cfg.update({k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg})
+    # Convolutions in channels-last layout: on CPU the tiny ResNet steps 1.25x faster (and on
+    # CUDA it is the layout tensor cores want). Only 4-D weights change layout.
+    model = model.to(memory_format=torch.channels_last)
     mean = torch.tensor(cfg.get("mean", OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
     std = torch.tensor(cfg.get("std", OPENAI_DATASET_STD)).view(1, 3, 1, 1)
     size = cfg.get("size", 224)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,7 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchbd.cache import cache_dir, fingerprint, load_state, save_state
+import torch
+
+from benchbd.cache import atomic_write_text, cache_dir, fingerprint, load_state, save_state
 from benchbd.data.sources import DataSizes, load_data
 from benchbd.errors import BenchbdError
 from benchbd.evaluate import Metrics, defense_effectiveness, evaluate
@@ -27,7 +30,7 @@ from benchbd.pretrained import pretrained_key
 from benchbd.results import PluginRecord, RunResult, versions
 from benchbd.train import StepReport, TrainConfig, train
 
-MODEL_CACHE_VERSION = 1  # bump when the harness changes what a cached model would contain
+MODEL_CACHE_VERSION = 2  # bump when the harness changes what a cached model would contain
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,30 @@ def poisoned_fingerprint(config: RunConfig, data, attack: Attack) -> str:
     return fingerprint(key)
 
 
+def model_record_path(checkpoint: Path) -> Path:
+    return checkpoint.with_suffix(".json")
+
+
+def read_model_record(checkpoint: Path) -> dict[str, Any] | None:
+    """What a cached poisoned model was trained on (its poisoned rows) and with how many CPU
+    threads; None when there is no usable cached model (no checkpoint, or no record of it)."""
+    path = model_record_path(checkpoint)
+    if not checkpoint.exists() or not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if isinstance(record.get("poison_indices"), list) and "threads" in record:
+            return record
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None  # unreadable: train again and overwrite it
+
+
+def write_model_record(checkpoint: Path, indices: list[int], threads: int) -> None:
+    record = {"poison_indices": indices, "threads": threads}
+    atomic_write_text(model_record_path(checkpoint), json.dumps(record) + "\n")
+
+
 def run(config: RunConfig, observer: Observer | None = None, out: Path | None = None) -> RunResult:
     """Run one cell end to end; write its result file into `out` when given."""
     observer = observer or Observer()
@@ -174,17 +201,21 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
 
     observer.stage("attack")
     attack = build_attack(config, data, surrogate_model(config, data, device, observer))
-    poisoned = attack.poison(data.train)
-    lap("attack_s")
-
-    observer.stage("pretrain")
     model_fp = poisoned_fingerprint(config, data, attack)
     checkpoint = cache_dir() / "models" / f"{model_fp}.pt"
     as_given = config.pretrained is not None and not config.from_pretrained
-    cached = checkpoint.exists() and not as_given
+    record = None if as_given else read_model_record(checkpoint)
+    # A cached poisoned model comes with the rows its attack poisoned, so the attack is not run
+    # again (a hardened label-consistent attack spends half a minute on PGD).
+    poisoned = None if record else attack.poison(data.train)
+    indices = record["poison_indices"] if record else poisoned.indices
+    lap("attack_s")
+
+    observer.stage("pretrain")
+    pretrain_threads = record["threads"] if record else torch.get_num_threads()
     if as_given:
         observer.note(f"pretrained weights {config.pretrained} used as they are (not trained)")
-    elif cached:
+    elif record:
         clip.model.load_state_dict(load_state(checkpoint))
         clip.model.eval()
         observer.note(f"reusing cached poisoned model {model_fp} (pretraining skipped)")
@@ -198,6 +229,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
             progress=observer.step,
         )
         save_state(checkpoint, clip.model.state_dict())
+        write_model_record(checkpoint, indices, pretrain_threads)
     lap("pretrain_s")
 
     observer.stage("evaluate")
@@ -220,8 +252,10 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     lap("evaluate_after_s")
     timings["total_s"] = round(time.perf_counter() - total_start, 3)
 
-    result = _record(config, data, attack, poisoned.indices, defense_params, before, after,
-                     model_fp, cached, timings, defense.report())  # fmt: skip
+    runtime = {"device": str(device), "threads": torch.get_num_threads(),
+               "pretrain_threads": None if as_given else pretrain_threads}  # fmt: skip
+    result = _record(config, data, attack, indices, defense_params, before, after,
+                     model_fp, record is not None, timings, runtime, defense.report())  # fmt: skip
     if out is not None:
         result.write(out)
     return result
@@ -254,7 +288,7 @@ def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict) -> s
 
 
 def _record(config, data, attack, indices, defense_params, before: Metrics, after: Metrics,
-            model_fp, cached, timings, defense_report) -> RunResult:  # fmt: skip
+            model_fp, cached, timings, runtime, defense_report) -> RunResult:  # fmt: skip
     defense_dict = defense_params.to_dict()
     extra = {"attack_state": attack.state(), "defense_report": defense_report}
     if config.pretrained:
@@ -283,6 +317,7 @@ def _record(config, data, attack, indices, defense_params, before: Metrics, afte
         poisoned_model_fingerprint=model_fp,
         pretrain_cached=cached,
         timings=timings,
+        runtime=runtime,
         versions=versions(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra=extra,

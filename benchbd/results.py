@@ -48,6 +48,9 @@ class RunResult:
     versions: dict[str, str]
     created: str
     schema_version: int = SCHEMA_VERSION
+    # Device and CPU threads of the defense and of pretraining: float sums depend on how work
+    # is split between threads, so an exact rerun needs the same counts (`--threads`).
+    runtime: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Runs, as a user would, and times:
 
-    benchbd sweep --attacks all --defenses all --seeds 0,1,2 --out results
+    benchbd sweep --attacks all --defenses all --seeds 0,1,2 --jobs 2 --out results
     benchbd table results --format markdown > results/LEADERBOARD.md
     benchbd plot results --out results/leaderboard.png
 
@@ -11,7 +11,7 @@ supervised finetuning on badnet and blended). Poisoned models already in the cac
 as in any sweep; `--cold` first points the cache at an empty folder to time the grid from
 nothing.
 
-    python benchmarks/reference_grid.py [--out results] [--seeds 0,1,2] [--jobs 1] [--cold]
+    python benchmarks/reference_grid.py [--out results] [--seeds 0,1,2] [--jobs 2] [--cold]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--jobs", default="1")
+    parser.add_argument("--jobs", default="2")
     parser.add_argument("--cold", action="store_true", help="start from an empty cache")
     args = parser.parse_args()
     if args.cold:

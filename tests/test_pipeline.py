@@ -6,6 +6,7 @@ import hashlib
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from benchbd.cache import cache_dir
@@ -13,7 +14,7 @@ from benchbd.cli import app
 from benchbd.evaluate import evaluate
 from benchbd.model import create_clip
 from benchbd.pipeline import RunConfig, build_attack, run
-from benchbd.plugins import Defense, defenses
+from benchbd.plugins import Defense, attacks, defenses
 from benchbd.results import read_result
 from benchbd.train import TrainConfig, train
 from tests.conftest import TINY
@@ -88,6 +89,33 @@ def test_second_run_reuses_the_poisoned_model_and_reproduces_numbers(poisoned_ru
     assert second.poisoned_model_fingerprint == first.poisoned_model_fingerprint
     assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == digest  # defense left it alone
     assert second.defense.params["epochs"] == 1.0 and second.der is not None
+    assert second.poison["indices"] == first.poison["indices"]
+    assert second.runtime["threads"] == torch.get_num_threads()
+    assert second.runtime["pretrain_threads"] == first.runtime["threads"]
+
+
+def test_cached_model_skips_the_attack_and_records_its_rows(poisoned_run, tmp_path, monkeypatch):
+    first, _ = poisoned_run
+    attack_cls = attacks.get("badnet")
+
+    def must_not_poison(self, pairs):
+        raise AssertionError("the attack ran although its poisoned model is cached")
+
+    monkeypatch.setattr(attack_cls, "poison", must_not_poison)
+    again = run(tiny_config(), out=tmp_path)
+    assert again.poison["indices"] == first.poison["indices"]
+    assert again.metrics == first.metrics
+
+
+def test_cached_model_without_its_record_is_trained_again(poisoned_run, tmp_path):
+    first, _ = poisoned_run
+    checkpoint = cache_dir() / "models" / f"{first.poisoned_model_fingerprint}.pt"
+    record = checkpoint.with_suffix(".json")
+    record.write_text("{not json")
+    again = run(tiny_config(), out=tmp_path)
+    assert not again.pretrain_cached
+    assert again.poison["indices"] == first.poison["indices"]
+    assert json.loads(record.read_text())["poison_indices"] == first.poison["indices"]
 
 
 class Interrupting(Defense):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -148,6 +149,9 @@ def run(
     batch_size: int = typer.Option(None, help=f"pretraining batch size [{TrainConfig.batch_size}]"),
     lr: float = typer.Option(None, help=f"pretraining peak learning rate [{TrainConfig.lr:g}]"),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
+    threads: int = typer.Option(
+        None, help="CPU threads [one per core]; recorded, as exact reruns need the same count"
+    ),
     out: Path = typer.Option(Path("results"), help="folder for the result file"),
 ) -> None:
     """Poison, pretrain, evaluate, defend, evaluate, and record one result file.
@@ -155,6 +159,10 @@ def run(
     Under `torchrun --nproc-per-node N -m benchbd run ...` every rank trains on its slice of
     each batch; rank 0 alone draws progress and writes the result file."""
     attack_params, defense_params = route_params(attack, defense, param)
+    if threads is not None:
+        if threads < 1:
+            raise BenchbdError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
     world = distributed.init_from_env()
     real = dataset.partition(":")[0] != "synthetic"
     if not real and (eval_dataset or clean_dataset):
