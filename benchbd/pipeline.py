@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -259,6 +259,23 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     if out is not None:
         result.write(out)
     return result
+
+
+def load_poisoned(config: RunConfig, data=None) -> tuple[ClipBundle, Attack]:
+    """The poisoned model `config` describes, with its attack, for scripts that study a defense
+    outside `run()`: loaded from the cache, or trained and cached first (a run with no
+    defense)."""
+    if data is None:
+        data = load_data(config.dataset, config.sizes, _image_size(config.model))
+    attack = build_attack(config, data)
+    checkpoint = cache_dir() / "models" / f"{poisoned_fingerprint(config, data, attack)}.pt"
+    if read_model_record(checkpoint) is None:
+        run(replace(config, defense="none", defense_params={}))
+    clip = create_clip(config.model, seed=substream(config.seed, "init"),
+                       device=resolve_device(config.device))  # fmt: skip
+    clip.model.load_state_dict(load_state(checkpoint))
+    clip.model.eval()
+    return clip, attack
 
 
 @functools.cache

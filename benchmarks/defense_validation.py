@@ -13,29 +13,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from dataclasses import replace
 
 from benchbd.data.sources import DataSizes, load_data
 from benchbd.evaluate import evaluate
 from benchbd.params import build, parse_assignments
-from benchbd.pipeline import RunConfig, build_attack, poisoned_fingerprint, run, substream
+from benchbd.pipeline import RunConfig, load_poisoned, substream
 from benchbd.plugins import DefenseContext, defenses
 
 VALIDATION = "synthetic:1"
-
-
-def poisoned_model(config: RunConfig, data):
-    """The cached poisoned model of this (attack, seed); trains and caches it when missing."""
-    from benchbd.cache import cache_dir, load_state
-    from benchbd.model import create_clip
-
-    attack = build_attack(config, data)
-    path = cache_dir() / "models" / f"{poisoned_fingerprint(config, data, attack)}.pt"
-    if not path.exists():
-        run(replace(config, defense="none"))
-    clip = create_clip(config.model, seed=substream(config.seed, "init"))
-    clip.model.load_state_dict(load_state(path))
-    return clip, attack
 
 
 def main() -> None:
@@ -54,7 +39,7 @@ def main() -> None:
     cas, asrs = [], []
     for seed in (int(s) for s in args.seeds.split(",")):
         config = RunConfig(attack=args.attack, defense=args.defense, seed=seed)
-        clip, attack = poisoned_model(config, data)
+        clip, attack = load_poisoned(config, data)
         target, eval_seed = attack.setup.target, substream(seed, "validate")
         before = evaluate(clip, validation.test, data.task, target, attack.apply_trigger, eval_seed)
         context = DefenseContext(data.clean, data.task, substream(seed, "defense"))

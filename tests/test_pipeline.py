@@ -13,7 +13,7 @@ from benchbd.cache import cache_dir
 from benchbd.cli import app
 from benchbd.evaluate import evaluate
 from benchbd.model import create_clip
-from benchbd.pipeline import RunConfig, build_attack, run
+from benchbd.pipeline import RunConfig, build_attack, load_poisoned, run, substream
 from benchbd.plugins import Defense, attacks, defenses
 from benchbd.results import read_result
 from benchbd.train import TrainConfig, train
@@ -116,6 +116,14 @@ def test_cached_model_without_its_record_is_trained_again(poisoned_run, tmp_path
     assert not again.pretrain_cached
     assert again.poison["indices"] == first.poison["indices"]
     assert json.loads(record.read_text())["poison_indices"] == first.poison["indices"]
+
+
+def test_load_poisoned_gives_the_cached_model_that_run_measured(poisoned_run, tiny_data):
+    first, _ = poisoned_run
+    clip, attack = load_poisoned(tiny_config(), tiny_data)
+    before = evaluate(clip, tiny_data.test, tiny_data.task, attack.setup.target,
+                      attack.apply_trigger, substream(0, "evaluate"))  # fmt: skip
+    assert before.to_dict() == first.metrics["before"]
 
 
 class Interrupting(Defense):
