@@ -6,7 +6,7 @@ resumes like a sweep. It writes the table (`benchbd table DIR --group-by
 defense.params.inmodal_weight`) and a plot of ASR and CA against the weight.
 
     python benchmarks/inmodal_ablation.py [--attack blended] [--seeds 0,1,2]
-        [--weights 0,0.5,1,2,4,8] [--out results/ablations/inmodal_weight]
+        [--weights 0,0.5,1,2,4,8] [--jobs 2] [--out results/ablations/inmodal_weight]
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--attack", default="blended")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--weights", default="0,0.5,1,2,4,8")
+    parser.add_argument("--jobs", type=int, default=2, help="cells side by side, as a sweep")
     parser.add_argument("--out", type=Path, default=Path("results/ablations/inmodal_weight"))
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -58,7 +59,7 @@ def main() -> None:
     for weight in weights:
         grid = Grid([args.attack], ["cleanclip"], seeds,
                     defense_params={"cleanclip": {"inmodal_weight": weight}})  # fmt: skip
-        summary = sweep(grid, args.out)
+        summary = sweep(grid, args.out, jobs=args.jobs)
         print(f"inmodal_weight {weight:g}: {summary.done} run, {summary.skipped} reused, "
               f"{len(summary.failed)} failed", flush=True)  # fmt: skip
     results = [r for r in load_folder(args.out)[0] if r["attack"]["name"] == args.attack]
