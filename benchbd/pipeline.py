@@ -148,6 +148,11 @@ def poisoned_fingerprint(config: RunConfig, data, attack: Attack) -> str:
     return fingerprint(key)
 
 
+def poisoned_checkpoint(model_fp: str) -> Path:
+    """Where the poisoned model with this fingerprint is cached (its record sits beside it)."""
+    return cache_dir() / "models" / f"{model_fp}.pt"
+
+
 def model_record_path(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".json")
 
@@ -202,7 +207,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     observer.stage("attack")
     attack = build_attack(config, data, surrogate_model(config, data, device, observer))
     model_fp = poisoned_fingerprint(config, data, attack)
-    checkpoint = cache_dir() / "models" / f"{model_fp}.pt"
+    checkpoint = poisoned_checkpoint(model_fp)
     as_given = config.pretrained is not None and not config.from_pretrained
     record = None if as_given else read_model_record(checkpoint)
     # A cached poisoned model comes with the rows its attack poisoned, so the attack is not run
@@ -268,7 +273,7 @@ def load_poisoned(config: RunConfig, data=None) -> tuple[ClipBundle, Attack]:
     if data is None:
         data = load_data(config.dataset, config.sizes, _image_size(config.model))
     attack = build_attack(config, data)
-    checkpoint = cache_dir() / "models" / f"{poisoned_fingerprint(config, data, attack)}.pt"
+    checkpoint = poisoned_checkpoint(poisoned_fingerprint(config, data, attack))
     if read_model_record(checkpoint) is None:
         run(replace(config, defense="none", defense_params={}))
     clip = create_clip(config.model, seed=substream(config.seed, "init"),

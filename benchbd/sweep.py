@@ -24,10 +24,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from benchbd.cache import atomic_write_text, cache_dir
+from benchbd.cache import atomic_write_text
 from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
-from benchbd.pipeline import RunConfig, plan, read_model_record, run
+from benchbd.pipeline import RunConfig, plan, poisoned_checkpoint, read_model_record, run
 from benchbd.plugins import attacks, defenses
 from benchbd.results import read_result
 from benchbd.suggest import did_you_mean
@@ -293,7 +293,7 @@ def sweep(
     ready: list[RunConfig] = []
     waiting: dict[str, list[RunConfig]] = {}
     for model_fp, members in groups.items():
-        if read_model_record(cache_dir() / "models" / f"{model_fp}.pt") is not None:
+        if read_model_record(poisoned_checkpoint(model_fp)) is not None:
             ready += members
         else:
             ready.append(members[0])
