@@ -16,7 +16,13 @@ import torch
 
 from benchbd.data.images import decode
 from benchbd.data.listings import Listing
-from benchbd.data.spec import SourceSpec, contained, option_file, read_names, templates_from
+from benchbd.data.spec import (
+    DataFolder,
+    SourceSpec,
+    option_file,
+    read_names,
+    templates_from,
+)
 from benchbd.errors import BenchbdError
 from benchbd.pretrained import no_network
 from benchbd.suggest import did_you_mean
@@ -27,11 +33,11 @@ EVAL_SPLITS = ("test", "validation", "val")
 
 @dataclass
 class ArrowImages:
-    """One image column of a dataset, read as encoded bytes (or a file path inside `root`)."""
+    """One image column of a dataset, read as encoded bytes (or a file inside `folder`)."""
 
     table: object  # datasets.Dataset holding only the image column, decode=False
     column: str
-    root: Path | None
+    folder: DataFolder | None
 
     def read(self, row: int, size: int) -> torch.Tensor:
         value = self.table[row][self.column]
@@ -40,10 +46,41 @@ class ArrowImages:
             raise BenchbdError(f"hf: {name} has no image")
         if value.get("bytes"):
             return decode(value["bytes"], size, name)
-        if value.get("path") and self.root is not None:
-            path = contained(self.root, value["path"], "image path")
-            return decode(self.root / path, size, value["path"])
+        if value.get("path") and self.folder is not None:
+            path = self.folder.resolve(value["path"], "image path", f"in {name}")
+            return decode(path, size, value["path"])
         raise BenchbdError(f"hf: {name} has neither image bytes nor a readable path")
+
+
+def check_stored_paths(table, column: str, folder: DataFolder | None) -> None:
+    """Rows whose image is a stored file path rather than bytes (older `datasets` versions
+    and other writers leave them so): each must be a file inside the dataset's folder, links
+    followed. Checked when the data is loaded, not when a batch reads the row after
+    pretraining; the bytes themselves are never read here."""
+    import pyarrow as pa
+
+    offset = 0
+    for chunk in table.data.column(column).chunks:
+        if pa.types.is_struct(chunk.type):  # {bytes, path}; anything else, read() reports
+            fields = chunk.flatten()
+            stored = fields[chunk.type.get_field_index("bytes")]
+            paths = fields[chunk.type.get_field_index("path")]
+            for i in np.flatnonzero(stored.is_null().to_numpy(zero_copy_only=False)):
+                stored_path(paths[int(i)].as_py(), offset + int(i), folder)
+        offset += len(chunk)
+
+
+def stored_path(name: str | None, row: int, folder: DataFolder | None) -> None:
+    """One row stored as a path: a file inside `folder`, or a one-line error."""
+    if not name:
+        raise BenchbdError(f"hf: row {row} has no image")
+    if folder is None:
+        raise BenchbdError(f"hf: row {row} stores its image as a file path ({name!r}), which "
+                           "needs the dataset's own folder: save it with save_to_disk, the "
+                           "files inside it, and pass that folder")  # fmt: skip
+    if not folder.locate(name, "image path", f"in row {row}")[1]:
+        raise BenchbdError(f"hf: image file {name!r} in row {row} does not exist in "
+                           f"{folder.real}")  # fmt: skip
 
 
 def _load(spec: SourceSpec):
@@ -161,10 +198,12 @@ def hf_listing(spec: SourceSpec) -> Listing:
         if labels.size and (labels.min() < 0 or labels.max() >= len(classnames)):
             raise BenchbdError(f"hf: labels run outside the {len(classnames)} class names")
     images = table.select_columns([image]).cast_column(image, datasets.Image(decode=False))
+    data_folder = DataFolder(folder) if folder is not None else None
+    check_stored_paths(images, image, data_folder)
     captions = table.data.column(caption).to_pylist() if caption else None
     return Listing(
         name=spec.text(),
-        reader=ArrowImages(images, image, folder),
+        reader=ArrowImages(images, image, data_folder),
         size=len(table),
         key={
             "kind": "hf",

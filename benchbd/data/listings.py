@@ -12,6 +12,7 @@ import csv
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,8 @@ import torch
 from benchbd.data.images import ImageReader, decode
 from benchbd.data.spec import (
     SEPARATORS,
+    DataFolder,
     SourceSpec,
-    contained,
     existing,
     option_file,
     read_names,
@@ -70,7 +71,8 @@ def separator(spec: SourceSpec) -> str:
 
 
 def read_table(path: Path, sep: str, columns: list[str]) -> list[list[str]]:
-    """The named columns of a delimited file, as lists of strings."""
+    """The named columns of a delimited file, as lists of strings, then each row's line
+    number (for errors that name a row)."""
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle, delimiter=sep)
         header = next(reader, None)
@@ -85,23 +87,36 @@ def read_table(path: Path, sep: str, columns: list[str]) -> list[list[str]]:
                 )
         where = [header.index(c) for c in columns]
         out: list[list[str]] = [[] for _ in columns]
-        for line, row in enumerate(reader, start=2):
+        lines: list[int] = []
+        for row in reader:
             if not row:
                 continue
             if len(row) < len(header):
-                raise BenchbdError(f"{path.name}, line {line}: {len(row)} fields, expected "
-                                   f"{len(header)}")  # fmt: skip
+                raise BenchbdError(f"{path.name}, line {reader.line_num}: {len(row)} fields, "
+                                   f"expected {len(header)}")  # fmt: skip
             for values, i in zip(out, where, strict=True):
                 values.append(row[i])
-    return out
+            lines.append(reader.line_num)
+    return [*out, lines]
 
 
-def check_files(spec: SourceSpec, root: Path, names: list[str]) -> tuple[list[str], np.ndarray]:
-    """Normalised image paths (each inside `root`) and the rows whose file exists. Missing files
-    are counted and logged; `missing=error` (default) stops, `missing=skip` drops them."""
-    resolved = root.resolve()
-    paths = [contained(resolved, name, "image path") for name in names]
-    present = np.fromiter((os.path.isfile(resolved / p) for p in paths), bool, len(paths))
+def line_of(lines: list[int], path: Path) -> Callable[[int], str]:
+    """Row i of a table -> 'on line N of NAME', for an error that names a row."""
+    return lambda i: f"on line {lines[i]} of {path.name}"
+
+
+def check_files(
+    spec: SourceSpec, root: Path, names: list[str], where: Callable[[int], str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Image paths relative to `root` with links resolved (each checked to stay inside it), and
+    the rows whose file exists. `where(i)` says where row i was read, for the error that names
+    a path leading out. Missing files are counted and logged; `missing=error` (default) stops,
+    `missing=skip` drops them."""
+    folder = DataFolder(root)
+    paths, present = [], np.zeros(len(names), bool)
+    for i, name in enumerate(names):
+        path, present[i] = folder.locate(name, "image path", where and (lambda i=i: where(i)))
+        paths.append(path)
     missing = int((~present).sum())
     if missing:
         first = paths[int(np.argmin(present))]
@@ -128,11 +143,11 @@ def csv_listing(spec: SourceSpec) -> Listing:
     spec.check_options({"image", "caption", "sep", "missing"})
     path = existing(spec.location, "CSV file")
     image_col, caption_col = spec.get("image", "image"), spec.get("caption", "caption")
-    names, captions = read_table(path, separator(spec), [image_col, caption_col])
+    names, captions, lines = read_table(path, separator(spec), [image_col, caption_col])
     if not names:
         raise BenchbdError(f"{path.name} has a header but no rows")
     root = path.parent
-    paths, keep = check_files(spec, root, names)
+    paths, keep = check_files(spec, root, names, line_of(lines, path))
     key = {"kind": "csv", "file": file_hash(path), "options": spec.options, "rows": len(keep)}
     return Listing(
         name=spec.text(),
@@ -168,7 +183,8 @@ def imagefolder_listing(spec: SourceSpec) -> Listing:
     if "labels" in spec.options:
         table = option_file(root, spec.options["labels"], "labels file")
         image_col, label_col = spec.get("image", "image"), spec.get("label", "label")
-        names, raw = read_table(table, separator(spec), [image_col, label_col])
+        names, raw, lines = read_table(table, separator(spec), [image_col, label_col])
+        where = line_of(lines, table)
         ids = sorted(set(raw), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
         if all(v.isdigit() for v in raw) and "classes" in spec.options:
             classnames = class_names(spec, root, [str(i) for i in range(1 + max(map(int, ids)))])
@@ -193,7 +209,8 @@ def imagefolder_listing(spec: SourceSpec) -> Listing:
             raise BenchbdError(f"imagefolder: no image files under {spec.location!r}")
         classnames = class_names(spec, root, folders)
         key_files = {"files": hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]}
-    paths, keep = check_files(spec, root, names)
+        where = None  # found by walking the folder: the path says where
+    paths, keep = check_files(spec, root, names, where)
     label_array = np.asarray(labels, dtype=np.int64)[keep]
     return Listing(
         name=spec.text(),

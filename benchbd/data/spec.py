@@ -4,13 +4,16 @@ One source:   KIND:LOCATION[?key=value&key=value]   e.g. csv:cc3m/train.csv?sep=
 A whole run:  TRAIN[|eval=SOURCE][|clean=SOURCE]   e.g. csv:cc3m.csv|eval=imagefolder:val
 
 Options are plain strings; every file a data file names (images, class names, templates) must
-resolve inside the data folder, so a CSV can never point a run at /etc or ../../elsewhere.
+resolve inside the data folder, links followed, so a CSV can never point a run at /etc or
+../../elsewhere, whether by its own paths or through a link inside the folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,24 +86,79 @@ def compose(train: str, eval: str | None = None, clean: str | None = None) -> st
     return "|".join(parts)
 
 
-def inside(root: Path, name: str, what: str = "path") -> Path:
-    """`name` resolved against `root`; an error if it escapes the folder (.. or absolute)."""
-    root = root.resolve()
-    path = (root / name).resolve()
-    if not path.is_relative_to(root):
-        raise BenchbdError(f"{what} {name!r} resolves outside the data folder {root}")
-    return path
+Where = str | Callable[[], str]  # where a path was read; a callable when a row's text costs
 
 
-def contained(root: Path, name: str, what: str) -> str:
-    """The lexical form of `inside`, fast enough for millions of rows: `name` normalised and
-    made relative to `root` (already resolved); an error if it climbs out of it."""
-    path = os.path.normpath(name)
-    if os.path.isabs(path):
-        path = os.path.relpath(path, root)
-    if path == ".." or path.startswith(".." + os.sep) or os.path.isabs(path):
-        raise BenchbdError(f"{what} {name!r} resolves outside the data folder {root}")
-    return path
+def _at(where: Where) -> str:
+    where = where() if callable(where) else where
+    return f" {where}" if where else ""
+
+
+class DataFolder:
+    """The folder a data file's paths are relative to, and the check that each path stays in it.
+
+    The check follows links: a dataset is often downloaded or unpacked from elsewhere, and a
+    link inside it (a folder `linkdir -> /home/me`, a file `a.png -> /etc/shadow`) would
+    otherwise let a CSV row read any file on the machine. Both the folder and every path are
+    resolved (os.path.realpath) before they are compared, so links that stay inside the folder
+    keep working. Resolving a path costs a system call per path component; millions of rows
+    share a few thousand folders, so folders are resolved once each and a file costs one lstat.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.given = os.path.abspath(os.path.expanduser(root))
+        self.real = os.path.realpath(self.given)
+        self.path = Path(self.real)
+        self._prefix = self.real if self.real.endswith(os.sep) else self.real + os.sep
+        self._folders: dict[str, str] = {}
+
+    def _inside(self, real: str) -> bool:
+        return real == self.real or real.startswith(self._prefix)
+
+    def _real_folder(self, folder: str) -> str:
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(os.path.join(self.real, folder))
+        return real
+
+    def locate(self, name: str, what: str, where: Where = "") -> tuple[str, bool]:
+        """(`name` relative to the folder, links resolved; whether it is an existing file).
+        A BenchbdError when it leads outside the folder, by `..`, an absolute path or a link;
+        `where` says where the name was read (e.g. 'on line 7 of train.csv')."""
+        folder, base = os.path.split(os.path.normpath(name))
+        try:
+            real = os.path.join(self._real_folder(folder), base)
+        except ValueError:  # a NUL byte
+            raise BenchbdError(f"{what} {name!r}{_at(where)} is not a valid path") from None
+        try:
+            mode = os.lstat(real).st_mode
+        except (OSError, ValueError):  # missing (a missing file is the caller's to count)
+            mode = 0
+        if stat.S_ISLNK(mode):
+            real = os.path.realpath(real)
+            try:
+                mode = os.stat(real).st_mode
+            except (OSError, ValueError):
+                mode = 0
+        if not self._inside(real):
+            raise self._escape(name, what, where, real)
+        return real[len(self._prefix) :] if real != self.real else ".", stat.S_ISREG(mode)
+
+    def resolve(self, name: str, what: str, where: Where = "") -> Path:
+        """The real path of `name`, checked as in `locate`."""
+        relative, _ = self.locate(name, what, where)
+        return self.path / relative
+
+    def _escape(self, name: str, what: str, where: Where, real: str) -> BenchbdError:
+        lexical = os.path.normpath(os.path.join(self.given, name))
+        if lexical == self.given or lexical.startswith(self.given.rstrip(os.sep) + os.sep):
+            how = (f"a link leads to {real}: copy the files into the data folder rather than "
+                   "linking out of it")  # fmt: skip
+        else:
+            how = "a data file may only name files inside its folder"
+        return BenchbdError(
+            f"{what} {name!r}{_at(where)} resolves outside the data folder {self.real} ({how})"
+        )
 
 
 def existing(location: str, what: str) -> Path:
@@ -111,10 +169,16 @@ def existing(location: str, what: str) -> Path:
 
 
 def option_file(root: Path, value: str, what: str) -> Path:
-    """A file named on the command line (not inside a data file): relative to the data folder
-    when relative, anywhere when absolute."""
+    """A file named in a source's options (classes=, templates=, labels=): anywhere when
+    absolute, since whoever typed the path chose it; when relative, a file of the data folder,
+    which must stay inside it with links followed (a downloaded data folder could otherwise
+    link its classes file to a private file and have it read)."""
     path = Path(value).expanduser()
-    return existing(str(path if path.is_absolute() else root / path), what)
+    if path.is_absolute():
+        return existing(str(path), what)
+    resolved = DataFolder(root).resolve(value, what)
+    existing(str(root / path), what)  # the error names the file as it was given
+    return resolved
 
 
 def read_names(path: Path) -> list[str] | dict[str, str]:
