@@ -306,6 +306,86 @@ def test_target_class_absent_from_the_evaluation_classes(cc):
         build_attack(config, data)
 
 
+def one_class_folder(folder, n=4):
+    """An image folder with a single class: nothing to tell apart."""
+    (folder / "n0").mkdir(parents=True)
+    for j in range(n):
+        picture("red", j).save(folder / "n0" / f"{j}.png")
+    return folder
+
+
+def test_a_one_class_evaluation_set_stops_the_run_before_training(tmp_path):
+    path = write_pairs(tmp_path / "cc", n=16)
+    val = one_class_folder(tmp_path / "val")
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    result = CliRunner().invoke(
+        app,
+        ["run", "--dataset", f"csv:{path}", "--eval-dataset", f"imagefolder:{val}",
+         "--target", "n0", "--clean-pairs", "4", "--epochs", "1", "--batch-size", "8",
+         "--defense", "none", "--device", "cpu", "--out", str(results)],
+        env={"BENCHBD_CACHE": str(cache), "COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("benchbd: error: "), result.output
+    assert "one class ('n0')" in lines[0] and "--eval-dataset" in lines[0]
+    assert not list(cache.glob("models/*"))  # nothing trained
+    assert not results.exists() or not list(results.iterdir())
+
+
+def test_a_target_class_the_evaluation_set_lacks_stops_the_run_before_training(cc, tmp_path):
+    train_csv, _, rest = cc.partition("|eval=")
+    cache = tmp_path / "cache"
+    result = CliRunner().invoke(
+        app,
+        ["run", "--dataset", train_csv, "--eval-dataset", rest, "--target", "banana",
+         "--clean-pairs", "8", "--epochs", "1", "--defense", "none", "--device", "cpu",
+         "--out", str(tmp_path / "results")],
+        env={"BENCHBD_CACHE": str(cache), "COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "unknown target class 'banana'" in lines[0], result.output
+    assert not list(cache.glob("models/*"))  # nothing trained
+
+
+def test_an_evaluation_split_of_one_class_is_refused_when_loaded(tmp_path):
+    val = write_folder(tmp_path / "val", per_class=2)
+    with pytest.raises(BenchbdError, match=r"all 1 test images are of one class.*--test-images"):
+        load_data(f"imagefolder:{val}", DataSizes(train=0, clean=2, test=1), 32)
+    with pytest.raises(BenchbdError, match=r"all 1 test images are of one class.*--test-images"):
+        load_data("synthetic", DataSizes(train=8, clean=4, test=1), 32)
+    import datasets  # a dataset whose own test split holds one class
+
+    def split(n, classes):
+        return datasets.Dataset.from_dict(
+            {"image": [picture(CLASSES[i % classes], i) for i in range(n)],
+             "label": [i % classes for i in range(n)]},
+            features=datasets.Features(
+                {"image": datasets.Image(), "label": datasets.ClassLabel(names=CLASSES)}
+            ),
+        )  # fmt: skip
+
+    folder = tmp_path / "colours"
+    datasets.DatasetDict({"train": split(12, 6), "test": split(3, 1)}).save_to_disk(str(folder))
+    with pytest.raises(BenchbdError, match=r"all 3 test images are of one class \('red'\)"):
+        load_data(f"hf:{folder}", ALL, 32)
+
+
+def test_a_source_left_without_rows_is_refused_when_loaded(tmp_path):
+    path = write_pairs(tmp_path / "cc", n=8)
+    for image in (tmp_path / "cc" / "images").iterdir():
+        image.unlink()
+    good = write_pairs(tmp_path / "good", n=8)
+    val = write_folder(tmp_path / "val", per_class=1)
+    spec = f"csv:{path}?missing=skip|eval=imagefolder:{val}|clean=csv:{good}"
+    with pytest.raises(BenchbdError, match=r"has no rows left.*all 8 .*missing"):
+        load_data(spec, ALL, 32)
+    spec = f"csv:{good}|eval=imagefolder:{val}|clean=csv:{path}?missing=skip"
+    with pytest.raises(BenchbdError, match=r"csv:.*cc/train.csv\?missing=skip has no rows left"):
+        load_data(spec, ALL, 32)
+
+
 @pytest.mark.parametrize("name", ["../outside.png", "images/../../outside.png", "/etc/passwd"])
 def test_paths_escaping_the_data_folder_are_refused(tmp_path, name):
     (tmp_path / "cc").mkdir()

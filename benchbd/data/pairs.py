@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from benchbd.errors import BenchbdError
+
 _ARTICLE = re.compile(r"\ba (?=[aeiou])")
 
 
@@ -114,3 +116,25 @@ class BenchmarkData:
     test: PairSet
     task: ZeroShotTask
     fingerprint: str
+
+    def __post_init__(self) -> None:
+        """Refuse a test set no run can be scored on now, when the data is loaded: evaluation
+        comes after pretraining, which would otherwise run for nothing first."""
+        classes = self.task.classnames
+        if len(classes) < 2:
+            raise BenchbdError(
+                f"{self.name}: the evaluation set has "
+                f"{f'only one class ({classes[0]!r})' if classes else 'no classes'}; "
+                "zero-shot classification needs at least two: evaluate on a labelled set with "
+                "more classes (--eval-dataset)"
+            )
+        present = self.test.labels[self.test.labels != UNLABELLED].unique().tolist()
+        if not present:
+            raise BenchbdError(f"{self.name}: the evaluation set has no labelled images")
+        if len(present) == 1:
+            raise BenchbdError(
+                f"{self.name}: all {len(self.test)} test images are of one class "
+                f"({classes[present[0]]!r}); clean accuracy and attack success need images of "
+                "at least two classes: set more test images aside (--test-images) or evaluate "
+                "on another set (--eval-dataset)"
+            )

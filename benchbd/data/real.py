@@ -29,9 +29,14 @@ LISTINGS = {"csv": csv_listing, "hf": hf_listing, "imagefolder": imagefolder_lis
 
 
 def listing(spec: SourceSpec) -> Listing:
+    """One source's rows; an error now, before any training, when none are left to use."""
     if spec.kind not in LISTINGS:
         raise BenchbdError(f"{spec.text()!r}: a split can come from csv:, hf: or imagefolder:")
-    return LISTINGS[spec.kind](spec)
+    source = LISTINGS[spec.kind](spec)
+    if source.size == 0:
+        why = f": all {source.missing} image files are missing" if source.missing else ""
+        raise BenchbdError(f"{source.name} has no rows left to use{why}")
+    return source
 
 
 def captions_for(source: Listing, rows: np.ndarray, rng: np.random.Generator) -> list[str]:
