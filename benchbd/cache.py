@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchbd.errors import BenchbdError
+
 if TYPE_CHECKING:
     import torch
 
@@ -23,6 +25,24 @@ def fingerprint(data: Any) -> str:
     """A stable hash of JSON-able data: the identity of everything that shaped an artefact."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def writable_folder(path: Path, what: str = "--out") -> Path:
+    """Make sure results can be written into `path` (created if missing) before any work is
+    done, so a run never trains for minutes and then loses its result to a bad folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BenchbdError(f"{what} {str(path)!r} is not a folder; give a folder for results")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".benchbd-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise BenchbdError(f"{what} {str(path)!r} cannot be written to ({reason}); "
+                           "choose another folder") from None  # fmt: skip
+    return path
 
 
 def _umask() -> int:

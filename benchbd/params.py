@@ -12,6 +12,8 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from benchbd.checks import base_type as _base_type
+from benchbd.checks import check_value
 from benchbd.errors import BenchbdError
 from benchbd.suggest import did_you_mean
 
@@ -37,20 +39,13 @@ class Params:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            value = getattr(self, f.name)
             meta = f.metadata
+            value = check_value(
+                f.name, getattr(self, f.name), hints[f.name] | None, noun="parameter "
+            )
+            object.__setattr__(self, f.name, value)
             if value is None:
                 continue
-            expected = _base_type(hints[f.name])
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, f.name, float(value))
-                value = float(value)
-            if not isinstance(value, expected) or (
-                expected is not bool and isinstance(value, bool)
-            ):
-                raise BenchbdError(
-                    f"parameter {f.name!r} must be {expected.__name__}, got {value!r}"
-                )
             if meta.get("min") is not None and value < meta["min"]:
                 raise BenchbdError(f"parameter {f.name!r} must be >= {meta['min']}, got {value}")
             if meta.get("max") is not None and value > meta["max"]:
@@ -71,12 +66,6 @@ class ParamInfo:
     type: str
     default: Any
     help: str
-
-
-def _base_type(hint: Any) -> type:
-    """int | None -> int; plain types unchanged."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
 
 
 def describe(params_cls: type[Params]) -> list[ParamInfo]:
@@ -119,7 +108,10 @@ def build(params_cls: type[Params], values: dict[str, Any], owner: str) -> Param
                     f"parameter {name!r} of {owner} must be {expected}, got {value!r}"
                 ) from None
         kwargs[name] = value
-    return params_cls(**kwargs)
+    try:
+        return params_cls(**kwargs)
+    except BenchbdError as exc:  # say whose parameter it is
+        raise BenchbdError(f"{owner}: {exc}") from None
 
 
 def parse_assignments(items: list[str]) -> dict[str, str]:

@@ -19,7 +19,15 @@ from typing import Any
 
 import torch
 
-from benchbd.cache import atomic_write_text, cache_dir, fingerprint, load_state, save_state
+from benchbd.cache import (
+    atomic_write_text,
+    cache_dir,
+    fingerprint,
+    load_state,
+    save_state,
+    writable_folder,
+)
+from benchbd.checks import check_fields, check_seed
 from benchbd.data.sources import DataSizes, load_data
 from benchbd.errors import BenchbdError
 from benchbd.evaluate import Metrics, defense_effectiveness, evaluate
@@ -56,6 +64,13 @@ class RunConfig:
     from_pretrained: bool = False
 
     def __post_init__(self) -> None:
+        check_fields(self, owner="the run")
+        check_seed(self.seed)
+        for name, params in (("attack", self.attack_params), ("defense", self.defense_params)):
+            if not isinstance(params, dict):
+                raise BenchbdError(f"{name} parameters must be a table of name = value")
+        if not isinstance(self.pretrain, TrainConfig) or not isinstance(self.sizes, DataSizes):
+            raise BenchbdError("the run's pretrain recipe and sizes must be given as such")
         if self.from_pretrained and not self.pretrained:
             raise BenchbdError("--from-pretrained needs --pretrained TAG or a checkpoint path")
         if self.poison_count is not None and self.poison_count < 0:
@@ -190,7 +205,9 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
         timings[name] = round(now - clock, 3)
         clock = now
 
-    # Validate every name and parameter before any expensive work.
+    # Validate every name and parameter, and the output folder, before any expensive work.
+    if out is not None:
+        writable_folder(out)
     attack_params(config)
     defense_cls = defenses.get(config.defense)
     defense_params = build(
@@ -202,6 +219,11 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
 
     observer.stage("data")
     data = load_data(config.dataset, config.sizes, clip.image_size)
+    defense = defense_cls(defense_params)
+    context = DefenseContext(
+        data.clean, data.task, substream(config.seed, "defense"), observer.step
+    )
+    defense.check(context)  # before pretraining: a defense that cannot run fails now
     lap("data_s")
 
     observer.stage("attack")
@@ -245,10 +267,6 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     lap("evaluate_before_s")
 
     observer.stage("defend")
-    defense = defense_cls(defense_params)
-    context = DefenseContext(
-        data.clean, data.task, substream(config.seed, "defense"), observer.step
-    )
     defended: ClipBundle = defense.apply(clip, context)
     lap("defense_s")
 

@@ -126,6 +126,12 @@ class Defense(ABC):
     def __init__(self, params: Params) -> None:
         self.params = params
 
+    def check(self, context: DefenseContext) -> None:
+        """Raise BenchbdError if this defense cannot run on `context` (too few clean pairs for
+        a batch, no labels). Called before pretraining, so a run never trains for minutes and
+        then fails at the defense."""
+        return None
+
     @abstractmethod
     def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
         """Return the defended model."""

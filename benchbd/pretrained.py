@@ -110,7 +110,13 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     always with weights_only=True."""
     try:
         open_clip.load_checkpoint(model, str(path), weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, KeyError, ValueError) as exc:
+    except pickle.UnpicklingError:  # torch's own message suggests weights_only=False: never
+        raise BenchbdError(
+            f"refused to load {path.name}: it holds objects other than tensors, and checkpoints "
+            "load with weights_only=True so that a file can never run code; save a plain "
+            "state dict of tensors instead"
+        ) from None
+    except (RuntimeError, KeyError, ValueError, EOFError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BenchbdError(f"cannot load {path.name} into this model: {first[:300]}") from None
 

@@ -24,11 +24,14 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from benchbd.cache import atomic_write_text
+from benchbd.cache import atomic_write_text, writable_folder
+from benchbd.checks import check_seed
 from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
+from benchbd.params import build
 from benchbd.pipeline import RunConfig, plan, poisoned_checkpoint, read_model_record, run
 from benchbd.plugins import attacks, defenses
+from benchbd.registry import PluginError
 from benchbd.results import read_result
 from benchbd.suggest import did_you_mean
 from benchbd.train import TrainConfig
@@ -55,7 +58,7 @@ class Grid:
         try:
             sizes = DataSizes(**self.sizes)
             pretrain = TrainConfig(**self.pretrain)
-        except (TypeError, ValueError) as exc:
+        except TypeError as exc:
             raise BenchbdError(f"grid: {exc}") from None
         return [
             RunConfig(
@@ -76,9 +79,15 @@ class Grid:
 
 def expand_names(spec: str | Sequence[str], kind: str) -> list[str]:
     """'all', a comma list or a list of names; every name checked against its registry.
-    'all' attacks leaves out `none` (a no-poison baseline has no ASR to defend against)."""
+    'all' attacks leaves out plugins that poison nothing (a baseline has no ASR to defend)."""
     registry = attacks if kind == "attack" else defenses
-    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    if isinstance(spec, str):
+        names = spec.split(",")
+    elif isinstance(spec, (list, tuple)) and all(isinstance(n, str) for n in spec):
+        names = list(spec)
+    else:
+        raise BenchbdError(f"{kind}s must be 'all', a comma-separated string or a list of "
+                           f"names, got {spec!r}")  # fmt: skip
     names = [n.strip() for n in names if n.strip()]
     if names == ["all"]:
         return [n for n in registry.names() if not (kind == "attack" and n == "none")]
@@ -89,18 +98,61 @@ def expand_names(spec: str | Sequence[str], kind: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_seeds(spec: str | Sequence[int]) -> list[int]:
-    try:
-        seeds = [int(s) for s in spec.split(",")] if isinstance(spec, str) else list(spec)
-    except ValueError:
-        raise BenchbdError(f"seeds must be integers separated by commas, got {spec!r}") from None
-    if not seeds or any(not isinstance(s, int) for s in seeds):
+def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
+    if isinstance(spec, str):
+        try:
+            seeds = [int(s) for s in spec.split(",")]
+        except ValueError:
+            raise BenchbdError(
+                f"seeds must be integers separated by commas, got {spec!r}"
+            ) from None
+    elif isinstance(spec, int) and not isinstance(spec, bool):
+        seeds = [spec]
+    elif isinstance(spec, (list, tuple)):
+        seeds = list(spec)
+    else:
+        seeds = []
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
         raise BenchbdError(f"seeds must be a non-empty list of integers, got {spec!r}")
-    return list(dict.fromkeys(seeds))
+    return list(dict.fromkeys(check_seed(s) for s in seeds))
 
 
 GRID_KEYS = {"attacks", "defenses", "seeds", "attack_params", "defense_params", "run", "sizes",
              "pretrain"}  # fmt: skip
+
+
+def _table(data: dict, key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise BenchbdError(f"grid file: [{key}] must be a table, got {value!r}")
+    return value
+
+
+def _known_keys(table: dict[str, Any], section: str | None, allowed) -> None:
+    what = f"[{section}] option" if section else "key"
+    for name in sorted(set(table) - set(allowed)):
+        raise BenchbdError(f"grid file: unknown {what} {name!r}{did_you_mean(name, allowed)}")
+
+
+def _plugin_params(data: dict, kind: str) -> dict[str, dict[str, Any]]:
+    """[attack_params.NAME] / [defense_params.NAME]: every NAME a registered plugin, every
+    value one of its parameters, of the right type, within bounds (checked now, not at run)."""
+    section = f"{kind}_params"
+    registry = attacks if kind == "attack" else defenses
+    tables = _table(data, section)
+    for name, values in tables.items():
+        where = f"[{section}.{name}]"
+        if not isinstance(values, dict):
+            raise BenchbdError(f"grid file: {where} must be a table of name = value")
+        try:
+            plugin = registry.get(name)
+        except PluginError as exc:  # an unknown name, with a suggestion
+            raise BenchbdError(f"grid file: {where}: {exc}") from None
+        try:
+            build(plugin.Params, values, owner=f"{kind} {name!r}")
+        except BenchbdError as exc:
+            raise BenchbdError(f"grid file: {where}: {exc}") from None
+    return tables
 
 
 def load_grid(path: Path) -> Grid:
@@ -113,6 +165,9 @@ def load_grid(path: Path) -> Grid:
     poison_rate = 0.01
     [attack_params.blended]
     alpha = 0.3
+
+    Every section is checked here, before anything runs: a misspelt key or plugin name, a
+    value of the wrong type or a non-finite number is one error naming its place.
     """
     import tomllib
 
@@ -120,27 +175,33 @@ def load_grid(path: Path) -> Grid:
         data = tomllib.loads(Path(path).read_text())
     except OSError as exc:
         raise BenchbdError(f"cannot read grid file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BenchbdError(f"grid file {str(path)!r} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise BenchbdError(f"grid file {str(path)!r} is not valid TOML: {exc}") from None
-    unknown = set(data) - GRID_KEYS
-    if unknown:
-        name = sorted(unknown)[0]
-        raise BenchbdError(f"grid file: unknown key {name!r}{did_you_mean(name, GRID_KEYS)}")
-    bad_run = set(data.get("run", {})) - RUN_OPTIONS
-    if bad_run:
-        name = sorted(bad_run)[0]
-        raise BenchbdError(f"grid file: unknown [run] option {name!r}"
-                           f"{did_you_mean(name, RUN_OPTIONS)}")  # fmt: skip
-    return Grid(
-        attacks=expand_names(data.get("attacks", "all"), "attack"),
-        defenses=expand_names(data.get("defenses", "all"), "defense"),
-        seeds=parse_seeds(data.get("seeds", [0])),
-        attack_params=data.get("attack_params", {}),
-        defense_params=data.get("defense_params", {}),
-        run=data.get("run", {}),
-        sizes=data.get("sizes", {}),
-        pretrain=data.get("pretrain", {}),
-    )
+    _known_keys(data, None, GRID_KEYS)
+    run_options = _table(data, "run")
+    _known_keys(run_options, "run", RUN_OPTIONS)
+    sizes, pretrain = _table(data, "sizes"), _table(data, "pretrain")
+    _known_keys(sizes, "sizes", DataSizes.__dataclass_fields__)
+    _known_keys(pretrain, "pretrain", TrainConfig.__dataclass_fields__)
+    try:
+        grid = Grid(
+            attacks=expand_names(data.get("attacks", "all"), "attack"),
+            defenses=expand_names(data.get("defenses", "all"), "defense"),
+            seeds=parse_seeds(data.get("seeds", [0])),
+            attack_params=_plugin_params(data, "attack"),
+            defense_params=_plugin_params(data, "defense"),
+            run=run_options,
+            sizes=sizes,
+            pretrain=pretrain,
+        )
+        grid.cells()  # builds every RunConfig: types, ranges and finiteness checked
+    except BenchbdError as exc:
+        message = str(exc)
+        prefixed = message if message.startswith("grid") else f"grid file: {message}"
+        raise BenchbdError(prefixed) from None
+    return grid
 
 
 def cell_name(config: RunConfig) -> str:
@@ -276,8 +337,7 @@ def sweep(
     if jobs < 1:
         raise BenchbdError(f"--jobs must be at least 1, got {jobs}")
     observer = observer or SweepObserver()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out)
     configs = grid.cells()
     planned = [plan(config) for config in configs]  # validates every cell before any training
     have = existing_fingerprints(out)

@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from benchbd import distributed
+from benchbd.checks import check_fields
 from benchbd.data.images import is_streamed
 from benchbd.data.pairs import PairSet
+from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
 
 LOGIT_SCALE_MAX = math.log(100.0)
@@ -38,10 +40,11 @@ class TrainConfig:
     shift: float = 0.0625  # random translation, as a fraction of the image side
 
     def __post_init__(self) -> None:
+        check_fields(self, owner="the training recipe")
         if self.epochs <= 0 or self.batch_size < 2 or self.lr <= 0:
-            raise ValueError("epochs and lr must be positive and batch_size at least 2")
+            raise BenchbdError("epochs and lr must be positive and batch_size at least 2")
         if self.weight_decay < 0 or self.warmup_steps < 0 or not 0 <= self.shift < 0.5:
-            raise ValueError("weight_decay and warmup_steps must be >= 0, shift in [0, 0.5)")
+            raise BenchbdError("weight_decay and warmup_steps must be >= 0, shift in [0, 0.5)")
 
     @classmethod
     def from_recipe(cls, recipe: object) -> TrainConfig:

@@ -43,6 +43,15 @@ class FinetuneParams(Params):
         return TrainConfig.from_recipe(self)
 
 
+def check_batch(available: int, batch_size: int, what: str = "clean pairs") -> None:
+    """A finetuning defense needs at least one full batch (contrastive batches stay full)."""
+    if available < batch_size:
+        raise BenchbdError(
+            f"the defense has {available} {what}, fewer than one batch of {batch_size}: "
+            "give more clean pairs (--clean-pairs) or a smaller defense batch_size"
+        )
+
+
 def clean_subset(context: DefenseContext, size: int):
     """The first `size` clean pairs (all when size is 0 or larger than the set)."""
     pairs = context.clean
@@ -136,6 +145,9 @@ class CleanCLIP(Defense):
 
     def weights(self) -> tuple[float, float]:
         return self.params.clip_weight, self.params.inmodal_weight
+
+    def check(self, context: DefenseContext) -> None:
+        check_batch(len(clean_subset(context, self.params.clean_pairs)), self.params.batch_size)
 
     def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
         clip_weight, inmodal_weight = self.weights()

@@ -67,12 +67,25 @@ class SupervisedFinetune(Defense):
     description = "CleanCLIP's supervised finetuning: image encoder + linear head, cross-entropy."
     Params = SupervisedParams
 
-    def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
+    def labelled(self, context: DefenseContext):
+        """The labelled clean images this defense trains on (capped at labelled_images)."""
         labelled = torch.nonzero(context.clean.labels != UNLABELLED).flatten()
         if len(labelled) == 0:
             raise BenchbdError("cleanclip_supervised needs labelled clean images; none found")
         size = self.params.labelled_images
-        pairs = context.clean.subset(labelled[:size] if size else labelled)
+        return context.clean.subset(labelled[:size] if size else labelled)
+
+    def check(self, context: DefenseContext) -> None:
+        pairs = self.labelled(context)
+        if len(pairs) < self.params.batch_size:
+            raise BenchbdError(
+                f"the defense has {len(pairs)} labelled clean images, fewer than one batch of "
+                f"{self.params.batch_size}: give more clean pairs (--clean-pairs) or a smaller "
+                "defense batch_size"
+            )
+
+    def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
+        pairs = self.labelled(context)
         weights = zero_shot_weights(clip, context.task)  # (dim, classes)
         start = self.params.head_init == "zero-shot"
         head = LinearHead(*weights.shape, weights if start else None,

@@ -75,16 +75,19 @@ class RichObserver(Observer):
         self.tasks: dict[str, int] = {}
 
     def __enter__(self) -> RichObserver:
-        self.progress.start()
-        return self
+        return self  # the display starts with the first progress step, so an error found
+        # before any training is its own single line, with no empty display above it
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.tasks:  # stopping a display that never started would print an empty line
+            self.progress.stop()
 
     def stage(self, name: str) -> None:
         self.current = name
 
     def step(self, report: StepReport) -> None:
+        if not self.tasks:
+            self.progress.start()
         if report.stage not in self.tasks:
             self.tasks[report.stage] = self.progress.add_task(
                 report.stage, total=report.total, loss=0.0, rate=0.0

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from benchbd.cache import cache_dir, fingerprint
+from benchbd.checks import check_fields
 from benchbd.data import synthetic
 from benchbd.data.pairs import BenchmarkData, PairSet, ZeroShotTask
 from benchbd.data.real import RealSource
@@ -36,6 +37,7 @@ class DataSizes:
     test: int = 2_000
 
     def __post_init__(self) -> None:
+        check_fields(self, owner="the split sizes")
         if min(self.train, self.clean, self.test) < 0:
             raise BenchbdError("split sizes must be >= 0 (0 = all rows, for real datasets)")
 
