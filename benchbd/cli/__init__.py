@@ -53,6 +53,22 @@ def __getattr__(name: str):
 
 
 def main() -> None:
+    """The `benchbd` command. Signals are caught from the first line, so Ctrl-C or SIGTERM
+    while torch is still importing is one line too, not a traceback."""
+    from benchbd.cli.errors import Terminated, install_process_handlers
+
+    install_process_handlers()
+    try:
+        _dispatch()
+    except KeyboardInterrupt:
+        sys.stderr.write("benchbd: error: interrupted\n")
+        raise SystemExit(130) from None
+    except Terminated as exc:
+        sys.stderr.write(f"benchbd: error: stopped by {exc}\n")
+        raise SystemExit(128 + exc.signum) from None
+
+
+def _dispatch() -> None:
     args = sys.argv[1:]
     if args and args[0] in LIGHT:
         light = _typer()

@@ -1,9 +1,16 @@
-"""Turn every expected failure into one line on stderr and a non-zero exit code."""
+"""Turn every expected failure into one line on stderr and a non-zero exit code.
+
+Also where a command's process meets the outside world: SIGTERM and SIGHUP end a command the
+way Ctrl-C does (cleanup runs, nothing half-written stays), and the library's notes (the
+`benchbd` logger) reach stderr as `benchbd: note: ...` lines.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import signal
 import sys
 
 import typer
@@ -12,6 +19,38 @@ from benchbd.errors import BenchbdError
 from benchbd.registry import PluginError
 
 EXPECTED = (BenchbdError, PluginError, ValueError, OSError, FloatingPointError)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwinds like KeyboardInterrupt, so `finally` blocks and temporary
+    files are cleaned up, and sweeps stop their workers."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+class _NoteHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"benchbd: note: {record.getMessage()}", err=True)
+
+
+def install_process_handlers() -> None:
+    """Signals and notes, once per process (the main thread only: Python allows no other)."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, _terminate)
+    logger = logging.getLogger("benchbd")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -24,6 +63,7 @@ def friendly_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        install_process_handlers()
         if os.environ.get("BENCHBD_DEBUG"):
             return command(*args, **kwargs)
         try:
@@ -32,11 +72,14 @@ def friendly_errors(command):
             raise
         except KeyboardInterrupt:
             fail("interrupted; no result file was written", code=130)
+        except Terminated as exc:
+            fail(f"stopped by {exc}; no result file was written", code=128 + exc.signum)
         except EXPECTED as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         except Exception as exc:  # a bug: still one line, with the way to see more
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             typer.echo(
-                f"benchbd: internal error: {type(exc).__name__}: {exc} "
+                f"benchbd: internal error: {type(exc).__name__}: {first} "
                 "(set BENCHBD_DEBUG=1 for the traceback)",
                 err=True,
             )
