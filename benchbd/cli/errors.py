@@ -45,7 +45,8 @@ def install_process_handlers() -> None:
 
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, _terminate)
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup` ignores SIGHUP: keep
+                signal.signal(signum, _terminate)
     logger = logging.getLogger("benchbd")
     if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
         logger.addHandler(_NoteHandler())
