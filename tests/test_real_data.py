@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -461,3 +462,97 @@ def test_zero_means_all_only_for_real_sources():
         load_data("synthetic", DataSizes(train=0), 32)
     with pytest.raises(BenchbdError, match="split sizes must be >= 0"):
         DataSizes(train=-1)
+
+
+@pytest.mark.parametrize("argument", ["abc", "-1", "1.5", "2?size=64"])
+def test_a_synthetic_seed_that_is_not_a_whole_number_is_one_clear_line(argument):
+    with pytest.raises(BenchbdError, match=rf"^synthetic:{re.escape(argument)}: .*seed, a whole"):
+        load_data(f"synthetic:{argument}", DataSizes(8, 4, 20), 32)
+    result = CliRunner().invoke(app, ["run", "--dataset", f"synthetic:{argument}"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("benchbd: error: synthetic:"), result.output
+    assert "int()" not in lines[0] and "whole number" in lines[0]
+
+
+def hf_folder(folder, column, values, feature):
+    """A saved dataset of len(values) red images and one more column."""
+    import datasets
+
+    datasets.Dataset.from_dict(
+        {"image": [picture("red", i) for i in range(len(values))], column: values},
+        features=datasets.Features({"image": datasets.Image(), column: feature}),
+    ).save_to_disk(str(folder))
+    return folder
+
+
+def bad_data_file(tmp_path, case: str) -> str:
+    """Write one kind of unreadable or contradictory data file; return the --dataset string."""
+    import datasets
+
+    path = write_pairs(tmp_path / "cc", n=12)
+    val = write_folder(tmp_path / "val", per_class=2)
+    evaluate_on = f"|eval=imagefolder:{val}"
+    if case == "latin-1 csv":
+        path.write_bytes("image,caption\nimages/0.png,un café\n".encode("latin-1"))
+    elif case == "csv is a folder":
+        return f"csv:{tmp_path / 'cc'}{evaluate_on}"
+    elif case == "classes is a folder":
+        return f"imagefolder:{val}?classes=n0"
+    elif case == "latin-1 classes":
+        (val / "names.txt").write_bytes("café\n".encode("latin-1") * 6)
+        return f"imagefolder:{val}?classes=names.txt"
+    elif case == "stray brace in a template":
+        (val / "bad.txt").write_text("a {} photo}\n")
+        return f"csv:{path}|eval=imagefolder:{val}?templates=bad.txt"
+    elif case == "labels file without rows":
+        (val / "empty.csv").write_text("image,label\n")
+        return f"imagefolder:{val}?labels=empty.csv&classes=classes.json"
+    elif case == "unknown missing= value":
+        return f"csv:{path}?missing=ignore{evaluate_on}"
+    elif case == "option given twice":
+        return f"csv:{path}?sep=comma&sep=tab{evaluate_on}"
+    elif case == "role given twice":
+        return f"csv:{path}{evaluate_on}|eval=csv:{path}"
+    elif case == "caption-only evaluation set":
+        return f"csv:{path}|eval=csv:{write_pairs(tmp_path / 'other', n=4)}"
+    elif case == "hf text labels":
+        names = ["cat", "dog"] * 3
+        return f"hf:{hf_folder(tmp_path / 'hf', 'label', names, datasets.Value('string'))}"
+    elif case == "hf empty labels":
+        folder = hf_folder(tmp_path / "hf", "label", [0, 1, None, 1], datasets.Value("int64"))
+        (folder / "names.txt").write_text("a\nb\n")
+        return f"hf:{folder}?classes=names.txt"
+    elif case == "hf empty captions":
+        folder = hf_folder(tmp_path / "hf", "caption", ["a", None, "b"], datasets.Value("string"))
+        return f"hf:{folder}{evaluate_on}"
+    elif case == "hf split of a plain dataset":
+        folder = hf_folder(tmp_path / "hf", "caption", ["a", "b", "c"], datasets.Value("string"))
+        return f"hf:{folder}?split=test{evaluate_on}"
+    return f"csv:{path}{evaluate_on}"
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("latin-1 csv", r"^train.csv is not UTF-8 text \(line 2\): save it as UTF-8$"),
+        ("csv is a folder", r"^CSV file '.*cc' is a folder, not a file$"),
+        ("classes is a folder", r"^classes file 'n0' is a folder, not a file$"),
+        ("latin-1 classes", r"^names.txt is not UTF-8 text \(line 1\): save it as UTF-8$"),
+        ("stray brace in a template", r"^template 'a \{\} photo\}' must contain '\{\}' exactly"),
+        ("labels file without rows", r"^empty.csv has a header but no rows$"),
+        ("unknown missing= value", r"^csv: missing must be one of error, skip \(got 'ignore'\)"),
+        ("option given twice", r"option 'sep' is given twice"),
+        ("role given twice", r"'eval=' is given twice"),
+        ("caption-only evaluation set", r"^csv:.*other/train.csv has captions but no classes"),
+        ("hf text labels", r"^hf: label column 'label' holds string, not class indices: "),
+        ("hf empty labels", r"^hf: label column 'label' is empty in 1 row \(first: row 2\)"),
+        ("hf empty captions", r"^hf: caption column 'caption' is empty in 1 row \(first: row 1\)"),
+        ("hf split of a plain dataset", r"^hf: .* has no splits: drop split=test$"),
+    ],
+)
+def test_data_files_that_cannot_be_read_as_given_are_one_clear_line(tmp_path, case, message):
+    spec = bad_data_file(tmp_path, case)
+    with pytest.raises(BenchbdError, match=message) as info:
+        load_data(spec, DataSizes(train=0, clean=2, test=0), 32)
+    assert "\n" not in str(info.value)

@@ -8,6 +8,7 @@ table (bytes) and decoded by benchbd's own resize-and-crop, in the loader worker
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,9 @@ def _pick_split(spec: SourceSpec, loaded) -> tuple[object, str | None, SourceSpe
     import datasets
 
     if isinstance(loaded, datasets.Dataset):
+        if "split" in spec.options:  # ignoring it would read rows the user did not ask for
+            raise BenchbdError(f"hf: {spec.location!r} has no splits: drop "
+                               f"split={spec.options['split']}")  # fmt: skip
         return loaded, None, None
     splits = list(loaded)
     split = spec.get("split", "train" if "train" in splits else splits[0])
@@ -163,8 +167,29 @@ def _column(spec: SourceSpec, table, option: str, default: str | None, required:
     return name
 
 
+def _is_text(kind) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _checked_column(table, name: str, what: str, kind: Callable[[object], bool], expected: str):
+    """A column as Arrow data, checked when the data is loaded: of the `kind` of Arrow type
+    the run needs, and never empty (None), which would otherwise surface mid-training."""
+    column = table.data.column(name)
+    if not kind(column.type):
+        raise BenchbdError(f"hf: {what} column {name!r} holds {column.type}, not {expected}")
+    if column.null_count:
+        first = int(np.flatnonzero(column.is_null().to_numpy())[0])
+        rows = f"{column.null_count} row{'s' if column.null_count > 1 else ''}"
+        raise BenchbdError(f"hf: {what} column {name!r} is empty in {rows} (first: row {first}): "
+                           "fill or drop those rows")  # fmt: skip
+    return column
+
+
 def hf_listing(spec: SourceSpec) -> Listing:
     import datasets
+    import pyarrow as pa
 
     spec.check_options(OPTIONS)
     loaded, folder = _load(spec)
@@ -182,7 +207,9 @@ def hf_listing(spec: SourceSpec) -> Listing:
     root = folder or Path.cwd()
     labels = classnames = None
     if label is not None:
-        labels = np.asarray(table.data.column(label).to_numpy(zero_copy_only=False), np.int64)
+        column = _checked_column(table, label, "label", pa.types.is_integer,
+                                 "class indices: encode it with class_encode_column")  # fmt: skip
+        labels = np.asarray(column.to_numpy(), np.int64)
         feature = features[label]
         ids = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
         if "classes" in spec.options:
@@ -200,7 +227,9 @@ def hf_listing(spec: SourceSpec) -> Listing:
     images = table.select_columns([image]).cast_column(image, datasets.Image(decode=False))
     data_folder = DataFolder(folder) if folder is not None else None
     check_stored_paths(images, image, data_folder)
-    captions = table.data.column(caption).to_pylist() if caption else None
+    captions = None
+    if caption is not None:
+        captions = _checked_column(table, caption, "caption", _is_text, "text").to_pylist()
     return Listing(
         name=spec.text(),
         reader=ArrowImages(images, image, data_folder),

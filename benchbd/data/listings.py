@@ -25,6 +25,8 @@ from benchbd.data.spec import (
     DataFolder,
     SourceSpec,
     existing,
+    existing_file,
+    not_utf8,
     option_file,
     read_names,
     templates_from,
@@ -72,31 +74,41 @@ def separator(spec: SourceSpec) -> str:
 
 def read_table(path: Path, sep: str, columns: list[str]) -> list[list[str]]:
     """The named columns of a delimited file, as lists of strings, then each row's line
-    number (for errors that name a row)."""
+    number (for errors that name a row). Text that is not UTF-8 and the csv module's own
+    errors (a field over its size limit) are one line naming the place."""
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle, delimiter=sep)
-        header = next(reader, None)
-        if not header:
-            raise BenchbdError(f"{path.name} is empty")
-        header = [h.strip() for h in header]
-        for column in columns:
-            if column not in header:
-                raise BenchbdError(
-                    f"{path.name}: no column {column!r}{did_you_mean(column, header)} "
-                    f"(columns: {', '.join(header)}; set the delimiter with sep=)"
-                )
-        where = [header.index(c) for c in columns]
-        out: list[list[str]] = [[] for _ in columns]
-        lines: list[int] = []
-        for row in reader:
-            if not row:
-                continue
-            if len(row) < len(header):
-                raise BenchbdError(f"{path.name}, line {reader.line_num}: {len(row)} fields, "
-                                   f"expected {len(header)}")  # fmt: skip
-            for values, i in zip(out, where, strict=True):
-                values.append(row[i])
-            lines.append(reader.line_num)
+        try:
+            return _columns(reader, path, columns)
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
+        except csv.Error as exc:
+            raise BenchbdError(f"{path.name}, line {reader.line_num}: {exc}") from None
+
+
+def _columns(reader, path: Path, columns: list[str]) -> list[list[str]]:
+    header = next(reader, None)
+    if not header:
+        raise BenchbdError(f"{path.name} is empty")
+    header = [h.strip() for h in header]
+    for column in columns:
+        if column not in header:
+            raise BenchbdError(
+                f"{path.name}: no column {column!r}{did_you_mean(column, header)} "
+                f"(columns: {', '.join(header)}; set the delimiter with sep=)"
+            )
+    where = [header.index(c) for c in columns]
+    out: list[list[str]] = [[] for _ in columns]
+    lines: list[int] = []
+    for row in reader:
+        if not row:
+            continue
+        if len(row) < len(header):
+            raise BenchbdError(f"{path.name}, line {reader.line_num}: {len(row)} fields, "
+                               f"expected {len(header)}")  # fmt: skip
+        for values, i in zip(out, where, strict=True):
+            values.append(row[i])
+        lines.append(reader.line_num)
     return [*out, lines]
 
 
@@ -112,6 +124,7 @@ def check_files(
     the rows whose file exists. `where(i)` says where row i was read, for the error that names
     a path leading out. Missing files are counted and logged; `missing=error` (default) stops,
     `missing=skip` drops them."""
+    skip = spec.flag("missing", ("error", "skip")) == "skip"  # checked even when none are
     folder = DataFolder(root)
     paths, present = [], np.zeros(len(names), bool)
     for i, name in enumerate(names):
@@ -122,7 +135,7 @@ def check_files(
         first = paths[int(np.argmin(present))]
         message = (f"{spec.kind}:{spec.location}: {missing} of {len(paths)} image files are "
                    f"missing (first: {first})")  # fmt: skip
-        if spec.flag("missing", ("error", "skip")) == "error":
+        if not skip:
             raise BenchbdError(f"{message}; add ?missing=skip to run without them")
         log.warning("%s; skipped", message)
     return paths, np.flatnonzero(present)
@@ -141,7 +154,7 @@ class FileReader:
 
 def csv_listing(spec: SourceSpec) -> Listing:
     spec.check_options({"image", "caption", "sep", "missing"})
-    path = existing(spec.location, "CSV file")
+    path = existing_file(Path(spec.location).expanduser(), "CSV file", spec.location)
     image_col, caption_col = spec.get("image", "image"), spec.get("caption", "caption")
     names, captions, lines = read_table(path, separator(spec), [image_col, caption_col])
     if not names:
@@ -184,6 +197,8 @@ def imagefolder_listing(spec: SourceSpec) -> Listing:
         table = option_file(root, spec.options["labels"], "labels file")
         image_col, label_col = spec.get("image", "image"), spec.get("label", "label")
         names, raw, lines = read_table(table, separator(spec), [image_col, label_col])
+        if not names:
+            raise BenchbdError(f"{table.name} has a header but no rows")
         where = line_of(lines, table)
         ids = sorted(set(raw), key=lambda v: (not v.isdigit(), int(v) if v.isdigit() else v))
         if all(v.isdigit() for v in raw) and "classes" in spec.options:

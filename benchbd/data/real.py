@@ -104,7 +104,7 @@ def load_real(text: str, sizes, image_size: int) -> BenchmarkData:
     clean_source = listing(parse_source(roles["clean"])) if "clean" in roles else None
     labelled = test_source or main
     if labelled.labels is None:
-        raise BenchbdError(f"{main.name} has captions but no classes to evaluate on: add "
+        raise BenchbdError(f"{labelled.name} has captions but no classes to evaluate on: add "
                            "--eval-dataset imagefolder:PATH (or |eval=SOURCE)")  # fmt: skip
     task = ZeroShotTask(classnames=list(labelled.classnames), templates=list(labelled.templates))
 

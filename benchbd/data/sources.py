@@ -55,6 +55,11 @@ class SyntheticSource:
     def load(self, argument: str, sizes: DataSizes, image_size: int) -> BenchmarkData:
         if min(sizes.train, sizes.clean, sizes.test) < 1:
             raise BenchbdError("every split needs at least one pair")
+        if argument and not (argument.isascii() and argument.isdigit()):
+            raise BenchbdError(
+                f"synthetic:{argument}: the part after 'synthetic:' is the generator's seed, "
+                "a whole number >= 0 (e.g. synthetic:1)"
+            )
         seed = int(argument) if argument else 0
         spec = synthetic.SyntheticSpec(seed=seed, image_size=image_size)
         key = {"source": "synthetic", "version": self.version, **asdict(spec), **asdict(sizes)}

@@ -10,6 +10,7 @@ resolve inside the data folder, links followed, so a CSV can never point a run a
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import stat
@@ -50,7 +51,9 @@ class SourceSpec:
     def flag(self, key: str, choices: tuple[str, ...]) -> str:
         value = self.options.get(key, choices[0])
         if value not in choices:
-            raise BenchbdError(f"{self.kind}: {key} must be one of {', '.join(choices)}")
+            raise BenchbdError(
+                f"{self.kind}: {key} must be one of {', '.join(choices)} (got {value!r})"
+            )
         return value
 
 
@@ -64,6 +67,8 @@ def parse_source(text: str) -> SourceSpec:
         key, eq, value = item.partition("=")
         if not eq or not key:
             raise BenchbdError(f"dataset {text!r}: option {item!r} is not key=value")
+        if key.strip() in options:  # the last would win silently
+            raise BenchbdError(f"dataset {text!r}: option {key.strip()!r} is given twice")
         options[key.strip()] = value
     return SourceSpec(kind.strip(), location, options)
 
@@ -76,6 +81,8 @@ def parse_run(text: str) -> tuple[str, dict[str, str]]:
         role, eq, source = part.partition("=")
         if not eq or role.strip() not in ROLES:
             raise BenchbdError(f"dataset {text!r}: {part!r} should be eval=SOURCE or clean=SOURCE")
+        if role.strip() in roles:  # the last would win silently
+            raise BenchbdError(f"dataset {text!r}: '{role.strip()}=' is given twice")
         roles[role.strip()] = source.strip()
     return first.strip(), roles
 
@@ -168,6 +175,17 @@ def existing(location: str, what: str) -> Path:
     return path
 
 
+def existing_file(path: Path, what: str, shown: str) -> Path:
+    """`path` when it is a file; else one line naming it as the user wrote it (`shown`),
+    rather than the IsADirectoryError that opening it would raise."""
+    if not path.exists():
+        raise BenchbdError(f"{what} {shown!r} does not exist")
+    if not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise BenchbdError(f"{what} {shown!r} is {kind}, not a file")
+    return path
+
+
 def option_file(root: Path, value: str, what: str) -> Path:
     """A file named in a source's options (classes=, templates=, labels=): anywhere when
     absolute, since whoever typed the path chose it; when relative, a file of the data folder,
@@ -175,16 +193,38 @@ def option_file(root: Path, value: str, what: str) -> Path:
     link its classes file to a private file and have it read)."""
     path = Path(value).expanduser()
     if path.is_absolute():
-        return existing(str(path), what)
+        return existing_file(path, what, value)
     resolved = DataFolder(root).resolve(value, what)
-    existing(str(root / path), what)  # the error names the file as it was given
-    return resolved
+    if not (root / path).exists():
+        raise BenchbdError(f"{what} {value!r} does not exist in the data folder {root}")
+    return existing_file(resolved, what, value)
+
+
+def not_utf8(path: Path) -> BenchbdError:
+    """The error for a text file that is not UTF-8, naming the first line that is not: data
+    files are read as UTF-8 everywhere, so that a run does not depend on the machine's
+    locale. Found by a second, binary pass, made only when reading has failed."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            pending = decoder.getstate()[0]
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                line += (pending + block)[: exc.start].count(b"\n")
+                break
+            line += block.count(b"\n")
+    return BenchbdError(f"{path.name} is not UTF-8 text (line {line}): save it as UTF-8")
 
 
 def read_names(path: Path) -> list[str] | dict[str, str]:
     """Class names or templates from a JSON file (list, or dict folder -> name) or a text file
     (one per line, blank lines ignored). Data files are parsed, never evaluated."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
@@ -219,6 +259,9 @@ def templates_from(spec: SourceSpec, root: Path) -> list[str]:
     if not isinstance(names, list) or not names:
         raise BenchbdError(f"{spec.kind}: the templates file must list at least one template")
     for template in names:
-        if template.count("{}") != 1 or "{" in template.replace("{}", ""):
-            raise BenchbdError(f"template {template!r} must contain '{{}}' exactly once")
+        rest = template.replace("{}", "")
+        if template.count("{}") != 1 or "{" in rest or "}" in rest:
+            raise BenchbdError(
+                f"template {template!r} must contain '{{}}' exactly once and no other braces"
+            )
     return names
