@@ -523,6 +523,9 @@ def bad_data_file(tmp_path, case: str) -> str:
         folder = hf_folder(tmp_path / "hf", "label", [0, 1, None, 1], datasets.Value("int64"))
         (folder / "names.txt").write_text("a\nb\n")
         return f"hf:{folder}?classes=names.txt"
+    elif case == "hf rows without a class":
+        labels = datasets.ClassLabel(names=CLASSES)
+        return f"hf:{hf_folder(tmp_path / 'hf', 'label', [0, 1, -1, 1], labels)}"
     elif case == "hf empty captions":
         folder = hf_folder(tmp_path / "hf", "caption", ["a", None, "b"], datasets.Value("string"))
         return f"hf:{folder}{evaluate_on}"
@@ -547,6 +550,7 @@ def bad_data_file(tmp_path, case: str) -> str:
         ("caption-only evaluation set", r"^csv:.*other/train.csv has captions but no classes"),
         ("hf text labels", r"^hf: label column 'label' holds string, not class indices: "),
         ("hf empty labels", r"^hf: label column 'label' is empty in 1 row \(first: row 2\)"),
+        ("hf rows without a class", r"^hf: label column 'label' has no class \(-1\) in 1 row "),
         ("hf empty captions", r"^hf: caption column 'caption' is empty in 1 row \(first: row 1\)"),
         ("hf split of a plain dataset", r"^hf: .* has no splits: drop split=test$"),
     ],

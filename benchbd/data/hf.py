@@ -222,7 +222,12 @@ def hf_listing(spec: SourceSpec) -> Listing:
         if classnames is None:
             raise BenchbdError(f"hf: label column {label!r} has no class names; "
                                "give classes=FILE")  # fmt: skip
-        if labels.size and (labels.min() < 0 or labels.max() >= len(classnames)):
+        unlabelled = np.flatnonzero(labels < 0)  # ClassLabel's -1: a row with no class
+        if unlabelled.size:
+            rows = f"{unlabelled.size} row{'s' if unlabelled.size > 1 else ''}"
+            raise BenchbdError(f"hf: label column {label!r} has no class (-1) in {rows} (first: "
+                               f"row {unlabelled[0]}): use a labelled split (split=)")  # fmt: skip
+        if labels.size and labels.max() >= len(classnames):
             raise BenchbdError(f"hf: labels run outside the {len(classnames)} class names")
     images = table.select_columns([image]).cast_column(image, datasets.Image(decode=False))
     data_folder = DataFolder(folder) if folder is not None else None
