@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +15,9 @@ from benchbd.errors import BenchbdError
 
 if TYPE_CHECKING:
     import torch
+
+
+TEMP_MARK = "pid"
 
 
 def cache_dir() -> Path:
@@ -51,9 +56,49 @@ def _umask() -> int:
     return mask
 
 
+def temporary_prefix(name: str) -> str:
+    """Temporary files carry their writer's pid, so a later command can tell one left behind
+    by a killed process (SIGKILL runs no cleanup) from one being written right now."""
+    return f".{name}.{TEMP_MARK}{os.getpid()}."
+
+
+def _writer_pid(name: str) -> int | None:
+    match = re.search(rf"\.{TEMP_MARK}(\d+)\.", name)
+    return int(match.group(1)) if match else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files and folders in `folder` whose writer has died; the ones
+    still being written are left alone. Returns what was removed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in folder.glob(f".*.{TEMP_MARK}*.tmp"):
+        pid = _writer_pid(path.name)
+        if pid is None or _alive(pid):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name), suffix=".tmp")
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -86,3 +131,24 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, streamed: how a cache entry's record recognises its own checkpoint."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_cached_state(path: Path) -> dict[str, torch.Tensor] | None:
+    """A cached checkpoint, or None when it is missing or damaged (truncated, overwritten,
+    not a tensor file): a damaged cache entry is rebuilt, never a reason to stop."""
+    if not Path(path).is_file():
+        return None
+    try:
+        state = load_state(path)
+    except Exception:  # torch raises many types for a damaged file; all mean "rebuild it"
+        return None
+    return state if isinstance(state, dict) else None

@@ -22,8 +22,11 @@ import torch
 from benchbd.cache import (
     atomic_write_text,
     cache_dir,
+    file_digest,
     fingerprint,
+    load_cached_state,
     load_state,
+    remove_stale_temporaries,
     save_state,
     writable_folder,
 )
@@ -132,11 +135,11 @@ def surrogate_model(config: RunConfig, data, device, observer: Observer):
                "seed": config.seed}  # fmt: skip
         path = cache_dir() / "models" / f"surrogate-{fingerprint(key)}.pt"
         clip = create_clip(config.model, seed=substream(config.seed, "surrogate"), device=device)
-        if path.exists():
-            clip.model.load_state_dict(load_state(path))
-            clip.model.eval()
+        if restore(clip, load_cached_state(path)):
             observer.note(f"reusing cached surrogate model {path.stem}")
         else:
+            if path.exists():
+                observer.note(f"cached surrogate model {path.stem} is damaged; training it again")
             train(clip, data.clean, config.pretrain, seed=substream(config.seed, "surrogate"),
                   stage="surrogate", progress=observer.step)  # fmt: skip
             save_state(path, clip.model.state_dict())
@@ -174,22 +177,42 @@ def model_record_path(checkpoint: Path) -> Path:
 
 def read_model_record(checkpoint: Path) -> dict[str, Any] | None:
     """What a cached poisoned model was trained on (its poisoned rows) and with how many CPU
-    threads; None when there is no usable cached model (no checkpoint, or no record of it)."""
+    threads; None when there is no usable cached model: no checkpoint, no readable record of
+    it, or a checkpoint whose content is not the one the record describes (truncated or
+    overwritten), so that a damaged entry is trained again, never loaded."""
     path = model_record_path(checkpoint)
-    if not checkpoint.exists() or not path.exists():
+    if not checkpoint.is_file() or not path.is_file():
         return None
     try:
         record = json.loads(path.read_text())
-        if isinstance(record.get("poison_indices"), list) and "threads" in record:
+        usable = isinstance(record.get("poison_indices"), list) and "threads" in record
+        if usable and record.get("sha256", file_digest(checkpoint)) == file_digest(checkpoint):
             return record
     except (OSError, ValueError, AttributeError):
         pass
-    return None  # unreadable: train again and overwrite it
+    return None  # unreadable or damaged: train again and overwrite it
 
 
 def write_model_record(checkpoint: Path, indices: list[int], threads: int) -> None:
-    record = {"poison_indices": indices, "threads": threads}
+    record = {"poison_indices": indices, "threads": threads, "sha256": file_digest(checkpoint)}
     atomic_write_text(model_record_path(checkpoint), json.dumps(record) + "\n")
+
+
+def restore(clip: ClipBundle, state: dict | None) -> bool:
+    """Load a cached state into `clip`; False (and `clip` untouched in effect, since it is then
+    trained from its seeded start) when the state is missing or does not fit the model."""
+    if state is None:
+        return False
+    expected = clip.model.state_dict()
+    fits = state.keys() == expected.keys() and all(
+        isinstance(state[k], torch.Tensor) and state[k].shape == v.shape
+        for k, v in expected.items()
+    )
+    if not fits:  # checked first: a failed load_state_dict may leave some tensors copied
+        return False
+    clip.model.load_state_dict(state)
+    clip.model.eval()
+    return True
 
 
 def run(config: RunConfig, observer: Observer | None = None, out: Path | None = None) -> RunResult:
@@ -207,7 +230,8 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
 
     # Validate every name and parameter, and the output folder, before any expensive work.
     if out is not None:
-        writable_folder(out)
+        remove_stale_temporaries(writable_folder(out))
+    remove_stale_temporaries(cache_dir() / "models")
     attack_params(config)
     defense_cls = defenses.get(config.defense)
     defense_params = build(
@@ -232,6 +256,11 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     checkpoint = poisoned_checkpoint(model_fp)
     as_given = config.pretrained is not None and not config.from_pretrained
     record = None if as_given else read_model_record(checkpoint)
+    if record and not restore(clip, load_cached_state(checkpoint)):
+        record = None
+    if not as_given and not record and checkpoint.exists():
+        observer.note(f"cached poisoned model {model_fp} is damaged or incomplete; "
+                      "training it again")  # fmt: skip
     # A cached poisoned model comes with the rows its attack poisoned, so the attack is not run
     # again (a hardened label-consistent attack spends half a minute on PGD).
     poisoned = None if record else attack.poison(data.train)
@@ -243,8 +272,6 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     if as_given:
         observer.note(f"pretrained weights {config.pretrained} used as they are (not trained)")
     elif record:
-        clip.model.load_state_dict(load_state(checkpoint))
-        clip.model.eval()
         observer.note(f"reusing cached poisoned model {model_fp} (pretraining skipped)")
     else:
         train(

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 import traceback
 from collections import defaultdict
@@ -24,7 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from benchbd.cache import atomic_write_text, writable_folder
+from benchbd.cache import atomic_write_text, remove_stale_temporaries, writable_folder
 from benchbd.checks import check_seed
 from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
@@ -285,17 +287,38 @@ class _Inline:
     def shutdown(self, abort: bool = False) -> None: ...
 
 
+def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Exit this worker as soon as the sweep that started it is gone. SIGKILL of the sweep
+    runs no cleanup, and a worker left alone would finish its cell, write a result file
+    nobody asked for any more and hold its memory; Ctrl-C is the parent's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="benchbd-parent-watch", daemon=True).start()
+
+
 class _Pool:
-    """Worker processes (spawned: no forked torch state), each with its share of threads."""
+    """Worker processes (spawned: no forked torch state), each with its share of threads;
+    each worker dies with the sweep, whatever ends it."""
 
     def __init__(self, jobs: int) -> None:
-        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+        self.pool = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=get_context("spawn"),
+            initializer=_watch_parent, initargs=(os.getpid(),),
+        )  # fmt: skip
 
     def submit(self, fn, *args) -> Future:
         return self.pool.submit(fn, *args)
 
     def shutdown(self, abort: bool = False) -> None:
-        self.pool.shutdown(wait=not abort, cancel_futures=abort)
+        if abort:  # stop the cells that are running, not only the queued ones
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+        self.pool.shutdown(wait=True, cancel_futures=abort)
 
 
 class _Submitit:
@@ -338,6 +361,8 @@ def sweep(
         raise BenchbdError(f"--jobs must be at least 1, got {jobs}")
     observer = observer or SweepObserver()
     out = writable_folder(out)
+    for folder in (out, out / "failed"):  # left by a sweep that was killed mid-write
+        remove_stale_temporaries(folder)
     configs = grid.cells()
     planned = [plan(config) for config in configs]  # validates every cell before any training
     have = existing_fingerprints(out)

@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from benchbd.cli.errors import friendly_errors
+from benchbd import kernels
+from benchbd.cli import KERNELS_HELP
+from benchbd.cli.errors import Terminated, fail, friendly_errors
 from benchbd.errors import BenchbdError
 from benchbd.sweep import (
     EXECUTORS,
@@ -84,10 +86,12 @@ def sweep_cmd(
     slurm_time: int = typer.Option(120, help="Slurm time limit per cell, minutes"),
     slurm_gpus: int = typer.Option(1, help="GPUs per Slurm job"),
     slurm_cpus: int = typer.Option(8, help="CPUs per Slurm job"),
+    kernel_mode: str = typer.Option(None, "--kernels", envvar=kernels.ENV, help=KERNELS_HELP),
 ) -> None:
     """Run every (attack, defense, seed) cell; finished cells are skipped, so rerunning resumes.
 
     Exit code: 0 when every cell succeeded, else the number of failed cells (at most 100)."""
+    kernels.select(kernel_mode)  # the workers inherit it through $BENCHBD_KERNELS
     if grid is not None:
         plan = load_grid(grid)
     else:
@@ -102,8 +106,14 @@ def sweep_cmd(
         slurm = {k: v for k, v in slurm.items() if v is not None}
     console = Console(stderr=True)
     start = time.perf_counter()
-    with RichSweepObserver(console) as observer:
-        summary = sweep(plan, out, jobs=jobs, executor=executor, observer=observer, slurm=slurm)
+    try:
+        with RichSweepObserver(console) as observer:
+            summary = sweep(plan, out, jobs=jobs, executor=executor, observer=observer,
+                            slurm=slurm)  # fmt: skip
+    except (KeyboardInterrupt, Terminated) as exc:
+        code = 128 + exc.signum if isinstance(exc, Terminated) else 130
+        why = f"stopped by {exc}" if isinstance(exc, Terminated) else "interrupted"
+        fail(f"sweep {why}; finished cells are kept and the same command resumes", code=code)
     minutes = (time.perf_counter() - start) / 60
     typer.echo(
         f"sweep: {summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed "

@@ -7,6 +7,7 @@ to SOURCES under their prefix (`csv:PATH`, `hf:NAME`, `imagefolder:PATH`).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -16,13 +17,15 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from benchbd.cache import cache_dir, fingerprint
+from benchbd.cache import cache_dir, fingerprint, remove_stale_temporaries, temporary_prefix
 from benchbd.checks import check_fields
 from benchbd.data import synthetic
 from benchbd.data.pairs import BenchmarkData, PairSet, ZeroShotTask
 from benchbd.data.real import RealSource
 from benchbd.errors import BenchbdError
 from benchbd.suggest import did_you_mean
+
+log = logging.getLogger("benchbd")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,17 @@ class SyntheticSource:
 
         datasets.disable_progress_bars()
         path = cache_dir() / "datasets" / f"synthetic-{fp}" / split
+        remove_stale_temporaries(path.parent)
+        if (path / "dataset_info.json").exists():
+            try:
+                pairs = read_arrow_pairs(path)
+                if len(pairs) == n:
+                    return pairs
+            except Exception:  # datasets and pyarrow raise many types for a damaged file
+                pass
+            log.warning(f"cached dataset split {path.parent.name}/{split} is damaged; "
+                        "generating it again")  # fmt: skip
+            shutil.rmtree(path, ignore_errors=True)
         if not (path / "dataset_info.json").exists():
             images, captions, labels = synthetic.generate_split(spec, split, n)
             features = datasets.Features(
@@ -95,7 +109,7 @@ class SyntheticSource:
             table = datasets.Dataset.from_dict(
                 {"image": images, "caption": captions, "label": labels}, features=features
             )
-            staging = path.with_name(f".{split}.{time.time_ns()}.tmp")
+            staging = path.with_name(f"{temporary_prefix(split)}{time.time_ns()}.tmp")
             table.save_to_disk(str(staging))
             try:
                 staging.rename(path)

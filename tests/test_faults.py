@@ -1,0 +1,276 @@
+"""Fault injection: runs and sweeps killed at random points, damaged caches and result files,
+malformed input. After each fault the next command either succeeds with the numbers an
+uninterrupted run gives, or prints one clear line; no process, temporary file or half-written
+file is left behind.
+
+Everything here runs the real `benchbd` command in a subprocess (signals need a process of
+their own) on tiny settings; the whole file is marked `slow`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--train-pairs", "512", "--clean-pairs", "128", "--test-images", "100",
+        "--epochs", "3", "--batch-size", "64", "--threads", "1"]  # fmt: skip
+FINETUNE = ["--defense", "finetune", "--param", "batch_size=64", "--param", "epochs=2"]
+GRID = """attacks = ["badnet"]
+defenses = ["none", "finetune"]
+seeds = [0, 1]
+[sizes]
+train = 512
+clean = 128
+test = 100
+[pretrain]
+epochs = 3
+batch_size = 64
+[defense_params.finetune]
+batch_size = 64
+epochs = 2
+"""
+
+
+def env_for(cache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCHBD_")}
+    env |= {"BENCHBD_CACHE": str(cache), "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
+    return env
+
+
+def benchbd(*args, cache: Path, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchbd", *map(str, args)],
+        env=env_for(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, **kwargs,
+    )  # fmt: skip
+
+
+def finish(process: subprocess.Popen, timeout: float = 600) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def run_ok(*args, cache: Path) -> str:
+    code, out, err = finish(benchbd(*args, cache=cache))
+    assert code == 0, err
+    return err
+
+
+def leftovers(*folders: Path) -> list[Path]:
+    """Temporary files and folders anywhere below `folders` (atomic writes use `.*.tmp`)."""
+    found = []
+    for folder in folders:
+        if folder.exists():
+            found += [p for p in folder.rglob("*.tmp")]
+    return found
+
+
+def results_in(folder: Path) -> dict[str, dict]:
+    """Every result file in `folder`, each parsed: a half-written file fails here."""
+    return {p.name: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def metrics(result: dict) -> dict:
+    return result["metrics"]
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run: the numbers every interrupted-then-resumed run must give, and
+    how long a run takes (to pick kill points inside it)."""
+    root = tmp_path_factory.mktemp("reference")
+    start = time.monotonic()
+    run_ok("run", *TINY, *FINETUNE, "--out", root / "out", cache=root / "cache")
+    seconds = time.monotonic() - start
+    (result,) = results_in(root / "out").values()
+    return result, seconds
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_a_run_killed_at_a_random_point_leaves_nothing_and_resumes(tmp_path, reference, signum):
+    expected, seconds = reference
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    delay = random.Random(int(signum)).uniform(0.3, 0.9) * seconds
+    process = benchbd("run", *TINY, *FINETUNE, "--out", out, cache=cache)
+    time.sleep(delay)
+    process.send_signal(signum)
+    code, _, err = finish(process)
+    if code != 0:  # the signal landed before the run finished
+        # 128 + n, or -n where the interpreter re-raised the signal to exit (shells show both
+        # as 128 + n)
+        assert code in (-signum, 128 + signum) if signum != signal.SIGKILL else code == -9
+        if signum != signal.SIGKILL:
+            assert last_line(err).startswith("benchbd: error:"), err
+            assert "Traceback" not in err
+            assert not leftovers(out, cache), "a clean shutdown removes its temporary files"
+    assert all(isinstance(r, dict) for r in results_in(out).values()) if out.exists() else True
+    # The same command again: the numbers of an uninterrupted run, and nothing left over.
+    run_ok("run", *TINY, *FINETUNE, "--out", out, cache=cache)
+    (result,) = results_in(out).values()
+    assert metrics(result) == metrics(expected)
+    assert result["fingerprint"] == expected["fingerprint"]
+    assert not leftovers(out, cache)
+
+
+def test_a_killed_sweep_takes_its_workers_with_it_and_resumes(tmp_path, reference):
+    expected, _ = reference
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    process = benchbd("sweep", "--grid", grid, "--jobs", "2", "--out", out, cache=cache)
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(workers) < 2:
+        workers = [pid for pid in children_of(process.pid) if alive(pid)]
+        time.sleep(0.2)
+    assert workers, "the sweep started no worker processes"
+    time.sleep(random.Random(1).uniform(2, 6))  # somewhere inside the first cells
+    process.send_signal(signal.SIGKILL)
+    finish(process)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers), "workers outlived the killed sweep"
+    written = sorted(p.name for p in out.glob("*.json"))
+    time.sleep(3)
+    assert sorted(p.name for p in out.glob("*.json")) == written, "a result appeared later"
+    # The same sweep again finishes every cell; stale temporary files are cleared.
+    code, _, err = finish(benchbd("sweep", "--grid", grid, "--jobs", "2", "--out", out,
+                                  cache=cache))  # fmt: skip
+    assert code == 0, err
+    results = results_in(out)
+    assert len(results) == 4
+    assert not leftovers(out, cache)
+    # Cells are the same experiments as single runs: badnet / finetune / seed 0 matches.
+    (cell,) = [r for r in results.values()
+               if r["defense"]["name"] == "finetune" and r["seed"] == 0]  # fmt: skip
+    assert metrics(cell) == metrics(expected)
+
+
+def test_sigterm_stops_a_parallel_sweep_cleanly(tmp_path):
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    process = benchbd("sweep", "--grid", grid, "--jobs", "2", "--out", out, cache=cache)
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not workers:
+        workers = [pid for pid in children_of(process.pid) if alive(pid)]
+        time.sleep(0.2)
+    time.sleep(2)
+    process.send_signal(signal.SIGTERM)
+    code, _, err = finish(process, timeout=60)
+    assert code == 128 + signal.SIGTERM, err
+    assert "resumes" in last_line(err) and last_line(err).startswith("benchbd: error:")
+    assert not any(alive(pid) for pid in workers)
+    assert not leftovers(out)
+
+
+def test_damaged_cache_entries_are_noted_and_rebuilt(tmp_path, reference):
+    expected, _ = reference
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    run_ok("run", *TINY, *FINETUNE, "--out", out, cache=cache)
+    (checkpoint,) = (cache / "models").glob("*.pt")
+    data = checkpoint.read_bytes()
+    damages = {
+        "truncated checkpoint": lambda: checkpoint.write_bytes(data[: len(data) // 2]),
+        "checkpoint of zeros": lambda: checkpoint.write_bytes(bytes(len(data))),
+        "garbage record": lambda: checkpoint.with_suffix(".json").write_text("{oops"),
+        "dataset file": lambda: next((cache / "datasets").rglob("*.arrow")).write_bytes(b"x"),
+    }
+    for what, damage in damages.items():
+        damage()
+        err = run_ok("run", *TINY, *FINETUNE, "--out", out, cache=cache)
+        assert "damaged" in err and "again" in err, f"{what}: {err}"
+        (result,) = results_in(out).values()
+        assert metrics(result) == metrics(expected), what
+        assert checkpoint.read_bytes() == data, f"{what}: the rebuilt model differs"
+    # Now intact: the next run reuses it without a note.
+    err = run_ok("run", *TINY, *FINETUNE, "--out", out, cache=cache)
+    assert "damaged" not in err and "reusing cached poisoned model" in err
+
+
+def test_damaged_result_files_are_rerun_by_a_sweep_and_skipped_by_table(tmp_path, reference):
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID.replace('defenses = ["none", "finetune"]', 'defenses = ["finetune"]')
+                    .replace("seeds = [0, 1]", "seeds = [0]"))  # fmt: skip
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    code, _, err = finish(benchbd("sweep", "--grid", grid, "--out", out, cache=cache))
+    assert code == 0, err
+    (path,) = out.glob("*.json")
+    good = path.read_text()
+    path.write_text(good[: len(good) // 3])  # a file cut short by a disk error
+    (out / "notes.json").write_text('{"attack": 5, "defense": [], "metrics": "x", '
+                                    '"seed": "a", "schema_version": 1}')  # fmt: skip
+    code, _, err = finish(benchbd("table", out, cache=cache))
+    assert code == 2 and last_line(err).startswith("benchbd: error:"), err
+    code, _, err = finish(benchbd("sweep", "--grid", grid, "--out", out, cache=cache))
+    assert code == 0, err
+    assert json.loads(path.read_text())["metrics"] == json.loads(good)["metrics"]
+    code, table, err = finish(benchbd("table", out, "--format", "csv", cache=cache))
+    assert code == 0 and "finetune" in table
+    assert "warning" in err and "notes.json" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args, files, message",
+    [
+        (["sweep", "--grid", "g.toml"], {"g.toml": "attacks = [\n"}, "not valid TOML"),
+        (["sweep", "--grid", "g.toml"], {"g.toml": "[attack_params.badnett]\n"}, "badnet"),
+        (["sweep", "--grid", "g.toml"], {"g.toml": b"\xff\xfe"}, "UTF-8"),
+        (["run", "--dataset", "csv:d/pairs.csv"], {"d/pairs.csv": "image,caption\n"}, ""),
+        (["run", "--dataset", "csv:d/pairs.csv"], {"d/pairs.csv": b"\x00\x01garbage"}, ""),
+        (["run", "--dataset", "csv:d/missing.csv"], {}, "missing.csv"),
+        (["table", "r"], {"r/a.json": "[1, 2]", "r/b.json": "{"}, "not a benchbd result"),
+    ],
+)
+def test_malformed_input_is_one_line(tmp_path, args, files, message):
+    for name, content in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    code, _, err = finish(benchbd(*args, cache=tmp_path / "cache", cwd=tmp_path))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert lines and lines[-1].startswith("benchbd: error:") and message in lines[-1], err
+    assert all(line.startswith("benchbd: ") for line in lines), err
+    assert "Traceback" not in err
+    assert not list((tmp_path / "cache").rglob("*.pt"))
