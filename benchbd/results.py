@@ -81,14 +81,70 @@ def versions() -> dict[str, str]:
 
 
 def read_result(path: Path) -> dict[str, Any]:
-    """A result file as a dict; ValueError when it is not a benchbd result."""
+    """A result file as a dict; ValueError ("<path>: <why>", one line) when it is not a
+    benchbd result. The shape checked is what the leaderboard and the plots read, so a stray
+    JSON file is skipped by name instead of failing a whole folder's table later on."""
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not readable JSON ({exc})") from exc
-    required = {"attack", "defense", "metrics", "seed", "schema_version"}
-    if not isinstance(data, dict) or not required <= data.keys():
-        raise ValueError(f"{path}: not a benchbd result file")
-    if data["schema_version"] != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema version {data['schema_version']} is not supported")
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: not readable JSON ({_brief(exc)})") from exc
+    problem = _shape_problem(data)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
     return data
+
+
+REQUIRED = ("attack", "defense", "metrics", "seed", "schema_version")
+JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+              type(None): "null"}  # fmt: skip
+
+
+def _brief(value: Any, limit: int = 40) -> str:
+    text = value if isinstance(value, (str, Exception)) else json.dumps(value, default=str)
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shape_problem(data: Any) -> str | None:
+    """Why `data` is not a result the leaderboard can read, or None if it is one."""
+    if not isinstance(data, dict):
+        kind = JSON_KINDS.get(type(data), type(data).__name__)
+        return f"not a benchbd result (a JSON {kind}, not an object)"
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        return f"not a benchbd result (no {', '.join(missing)})"
+    version = data["schema_version"]
+    if type(version) is not int or version != SCHEMA_VERSION:
+        return f"schema version {_brief(version)} is not supported"
+    for role in ("attack", "defense"):
+        plugin = data[role]
+        if not isinstance(plugin, dict) or not isinstance(plugin.get("name"), str):
+            return f"{role} must be an object with a name, got {_brief(plugin)}"
+        if not isinstance(plugin.get("params", {}), dict):
+            return f"{role}.params must be an object, got {_brief(plugin['params'])}"
+    if type(data["seed"]) is not int:
+        return f"seed must be an integer, got {_brief(data['seed'])}"
+    metrics = data["metrics"]
+    if not isinstance(metrics, dict):
+        return f"metrics must be an object, got {_brief(metrics)}"
+    for when in ("before", "after"):
+        values = metrics.get(when)
+        if not isinstance(values, dict):
+            return f"metrics.{when} must be an object, got {_brief(values)}"
+        for name in HIGHER_IS_BETTER:
+            value = values.get(name)
+            if value is not None and not _is_number(value):
+                return f"metrics.{when}.{name} must be a number or null, got {_brief(value)}"
+    der = data.get("der")
+    if der is not None and not _is_number(der):
+        return f"der must be a number or null, got {_brief(der)}"
+    created = data.get("created")
+    if created is not None and not isinstance(created, str):
+        return f"created must be a date string, got {_brief(created)}"
+    return None

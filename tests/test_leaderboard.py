@@ -8,8 +8,9 @@ import statistics
 import pytest
 
 from benchbd.errors import BenchbdError
-from benchbd.leaderboard import apply_filters, leaderboard, parse_filters, render
+from benchbd.leaderboard import apply_filters, leaderboard, load_folder, parse_filters, render
 from benchbd.plots import leaderboard_figure, write_plot
+from benchbd.results import read_result
 
 
 def result(attack, defense, seed, before, after, rate=0.03, epochs=5.0):
@@ -115,11 +116,47 @@ def test_plot_is_a_png_with_a_panel_per_attack_and_the_bar_chart(results, tmp_pa
 
 
 def test_table_of_a_thousand_files_is_read(tmp_path):
-    from benchbd.leaderboard import load_folder
-
     for i in range(1000):
         data = result(f"attack{i % 4}", f"defense{i % 5}", i // 20, (0.9, 0.9), (0.9, 0.1))
         (tmp_path / f"r{i}.json").write_text(json.dumps(data))
     results, warnings = load_folder(tmp_path)
     assert len(results) == 1000 and not warnings
     assert len(leaderboard(results)) == 20
+
+
+def write(folder, name, data):
+    """One result file."""
+    path = folder / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def stray(**changes):
+    """A result with some fields replaced by values of the wrong shape."""
+    return {**result("a", "d", 0, (0.9, 0.9), (0.9, 0.1)), **changes}
+
+
+STRAYS = {
+    "wrong types": {"attack": 5, "defense": [], "metrics": "x", "seed": "a", "schema_version": 1},
+    "a list": [1, 2, 3],
+    "a number": 3,
+    "no metrics": {k: v for k, v in stray().items() if k != "metrics"},
+    "attack without a name": stray(attack={}),
+    "string seed": stray(seed="0"),
+    "bool seed": stray(seed=True),
+    "params a list": stray(defense={"name": "d", "params": [1]}),
+    "metrics.after a list": stray(metrics={"before": {}, "after": []}),
+    "string metric": stray(metrics={"before": {"ca": 0.9}, "after": {"asr": "0.1"}}),
+    "string der": stray(der="high"),
+    "bool schema": stray(schema_version=True),
+}
+
+
+@pytest.mark.parametrize("name", list(STRAYS))
+def test_read_result_says_why_a_file_of_another_shape_is_not_a_result(tmp_path, name):
+    path = write(tmp_path, "stray.json", STRAYS[name])
+    with pytest.raises(ValueError) as caught:
+        read_result(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and len(message.splitlines()) == 1
+    assert len(message) < 200
