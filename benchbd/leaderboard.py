@@ -4,6 +4,9 @@ One row per (attack, defense) and any `group_by` fields, metrics averaged over s
 standard deviation; the best defense of each attack is marked. Rendered as markdown, CSV,
 LaTeX or HTML here and as a rich table by the CLI. Every choice of direction (sorting, the best
 row) comes from HIGHER_IS_BETTER, so ASR is better low and CA, RA and DER better high.
+
+What a reader could be misled by comes back as warning lines with the rows (only the CLI
+prints): non-finite metrics, left out of means and never best.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ import csv
 import html
 import io
 import json
+import math
+import os
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,8 @@ COLUMNS = [  # (key, header): metric keys are "<when>_<metric>"
     ("after_asr", "ASR after"),
     ("der", "DER"),
 ]
+# What --sort accepts: exactly the metric columns shown (RA is recorded but not a column).
+SORT_CHOICES = tuple(key for key, _ in COLUMNS)
 FORMATS = ("rich", "markdown", "csv", "latex", "html")
 # Short names for the recorded fields people filter and group by most.
 FIELD_ALIASES = {
@@ -37,19 +45,32 @@ FIELD_ALIASES = {
     "target": "target.name",
     "classifier": "metrics.after.classifier",
 }
+ABSENT = "-"  # a group-by value of a result that does not record the field
+
+
+class ResultFile(dict):
+    """A result as read from disk: the dict everything reads, plus the file it came from, so
+    a warning can name the file."""
+
+    def __init__(self, data: Mapping[str, Any], path: Path) -> None:
+        super().__init__(data)
+        self.path = Path(path)
 
 
 @dataclass(frozen=True)
 class Cell:
-    """A metric over seeds: mean and standard deviation (0 for a single seed); None if absent."""
+    """A metric over seeds: mean and standard deviation (0 for a single seed) of its finite
+    values; None if there are none. `nonfinite` counts NaN or infinite values left out."""
 
     mean: float | None
     std: float | None
+    nonfinite: int = 0
 
     def text(self) -> str:
         if self.mean is None:
-            return "-"
-        return f"{self.mean:.3f}" if not self.std else f"{self.mean:.3f} ± {self.std:.3f}"
+            return "nan" if self.nonfinite else "-"
+        text = f"{self.mean:.3f}" if not self.std else f"{self.mean:.3f} ± {self.std:.3f}"
+        return f"{text} ({self.nonfinite} nan)" if self.nonfinite else text
 
 
 @dataclass(frozen=True)
@@ -58,35 +79,86 @@ class Row:
     defense: str
     seeds: int
     cells: dict[str, Cell]
-    groups: tuple[str, ...] = ()  # values of the group_by fields, in order
+    groups: tuple[str, ...] = ()  # values of the group columns, in order
     best: bool = False
 
 
+@dataclass(frozen=True)
+class Board:
+    """The rows, the names of their group columns and what the reader should be told about
+    them."""
+
+    rows: list[Row]
+    group_by: list[str]
+    warnings: list[str]
+
+
 def load_folder(folder: Path) -> tuple[list[dict], list[str]]:
-    """Every result file in a folder; unreadable ones become warnings, not failures."""
+    """Every result file in a folder (not its subfolders); files that are not results become
+    warnings ("skipped <path>: <why>"), not failures. A folder with no result at all is an
+    error that says why."""
     folder = Path(folder)
-    if not folder.is_dir():
+    if not folder.exists():
         raise BenchbdError(f"results folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise BenchbdError(f"{str(folder)!r} is not a folder; pass the folder of result files")
+    try:
+        names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".json"))
+    except OSError as exc:
+        raise BenchbdError(
+            f"cannot read results folder {str(folder)!r} ({exc.strerror or exc})"
+        ) from None
     results, warnings = [], []
-    for path in sorted(folder.glob("*.json")):
+    for name in names:
         try:
-            results.append(read_result(path))
+            results.append(ResultFile(read_result(folder / name), folder / name))
         except ValueError as exc:
             warnings.append(f"skipped {exc}")
-    if not results:
-        raise BenchbdError(f"no result files in {str(folder)!r}")
-    return results, warnings
+    if results:
+        return results, warnings
+    if names:
+        first = warnings[0].removeprefix("skipped ")
+        files = f"none of the {len(names)} JSON files" if len(names) > 1 else "the one JSON file"
+        raise BenchbdError(f"{files} in {str(folder)!r}: not a benchbd result ({first})")
+    raise BenchbdError(f"no result files in {str(folder)!r}{_subfolder_hint(folder)}")
 
 
-def field_value(result: dict, name: str) -> Any:
-    """A recorded field by dotted path ('defense.params.inmodal_weight') or alias ('dataset')."""
+def _subfolder_hint(folder: Path) -> str:
+    """Where the JSON files are when they lie one level or more down (`results/ablations`)."""
+    found: list[str] = []
+    try:
+        for path in folder.rglob("*.json"):
+            if str(path.parent) not in found:
+                found.append(str(path.parent))
+            if len(found) == 3:
+                break
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    return f"; its subfolders hold JSON files ({', '.join(found)}): pass one of them"
+
+
+def _lookup(result: Mapping[str, Any], name: str) -> tuple[bool, Any]:
+    """(found, value) of a recorded field by dotted path ('defense.params.inmodal_weight') or
+    alias ('dataset')."""
     value: Any = result
     for part in FIELD_ALIASES.get(name, name).split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise BenchbdError(f"result files have no field {name!r} (use a dotted path such "
-                               f"as dataset.name or defense.params.epochs)")  # fmt: skip
+        if not isinstance(value, Mapping) or part not in value:
+            return False, None
         value = value[part]
-    return value
+    return True, value
+
+
+def _no_field(name: str) -> BenchbdError:
+    return BenchbdError(f"result files have no field {name!r} (use a dotted path such as "
+                        f"dataset.name or defense.params.epochs)")  # fmt: skip
+
+
+def _require(results: Iterable[Mapping[str, Any]], name: str) -> None:
+    """A field name is a mistake only if no result records it (older files may lack it)."""
+    if not any(_lookup(r, name)[0] for r in results):
+        raise _no_field(name)
 
 
 def _text(value: Any) -> str:
@@ -95,6 +167,11 @@ def _text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return str(value)
+
+
+def _group_text(result: Mapping[str, Any], name: str) -> str:
+    found, value = _lookup(result, name)
+    return _text(value) if found else ABSENT
 
 
 def parse_filters(items: list[str]) -> list[tuple[str, str]]:
@@ -118,11 +195,21 @@ def _matches(value: Any, wanted: str) -> bool:
 
 def apply_filters(results: list[dict], filters: list[tuple[str, str]]) -> list[dict]:
     """Keep the results whose every filtered field equals its value (numbers compared as
-    numbers, so poison_rate=0.03 matches 0.030000)."""
-    return [r for r in results if all(_matches(field_value(r, f), v) for f, v in filters)]
+    numbers, so poison_rate=0.03 matches 0.030000); a result without the field is left out."""
+    for name, _ in filters:
+        _require(results, name)
+
+    def keep(result: dict) -> bool:
+        for name, wanted in filters:
+            found, value = _lookup(result, name)
+            if not found or not _matches(value, wanted):
+                return False
+        return True
+
+    return [r for r in results if keep(r)]
 
 
-def _value(result: dict, key: str) -> float | None:
+def _value(result: Mapping[str, Any], key: str) -> float | None:
     if key == "der":
         return result.get("der")
     when, metric = key.split("_", 1)
@@ -131,46 +218,109 @@ def _value(result: dict, key: str) -> float | None:
 
 def _cell(values: list[float | None]) -> Cell:
     present = [v for v in values if v is not None]
-    if not present:
-        return Cell(None, None)
-    std = statistics.stdev(present) if len(present) > 1 else 0.0
-    return Cell(statistics.fmean(present), std)
+    finite = [v for v in present if math.isfinite(v)]
+    nonfinite = len(present) - len(finite)
+    if not finite:
+        return Cell(None, None, nonfinite)
+    std = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return Cell(statistics.fmean(finite), std, nonfinite)
 
 
 def _direction(key: str) -> int:
     """+1 when a larger value of this column is better, -1 when smaller is."""
-    return 1 if HIGHER_IS_BETTER[key.rpartition("_")[2]] else -1
+    metric = key.split("_", 1)[1] if key.startswith(("before_", "after_")) else key
+    return 1 if HIGHER_IS_BETTER[metric] else -1
+
+
+def check_sort(sort: str) -> None:
+    if sort not in SORT_CHOICES:
+        raise BenchbdError(f"cannot sort by {sort!r}; choose from {', '.join(SORT_CHOICES)}")
+
+
+def _name(result: Mapping[str, Any]) -> str:
+    path = getattr(result, "path", None)
+    if path is not None:
+        return str(path)
+    return f"{result['attack']['name']}/{result['defense']['name']} seed {result['seed']}"
+
+
+def _listing(items: list[str], limit: int = 3) -> str:
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
+
+
+def _natural(text: str) -> tuple[int, float, str]:
+    """Group values sort as numbers when they are numbers (2 before 10)."""
+    try:
+        number = float(text)
+    except ValueError:
+        return (1, 0.0, text)
+    return (0, number, text) if math.isfinite(number) else (1, 0.0, text)
+
+
+def _nonfinite_warning(results: list[Mapping[str, Any]]) -> str:
+    bad = []
+    for result in results:
+        keys = [k for k, _ in COLUMNS if not _finite_or_none(_value(result, k))]
+        if keys:
+            bad.append(f"{_name(result)} ({', '.join(keys)})")
+    if not bad:
+        return ""
+    return ("non-finite metrics (NaN or infinite) are left out of the means and never marked "
+            f"best: {_listing(bad)}")  # fmt: skip
+
+
+def _finite_or_none(value: float | None) -> bool:
+    return value is None or math.isfinite(value)
+
+
+def _order(sort: str):
+    """Sort key: group values, attack, then rows with every `sort` value finite, best first;
+    then rows with some non-finite; then rows without a value."""
+    sign = _direction(sort)
+
+    def key(row: Row):
+        cell = row.cells[sort]
+        tier = 2 if cell.mean is None else (1 if cell.nonfinite else 0)
+        return (tuple(map(_natural, row.groups)), row.attack, tier,
+                -sign * (cell.mean or 0.0), row.defense)  # fmt: skip
+
+    return key
+
+
+def tabulate(results: list[dict], group_by: list[str] | None = None,
+             sort: str = "after_asr") -> Board:  # fmt: skip
+    """Rows sorted by group, attack, then `sort` best first; the best defense (other than
+    `none`, with no non-finite value of `sort`) of each attack and group is marked."""
+    check_sort(sort)
+    chosen_by = list(group_by or [])
+    for name in chosen_by:
+        _require(results, name)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for result in results:
+        values = tuple(_group_text(result, name) for name in chosen_by)
+        groups[(values, result["attack"]["name"], result["defense"]["name"])].append(result)
+    rows = [
+        Row(attack, defense, len({r["seed"] for r in group}),
+            {key: _cell([_value(r, key) for r in group]) for key, _ in COLUMNS}, values)
+        for (values, attack, defense), group in groups.items()
+    ]  # fmt: skip
+    warning = _nonfinite_warning(results)
+    rows.sort(key=_order(sort))
+    best: dict[tuple, int] = {}
+    for index, row in enumerate(rows):  # best first within each (group, attack)
+        cell = row.cells[sort]
+        if row.defense != "none" and cell.mean is not None and not cell.nonfinite:
+            best.setdefault((row.groups, row.attack), index)
+    winners = set(best.values())
+    marked = [replace(row, best=i in winners) for i, row in enumerate(rows)]
+    return Board(marked, chosen_by, [warning] if warning else [])
 
 
 def leaderboard(results: list[dict], group_by: list[str] | None = None,
                 sort: str = "after_asr") -> list[Row]:  # fmt: skip
-    """Rows sorted by group, attack, then `sort` best first; the best defense (other than
-    `none`) of each attack and group is marked."""
-    if sort not in dict(COLUMNS):
-        raise BenchbdError(f"cannot sort by {sort!r}; choose from {', '.join(dict(COLUMNS))}")
-    group_by = group_by or []
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for result in results:
-        extra = tuple(_text(field_value(result, name)) for name in group_by)
-        groups[(extra, result["attack"]["name"], result["defense"]["name"])].append(result)
-    rows = [
-        Row(attack, defense, len({r["seed"] for r in group}),
-            {key: _cell([_value(r, key) for r in group]) for key, _ in COLUMNS}, extra)
-        for (extra, attack, defense), group in groups.items()
-    ]  # fmt: skip
-    sign = _direction(sort)
-
-    def order(row: Row):
-        value = row.cells[sort].mean
-        return (row.groups, row.attack, value is None, -sign * (value or 0.0), row.defense)
-
-    rows.sort(key=order)
-    best: dict[tuple, Row] = {}
-    for row in rows:  # already best first within each (group, attack)
-        if row.defense != "none" and row.cells[sort].mean is not None:
-            best.setdefault((row.groups, row.attack), row)
-    winners = {id(row) for row in best.values()}
-    return [Row(r.attack, r.defense, r.seeds, r.cells, r.groups, id(r) in winners) for r in rows]
+    """The rows of `tabulate` (its group columns and warnings dropped)."""
+    return tabulate(results, group_by, sort).rows
 
 
 def headers(group_by: list[str] | None = None) -> list[str]:

@@ -2,7 +2,8 @@
 
 For every attack, CA against ASR with an arrow from the poisoned model to each defended model
 (a good defense points left and stays level), and one bar chart of ASR after each defense with
-seed error bars. matplotlib's Agg backend: no display needed.
+seed error bars. A mean that is not a number (every seed NaN) is not drawn. matplotlib's Agg
+backend: no display needed.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchbd.cache import atomic_write_bytes
-from benchbd.leaderboard import Row, leaderboard
+from benchbd.leaderboard import Board, Row, tabulate
 
 
 def _attack_rows(rows: list[Row]) -> dict[str, list[Row]]:
@@ -22,35 +23,44 @@ def _attack_rows(rows: list[Row]) -> dict[str, list[Row]]:
     return dict(sorted(by_attack.items()))
 
 
-def leaderboard_figure(results: list[dict]):
-    """A figure with one CA-vs-ASR panel per attack and a bar chart of ASR after defense."""
+def _drawn(row: Row) -> bool:
+    return row.cells["after_asr"].mean is not None and row.cells["after_ca"].mean is not None
+
+
+def leaderboard_figure(source: list[dict] | Board):
+    """A figure with one CA-vs-ASR panel per attack and a bar chart of ASR after defense;
+    `source` is result dicts or a `tabulate` board already made of them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [row for row in leaderboard(results) if row.cells["after_asr"].mean is not None]
+    board = source if isinstance(source, Board) else tabulate(source)
+    rows = [row for row in board.rows if _drawn(row)]
     by_attack = _attack_rows(rows)
     defenses = sorted({row.defense for row in rows})
     colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(defenses)}
     n = max(1, len(by_attack))
     fig = plt.figure(figsize=(3.6 * n, 7.2), layout="constrained")
     grid = fig.add_gridspec(2, n)
-    for i, (attack, attack_rows) in enumerate(by_attack.items()):
+    for i, (title, attack_rows) in enumerate(by_attack.items()):
         ax = fig.add_subplot(grid[0, i])
-        before_asr = [r.cells["before_asr"].mean for r in attack_rows]
-        before_ca = [r.cells["before_ca"].mean for r in attack_rows]
-        x0, y0 = sum(before_asr) / len(before_asr), sum(before_ca) / len(before_ca)
-        ax.scatter([x0], [y0], marker="X", s=90, color="black", zorder=3, label="poisoned")
+        before = [(r.cells["before_asr"].mean, r.cells["before_ca"].mean) for r in attack_rows]
+        before = [(x, y) for x, y in before if x is not None and y is not None]
+        if before:
+            x0 = sum(x for x, _ in before) / len(before)
+            y0 = sum(y for _, y in before) / len(before)
+            ax.scatter([x0], [y0], marker="X", s=90, color="black", zorder=3, label="poisoned")
         for row in attack_rows:
             x1, y1 = row.cells["after_asr"].mean, row.cells["after_ca"].mean
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops={"arrowstyle": "->", "color": colours[row.defense],
-                                    "lw": 1.4})  # fmt: skip
+            if before:
+                ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                            arrowprops={"arrowstyle": "->", "color": colours[row.defense],
+                                        "lw": 1.4})  # fmt: skip
             ax.errorbar([x1], [y1], xerr=[row.cells["after_asr"].std or 0],
                         yerr=[row.cells["after_ca"].std or 0], fmt="o",
                         color=colours[row.defense], label=row.defense, capsize=2)  # fmt: skip
-        ax.set_title(attack)
+        ax.set_title(title)
         ax.set_xlabel("ASR (lower is better)")
         ax.set_ylabel("CA (higher is better)")
         ax.set_xlim(-0.03, 1.03)
@@ -78,11 +88,11 @@ def leaderboard_figure(results: list[dict]):
     return fig
 
 
-def write_plot(results: list[dict], out: Path, dpi: int = 110) -> Path:
+def write_plot(source: list[dict] | Board, out: Path, dpi: int = 110) -> Path:
     """Render and write the PNG atomically (an interrupted plot never leaves half a file)."""
     import matplotlib.pyplot as plt
 
-    fig = leaderboard_figure(results)
+    fig = leaderboard_figure(source)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -61,15 +64,16 @@ def test_table_on_missing_or_empty_folder(tmp_path):
     assert "no result files" in one_line_error(invoke("table", str(tmp_path)))
 
 
-def write_result(folder, attack, defense, seed, ca_before, asr_before, ca_after, asr_after):
+def write_result(folder, attack, defense, seed, ca_before, asr_before, ca_after, asr_after,
+                 name=None, **fields):  # fmt: skip
     metrics = {
         "before": {"ca": ca_before, "asr": asr_before, "ra": 0.0},
         "after": {"ca": ca_after, "asr": asr_after, "ra": 0.0},
     }
     der = (max(0, asr_before - asr_after) - max(0, ca_before - ca_after) + 1) / 2
     data = {"attack": {"name": attack}, "defense": {"name": defense}, "seed": seed,
-            "metrics": metrics, "der": der, "schema_version": 1}  # fmt: skip
-    (folder / f"{attack}-{defense}-{seed}.json").write_text(json.dumps(data))
+            "metrics": metrics, "der": der, "schema_version": 1, **fields}  # fmt: skip
+    (folder / (name or f"{attack}-{defense}-{seed}.json")).write_text(json.dumps(data))
 
 
 def test_table_formats_and_corrupt_files(tmp_path):
@@ -101,3 +105,109 @@ def test_table_formats_and_corrupt_files(tmp_path):
     png = tmp_path / "plots" / "board.png"
     plotted = invoke("plot", str(tmp_path), "--out", str(png))
     assert plotted.exit_code == 0 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def stderr_lines(result):
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_table_and_plot_skip_a_file_of_another_shape(tmp_path):
+    write_result(tmp_path, "badnet", "finetune", 0, 0.9, 0.95, 0.88, 0.5)
+    write_result(tmp_path, "badnet", "cleanclip", 0, 0.9, 0.95, 0.88, 0.1)
+    stray = {"attack": 5, "defense": [], "metrics": "x", "seed": "a", "schema_version": 1}
+    (tmp_path / "stray.json").write_text(json.dumps(stray))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    table = invoke("table", str(tmp_path), "--format", "csv")
+    assert table.exit_code == 0, table.output
+    assert "badnet,cleanclip,1,1," in table.stdout and "badnet,finetune,1,0," in table.stdout
+    warnings = stderr_lines(table)
+    assert len(warnings) == 2
+    for name, line in zip(("list.json", "stray.json"), warnings, strict=True):
+        assert line.startswith(f"benchbd: warning: skipped {tmp_path / name}: ")
+    plotted = invoke("plot", str(tmp_path), "--out", str(tmp_path / "board.png"))
+    assert plotted.exit_code == 0, plotted.output
+    assert len(stderr_lines(plotted)) == 2
+
+
+def test_table_of_folders_without_results_is_one_line(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.json").write_text("[]")
+    (bad / "b.json").write_text("{not json")
+    assert "none of the 2 JSON files" in one_line_error(invoke("table", str(bad)))
+    assert "none of the 2 JSON files" in one_line_error(invoke("plot", str(bad)))
+    parent = tmp_path / "parent"
+    (parent / "runs").mkdir(parents=True)
+    write_result(parent / "runs", "badnet", "finetune", 0, 0.9, 0.95, 0.88, 0.5)
+    line = one_line_error(invoke("table", str(parent)))
+    assert "no result files" in line and str(parent / "runs") in line
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no result files" in one_line_error(invoke("table", str(empty)))
+    (tmp_path / "file.json").write_text("{}")
+    assert "not a folder" in one_line_error(invoke("table", str(tmp_path / "file.json")))
+
+
+def readable_anyway(path):
+    """Whether this process reads a file whatever its permissions (root, as in containers)."""
+    try:
+        path.read_bytes()
+    except PermissionError:
+        return False
+    return True
+
+
+def test_table_of_unreadable_folder_or_file(tmp_path):
+    write_result(tmp_path, "badnet", "finetune", 0, 0.9, 0.95, 0.88, 0.5)
+    write_result(tmp_path, "badnet", "none", 0, 0.9, 0.95, 0.9, 0.95)
+    locked = tmp_path / "badnet-none-0.json"
+    locked.chmod(0)
+    try:
+        if readable_anyway(locked):
+            pytest.skip("this user reads files whatever their permissions")
+        table = invoke("table", str(tmp_path), "--format", "csv")
+        assert table.exit_code == 0 and "badnet,finetune" in table.stdout
+        assert stderr_lines(table)[0].startswith(f"benchbd: warning: skipped {locked}: ")
+        tmp_path.chmod(0)
+        assert "cannot read" in one_line_error(invoke("table", str(tmp_path)))
+    finally:
+        tmp_path.chmod(0o755)
+        locked.chmod(0o644)
+
+
+def test_table_with_nan_in_every_seed(tmp_path):
+    write_result(tmp_path, "badnet", "cleanclip", 0, 0.9, 0.95, float("nan"), float("nan"))
+    write_result(tmp_path, "badnet", "cleanclip", 1, 0.9, 0.95, float("nan"), float("nan"))
+    write_result(tmp_path, "badnet", "finetune", 0, 0.9, 0.95, 0.88, 0.5)
+    table = invoke("table", str(tmp_path), "--format", "markdown")
+    assert table.exit_code == 0, table.output
+    assert "| **badnet** | **finetune** |" in table.stdout
+    assert "| badnet | cleanclip | 2 | 0.900 | 0.950 | nan | nan |" in table.stdout
+    [warning] = stderr_lines(table)
+    assert warning.startswith("benchbd: warning: non-finite") and "badnet-cleanclip-0" in warning
+    plotted = invoke("plot", str(tmp_path), "--out", str(tmp_path / "board.png"))
+    assert plotted.exit_code == 0, plotted.output
+
+
+ABLATION = Path(__file__).resolve().parent.parent / "results" / "ablations" / "inmodal_weight"
+
+
+def test_sort_by_a_column_not_shown_is_one_line(tmp_path):
+    write_result(tmp_path, "badnet", "finetune", 0, 0.9, 0.95, 0.88, 0.5)
+    (tmp_path / "broken.json").write_text("{not json")
+    for wrong in ("ra", "after_ra"):
+        line = one_line_error(invoke("table", str(tmp_path), "--sort", wrong))
+        assert f"cannot sort by {wrong!r}; choose from before_ca, before_asr" in line
+    assert invoke("table", str(tmp_path), "--sort", "der").exit_code == 0
+
+
+def test_table_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from benchbd.cli import main\n"
+        f"sys.argv = ['benchbd', 'table', {str(ABLATION)!r}, '--format', 'csv']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'table imported torch'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

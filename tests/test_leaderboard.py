@@ -8,7 +8,16 @@ import statistics
 import pytest
 
 from benchbd.errors import BenchbdError
-from benchbd.leaderboard import apply_filters, leaderboard, load_folder, parse_filters, render
+from benchbd.leaderboard import (
+    COLUMNS,
+    SORT_CHOICES,
+    apply_filters,
+    leaderboard,
+    load_folder,
+    parse_filters,
+    render,
+    tabulate,
+)
 from benchbd.plots import leaderboard_figure, write_plot
 from benchbd.results import read_result
 
@@ -124,11 +133,49 @@ def test_table_of_a_thousand_files_is_read(tmp_path):
     assert len(leaderboard(results)) == 20
 
 
+NAN = float("nan")
+
+
 def write(folder, name, data):
-    """One result file."""
+    """One result file; NaN is written as JSON's NaN, as json.dumps does for a diverged run."""
     path = folder / name
     path.write_text(json.dumps(data))
     return path
+
+
+def row_of(rows, attack, defense):
+    return next(r for r in rows if (r.attack, r.defense) == (attack, defense))
+
+
+def test_a_nan_metric_is_left_out_of_the_mean_named_and_never_best(tmp_path):
+    write(tmp_path, "nan.json", result("badnet", "cleanclip", 0, (0.9, 0.95), (0.9, NAN)))
+    write(tmp_path, "ok.json", result("badnet", "cleanclip", 1, (0.9, 0.95), (0.9, 0.10)))
+    write(tmp_path, "ft0.json", result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.60)))
+    write(tmp_path, "ft1.json", result("badnet", "finetune", 1, (0.9, 0.95), (0.9, 0.50)))
+    results, _ = load_folder(tmp_path)
+    board = tabulate(results)
+    clean = row_of(board.rows, "badnet", "cleanclip")
+    assert clean.seeds == 2
+    assert clean.cells["after_asr"].mean == pytest.approx(0.10)
+    assert clean.cells["after_asr"].nonfinite == 1
+    assert clean.cells["after_asr"].text() == "0.100 (1 nan)"
+    # a defense that diverged on a seed is not crowned, even with the lowest finite mean
+    assert not clean.best and row_of(board.rows, "badnet", "finetune").best
+    [warning] = [w for w in board.warnings if "non-finite" in w]
+    assert str(tmp_path / "nan.json") in warning and "after_asr" in warning
+    assert "ok.json" not in warning
+
+
+def test_nan_in_every_seed_shows_nan_and_renders_everywhere(tmp_path):
+    results = [result("badnet", "cleanclip", seed, (0.9, NAN), (NAN, NAN)) for seed in (0, 1)]
+    results.append(result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.60)))
+    rows = leaderboard(results)
+    clean = row_of(rows, "badnet", "cleanclip")
+    assert clean.cells["after_asr"].mean is None and clean.cells["after_asr"].text() == "nan"
+    assert not clean.best and rows[-1] is clean  # after every row with a number
+    for fmt in ("markdown", "csv", "latex", "html"):
+        assert "cleanclip" in render(rows, fmt)
+    assert write_plot(results, tmp_path / "board.png").exists()
 
 
 def stray(**changes):
@@ -160,3 +207,36 @@ def test_read_result_says_why_a_file_of_another_shape_is_not_a_result(tmp_path, 
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and len(message.splitlines()) == 1
     assert len(message) < 200
+
+
+def test_stray_files_are_skipped_and_the_rest_of_the_folder_renders(tmp_path):
+    write(tmp_path, "good0.json", result("badnet", "cleanclip", 0, (0.9, 0.95), (0.9, 0.1)))
+    write(tmp_path, "good1.json", result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.6)))
+    for i, data in enumerate(STRAYS.values()):
+        write(tmp_path, f"stray{i:02d}.json", data)
+    results, warnings = load_folder(tmp_path)
+    assert len(results) == 2 and len(warnings) == len(STRAYS)
+    for i, warning in enumerate(warnings):
+        assert warning.startswith(f"skipped {tmp_path / f'stray{i:02d}.json'}: ")
+    assert len(leaderboard(results)) == 2
+    assert write_plot(results, tmp_path / "board.png").exists()
+
+
+def test_sort_choices_are_exactly_the_metric_columns(results):
+    shown = dict(COLUMNS)
+    assert set(SORT_CHOICES) == set(shown)
+    for key in SORT_CHOICES:  # each has a direction, so each can be sorted by and marked
+        assert any(r.best for r in leaderboard(results, sort=key))
+    for wrong in ("ra", "after_ra", "before_ra", "ca_top5", "RA", "CA after"):
+        with pytest.raises(BenchbdError, match="choose from before_ca, before_asr, after_ca"):
+            leaderboard(results, sort=wrong)
+
+
+def test_a_field_only_newer_files_record_groups_and_filters_them(results):
+    results[0]["runtime"] = {"kernels": {"level": "native-avx512"}}
+    rows = leaderboard(results, group_by=["runtime.kernels.level"])
+    assert {r.groups for r in rows} == {("native-avx512",), ("-",)}
+    kept = apply_filters(results, parse_filters(["runtime.kernels.level=native-avx512"]))
+    assert kept == [results[0]]
+    with pytest.raises(BenchbdError, match="no field 'runtime.kernels.levl'"):
+        leaderboard(results, group_by=["runtime.kernels.levl"])

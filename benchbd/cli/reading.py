@@ -1,4 +1,4 @@
-"""Reading a results folder for a command: warnings to stderr, filters applied."""
+"""Reading a results folder for a command: filters applied, warnings kept for the end."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import typer
 from benchbd.leaderboard import apply_filters, load_folder, parse_filters
 
 
-def read_results(folder: Path, filters: list[str]) -> list[dict]:
-    """The folder's results that match every FIELD=VALUE filter; unreadable files are named
-    on stderr and skipped; no match at all is an error."""
+def read_results(folder: Path, filters: list[str]) -> tuple[list[dict], list[str]]:
+    """The folder's results that match every FIELD=VALUE filter, and one warning per file
+    skipped; no match at all is an error. The command prints the warnings once it knows it
+    will succeed, so a mistake is still one line."""
     results, warnings = load_folder(folder)
-    for warning in warnings:
-        typer.echo(f"benchbd: warning: {warning}", err=True)
     results = apply_filters(results, parse_filters(filters))
     if not results:
         raise ValueError(f"no result in {str(folder)!r} matches the filters")
-    return results
+    return results, warnings
+
+
+def warn(lines: list[str]) -> None:
+    for line in lines:
+        typer.echo(f"benchbd: warning: {line}", err=True)

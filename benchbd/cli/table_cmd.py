@@ -9,13 +9,23 @@ from rich.console import Console
 from rich.table import Table
 
 from benchbd.cli.errors import friendly_errors
-from benchbd.cli.reading import read_results
-from benchbd.leaderboard import COLUMNS, FORMATS, headers, leaderboard, render, row_texts
+from benchbd.cli.reading import read_results, warn
+from benchbd.leaderboard import (
+    FORMATS,
+    SORT_CHOICES,
+    check_sort,
+    headers,
+    render,
+    row_texts,
+    tabulate,
+)
 
 
 @friendly_errors
 def table(
-    folder: Path = typer.Argument(Path("results"), help="folder of result JSON files"),
+    folder: Path = typer.Argument(
+        Path("results"), help="folder of result JSON files", readable=False
+    ),  # benchbd says what is wrong with the folder, in one line
     format: str = typer.Option("rich", "--format", "-f", help="|".join(FORMATS)),
     group_by: list[str] = typer.Option(
         [],
@@ -27,21 +37,24 @@ def table(
     filter: list[str] = typer.Option(
         [], "--filter", help="FIELD=VALUE: keep only matching results; repeatable"
     ),
-    sort: str = typer.Option("after_asr", help="|".join(key for key, _ in COLUMNS)),
+    sort: str = typer.Option("after_asr", help="|".join(SORT_CHOICES)),
 ) -> None:
     """Print the leaderboard: rows attack x defense, CA and ASR before and after, DER, seeds.
-    The best defense of each attack is in bold."""
+    The best defense of each attack is in bold. Results whose settings differ are rows apart,
+    with the differing settings as columns and a warning."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
-    results = read_results(folder, filter)
-    rows = leaderboard(results, group_by=group_by, sort=sort)
+    check_sort(sort)
+    results, skipped = read_results(folder, filter)
+    board = tabulate(results, group_by=group_by, sort=sort)
+    warn(skipped + board.warnings)
     if format != "rich":
-        typer.echo(render(rows, format, group_by), nl=False)
+        typer.echo(render(board.rows, format, board.group_by), nl=False)
         return
     view = Table(title=f"benchbd leaderboard: {folder} ({len(results)} runs)")
-    n_left = len(group_by) + 2
-    for i, header in enumerate(headers(group_by)):
+    n_left = len(board.group_by) + 2
+    for i, header in enumerate(headers(board.group_by)):
         view.add_column(header, justify="left" if i < n_left else "right")
-    for row in rows:
+    for row in board.rows:
         view.add_row(*row_texts(row), style="bold green" if row.best else None)
     Console().print(view)
