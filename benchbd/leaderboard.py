@@ -1,12 +1,15 @@
 """The leaderboard: a pure function of a folder of result files.
 
-One row per (attack, defense) and any `group_by` fields, metrics averaged over seeds with their
+One row per experiment (attack, defense and every other recorded setting, see
+benchbd.experiments) and any `group_by` fields, metrics averaged over distinct seeds with their
 standard deviation; the best defense of each attack is marked. Rendered as markdown, CSV,
 LaTeX or HTML here and as a rich table by the CLI. Every choice of direction (sorting, the best
 row) comes from HIGHER_IS_BETTER, so ASR is better low and CA, RA and DER better high.
 
 What a reader could be misled by comes back as warning lines with the rows (only the CLI
-prints): non-finite metrics, left out of means and never best.
+prints): results of one attack that differ in a setting (rows split, the fields shown as
+columns), a seed found twice (counted once), non-finite metrics (left out of means,
+never best), and rows mixing CPU kernel levels or thread counts (not bit-comparable).
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from benchbd.errors import BenchbdError
+from benchbd.experiments import (
+    experiment_key,
+    newest_per_seed,
+    settings,
+    split_columns,
+    varying,
+)
 from benchbd.results import HIGHER_IS_BETTER, read_result
 
 COLUMNS = [  # (key, header): metric keys are "<when>_<metric>"
@@ -45,6 +55,14 @@ FIELD_ALIASES = {
     "target": "target.name",
     "classifier": "metrics.after.classifier",
 }
+SHORT_NAMES = {path: alias for alias, path in FIELD_ALIASES.items()}
+# Runtime fields that change floating-point sums but not the experiment: a row mixing them is
+# kept whole and named in a warning.
+RUNTIME_FIELDS = (
+    ("runtime.kernels.level", "CPU kernel levels"),
+    ("runtime.threads", "runtime.threads"),
+    ("runtime.pretrain_threads", "runtime.pretrain_threads"),
+)
 ABSENT = "-"  # a group-by value of a result that does not record the field
 
 
@@ -85,8 +103,8 @@ class Row:
 
 @dataclass(frozen=True)
 class Board:
-    """The rows, the names of their group columns and what the reader should be told about
-    them."""
+    """The rows, the names of their group columns (those asked for, then the settings that
+    split rows of one attack and defense) and what the reader should be told about them."""
 
     rows: list[Row]
     group_by: list[str]
@@ -258,6 +276,44 @@ def _natural(text: str) -> tuple[int, float, str]:
     return (0, number, text) if math.isfinite(number) else (1, 0.0, text)
 
 
+def _row_name(row: Row, group_by: list[str]) -> str:
+    groups = ", ".join(f"{name}={value}" for name, value in zip(group_by, row.groups, strict=True))
+    return f"{row.attack}/{row.defense}" + (f" ({groups})" if groups else "")
+
+
+def _runtime_warning(row: Row, group_by: list[str], results: list[Mapping[str, Any]]) -> str:
+    mixed = []
+    for path, label in RUNTIME_FIELDS:
+        seen = []
+        for result in results:
+            found, value = _lookup(result, path)
+            text = _text(value) if found else "unrecorded"
+            if text not in seen:
+                seen.append(text)
+        if len(seen) > 1:
+            mixed.append(f"{label} ({', '.join(sorted(seen))})")
+    if not mixed:
+        return ""
+    listed = mixed[0] if len(mixed) == 1 else f"{', '.join(mixed[:-1])} and {mixed[-1]}"
+    return (f"row {_row_name(row, group_by)} averages results of different {listed}; "
+            f"numbers from different CPU kernels or thread counts are not bit-comparable "
+            f"(the row is not split)")  # fmt: skip
+
+
+def _short(path: str) -> str:
+    return SHORT_NAMES.get(path, path)
+
+
+def _split_warning(split: list[str], differ: set[str]) -> str:
+    shown = ", ".join(map(_short, split))
+    also = ", ".join(map(_short, sorted(differ - set(split))))
+    them = "them" if len(split) > 1 else "it"
+    named = f"{shown} (and {also}, which vary with {them})" if also else shown
+    return (f"results of the same attack differ in {named}; rows are split by {them} "
+            f"(choose the columns with --group-by, or keep one setting with --filter "
+            f"FIELD=VALUE)")  # fmt: skip
+
+
 def _nonfinite_warning(results: list[Mapping[str, Any]]) -> str:
     bad = []
     for result in results:
@@ -296,25 +352,62 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     chosen_by = list(group_by or [])
     for name in chosen_by:
         _require(results, name)
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for result in results:
-        values = tuple(_group_text(result, name) for name in chosen_by)
-        groups[(values, result["attack"]["name"], result["defense"]["name"])].append(result)
-    rows = [
-        Row(attack, defense, len({r["seed"] for r in group}),
-            {key: _cell([_value(r, key) for r in group]) for key, _ in COLUMNS}, values)
-        for (values, attack, defense), group in groups.items()
-    ]  # fmt: skip
-    warning = _nonfinite_warning(results)
-    rows.sort(key=_order(sort))
+    chosen = [tuple(_group_text(r, name) for name in chosen_by) for r in results]
+    flats = [settings(r) for r in results]
+    keys = [(c, experiment_key(f)) for c, f in zip(chosen, flats, strict=True)]
+    warnings: list[str] = []
+
+    kept = newest_per_seed(results, keys)
+    dropped = [_name(results[i]) for i in sorted(set(range(len(results))) - set(kept))]
+    if dropped:
+        warnings.append(f"{len(dropped)} result file(s) repeat a seed of the same experiment; "
+                        f"each seed counts once (the newest by created), left out: "
+                        f"{_listing(dropped)}")  # fmt: skip
+
+    # Settings become group columns where they differ between results the table would average
+    # (one attack and defense) or rank against each other (the defenses of one attack, which
+    # must share everything but the defense's own fields).
+    averaged: dict[tuple, list[dict[str, str]]] = defaultdict(list)
+    ranked: dict[tuple, list[dict[str, str]]] = defaultdict(list)
+    for i in kept:
+        attack, defense = results[i]["attack"]["name"], results[i]["defense"]["name"]
+        averaged[(chosen[i], attack, defense)].append(flats[i])
+        poisoned = {p: v for p, v in flats[i].items() if not p.startswith("defense.")}
+        ranked[(chosen[i], attack)].append(poisoned)
+    differ = varying(averaged.values()) | varying(ranked.values())
+    split = split_columns(differ, [flats[i] for i in kept])
+    columns = [*chosen_by, *map(_short, split)]
+    if split:
+        warnings.append(_split_warning(split, differ))
+
+    experiments: dict[tuple, list[dict]] = defaultdict(list)
+    for i in kept:
+        experiments[keys[i]].append(results[i])
+    rows: list[tuple[Row, list[dict]]] = []
+    for group in experiments.values():
+        first = group[0]
+        values = tuple(_group_text(first, name) for name in [*chosen_by, *split])
+        cells = {key: _cell([_value(r, key) for r in group]) for key, _ in COLUMNS}
+        seeds = len({r["seed"] for r in group})
+        rows.append((Row(first["attack"]["name"], first["defense"]["name"], seeds, cells, values),
+                     group))  # fmt: skip
+    warning = _nonfinite_warning([results[i] for i in kept])
+    if warning:
+        warnings.append(warning)
+
+    order = _order(sort)
+    rows.sort(key=lambda pair: order(pair[0]))
     best: dict[tuple, int] = {}
-    for index, row in enumerate(rows):  # best first within each (group, attack)
+    for index, (row, group) in enumerate(rows):  # best first within each (group, attack)
         cell = row.cells[sort]
         if row.defense != "none" and cell.mean is not None and not cell.nonfinite:
             best.setdefault((row.groups, row.attack), index)
+        warning = _runtime_warning(row, columns, group)
+        if warning:
+            warnings.append(warning)
     winners = set(best.values())
-    marked = [replace(row, best=i in winners) for i, row in enumerate(rows)]
-    return Board(marked, chosen_by, [warning] if warning else [])
+    marked = [replace(row, best=i in winners) for i, (row, _) in enumerate(rows)]
+    return Board(marked, columns, warnings)
 
 
 def leaderboard(results: list[dict], group_by: list[str] | None = None,

@@ -2,8 +2,10 @@
 
 For every attack, CA against ASR with an arrow from the poisoned model to each defended model
 (a good defense points left and stays level), and one bar chart of ASR after each defense with
-seed error bars. A mean that is not a number (every seed NaN) is not drawn. matplotlib's Agg
-backend: no display needed.
+seed error bars. When the table splits an attack's rows by a setting (two poison rates, say),
+each setting gets its own panel and bar group, titled with it, so no two experiments share a
+point. A mean that is not a number (every seed NaN) is not drawn. matplotlib's Agg backend: no
+display needed.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ from benchbd.cache import atomic_write_bytes
 from benchbd.leaderboard import Board, Row, tabulate
 
 
-def _attack_rows(rows: list[Row]) -> dict[str, list[Row]]:
-    by_attack: dict[str, list[Row]] = defaultdict(list)
+def _panels(rows: list[Row], group_by: list[str]) -> dict[str, list[Row]]:
+    """Rows by panel title: the attack, and the values of the group columns if any."""
+    by_panel: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
-        by_attack[row.attack].append(row)
-    return dict(sorted(by_attack.items()))
+        by_panel[(row.attack, row.groups)].append(row)
+    titled = {}
+    # attacks in name order; an attack's settings in table order (the sort is stable)
+    for (attack, groups), panel_rows in sorted(by_panel.items(), key=lambda item: item[0][0]):
+        settings = "\n".join(f"{n}={v}" for n, v in zip(group_by, groups, strict=True))
+        titled[f"{attack}\n{settings}" if settings else attack] = panel_rows
+    return titled
 
 
 def _drawn(row: Row) -> bool:
@@ -28,8 +36,8 @@ def _drawn(row: Row) -> bool:
 
 
 def leaderboard_figure(source: list[dict] | Board):
-    """A figure with one CA-vs-ASR panel per attack and a bar chart of ASR after defense;
-    `source` is result dicts or a `tabulate` board already made of them."""
+    """A figure with one CA-vs-ASR panel per attack (and setting) and a bar chart of ASR after
+    defense; `source` is result dicts or a `tabulate` board already made of them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,7 +45,7 @@ def leaderboard_figure(source: list[dict] | Board):
 
     board = source if isinstance(source, Board) else tabulate(source)
     rows = [row for row in board.rows if _drawn(row)]
-    by_attack = _attack_rows(rows)
+    by_attack = _panels(rows, board.group_by)
     defenses = sorted({row.defense for row in rows})
     colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(defenses)}
     n = max(1, len(by_attack))

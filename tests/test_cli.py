@@ -189,7 +189,34 @@ def test_table_with_nan_in_every_seed(tmp_path):
     assert plotted.exit_code == 0, plotted.output
 
 
+def test_table_splits_results_of_different_poison_rates(tmp_path):
+    for seed, rate in ((0, 0.03), (1, 0.03), (0, 0.01)):
+        poison = {"rate": rate, "count": round(rate * 20000)}
+        write_result(tmp_path, "badnet", "finetune", seed, 0.9, 0.95, 0.88, 0.5,
+                     name=f"{rate}-{seed}.json", poison=poison)  # fmt: skip
+    table = invoke("table", str(tmp_path), "--format", "csv")
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines()[0].startswith("poison_rate,attack,defense,seeds,")
+    assert "0.01,badnet,finetune,1," in table.stdout and "0.03,badnet,finetune,2," in table.stdout
+    [warning] = stderr_lines(table)
+    assert warning.startswith("benchbd: warning: ") and "poison_rate" in warning
+
+
 ABLATION = Path(__file__).resolve().parent.parent / "results" / "ablations" / "inmodal_weight"
+WEIGHT = "defense.params.inmodal_weight"
+
+
+def test_ablation_folder_splits_by_the_weight_with_or_without_group_by():
+    grouped = invoke("table", str(ABLATION), "--format", "markdown", "--group-by", WEIGHT)
+    assert grouped.exit_code == 0 and not grouped.stderr, grouped.output
+    lines = grouped.stdout.splitlines()
+    assert lines[0].startswith(f"| {WEIGHT} | attack | defense | seeds |")
+    rows = [line.replace("**", "") for line in lines[2:]]  # one row per weight, each the best
+    assert len(rows) == 6 and all("| blended | cleanclip | 3 |" in row for row in rows)
+    automatic = invoke("table", str(ABLATION), "--format", "markdown")
+    assert automatic.exit_code == 0 and automatic.stdout == grouped.stdout
+    [warning] = stderr_lines(automatic)
+    assert WEIGHT in warning and "--group-by" in warning
 
 
 def test_sort_by_a_column_not_shown_is_one_line(tmp_path):

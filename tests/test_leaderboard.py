@@ -222,6 +222,78 @@ def test_stray_files_are_skipped_and_the_rest_of_the_folder_renders(tmp_path):
     assert write_plot(results, tmp_path / "board.png").exists()
 
 
+def test_results_that_differ_in_a_setting_are_rows_apart_and_said_so():
+    results = [
+        result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.60), rate=0.03),
+        result("badnet", "finetune", 1, (0.9, 0.95), (0.9, 0.50), rate=0.03),
+        result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.20), rate=0.01),
+        result("badnet", "cleanclip", 0, (0.9, 0.95), (0.9, 0.10), rate=0.03),
+    ]
+    for r in results:  # the count follows the rate: one column, both fields named
+        r["poison"]["count"] = round(r["poison"]["rate"] * 20000)
+    board = tabulate(results)
+    assert board.group_by == ["poison_rate"]
+    assert {(r.groups, r.defense, r.seeds) for r in board.rows} == {
+        (("0.01",), "finetune", 1),
+        (("0.03",), "finetune", 2),
+        (("0.03",), "cleanclip", 1),
+    }
+    [warning] = board.warnings
+    assert "poison_rate" in warning and "poison_count" in warning and "--group-by" in warning
+    assert render(board.rows, "markdown", board.group_by).startswith("| poison_rate | attack |")
+    # grouping by the setting oneself: the same rows, nothing to warn about
+    chosen = tabulate(results, group_by=["poison_count"])
+    assert chosen.group_by == ["poison_count"] and not chosen.warnings
+    assert len(chosen.rows) == 3
+
+
+def test_seed_and_per_run_fields_do_not_split_rows():
+    first = result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.60))
+    second = result("badnet", "finetune", 1, (0.9, 0.95), (0.9, 0.50))
+    first.update(created="2026-01-01T00:00:00+00:00", fingerprint="aa", timings={"total_s": 1},
+                 poisoned_model_fingerprint="pa", pretrain_cached=False,
+                 versions={"torch": "2.1"}, runtime={"device": "cpu", "threads": 1})  # fmt: skip
+    second.update(created="2026-02-01T00:00:00+00:00", fingerprint="bb", timings={"total_s": 2},
+                  poisoned_model_fingerprint="pb", pretrain_cached=True,
+                  versions={"torch": "2.2"}, runtime={"device": "cpu", "threads": 1})  # fmt: skip
+    first["poison"]["indices"], second["poison"]["indices"] = [1, 2], [3, 4]
+    first["extra"] = {"attack_state": {"warp": [1]}, "defense_report": {"synonyms": "wordnet"}}
+    second["extra"] = {"attack_state": {"warp": [2]}, "defense_report": {"synonyms": "dataset"}}
+    board = tabulate([first, second])
+    assert [r.seeds for r in board.rows] == [2] and board.group_by == [] and not board.warnings
+
+
+def test_a_seed_run_twice_counts_once_and_the_newest_is_kept(tmp_path):
+    old = result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.60))
+    new = result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.40))
+    other = result("badnet", "finetune", 1, (0.9, 0.95), (0.9, 0.20))
+    old["created"], new["created"] = "2026-01-01T10:00:00+00:00", "2026-01-02T09:00:00+00:00"
+    write(tmp_path, "a-new.json", new)
+    write(tmp_path, "b-old.json", old)
+    write(tmp_path, "c.json", other)
+    board = tabulate(load_folder(tmp_path)[0])
+    [row] = board.rows
+    assert row.seeds == 2 and row.cells["after_asr"].mean == pytest.approx(0.30)
+    [warning] = board.warnings
+    assert str(tmp_path / "b-old.json") in warning and "a-new.json" not in warning
+
+
+def test_a_row_mixing_kernel_levels_or_threads_warns_once_and_stays_one_row():
+    results = [result("badnet", "cleanclip", seed, (0.9, 0.95), (0.9, 0.1)) for seed in range(3)]
+    results[0]["runtime"] = {"threads": 1, "kernels": {"level": "native-avx512"}}
+    results[1]["runtime"] = {"threads": 1, "kernels": {"level": "portable-avx2"}}
+    results[2]["runtime"] = {"threads": 2}  # an older file: no kernels recorded
+    board = tabulate(results)
+    assert [r.seeds for r in board.rows] == [3] and board.group_by == []
+    [warning] = board.warnings
+    for text in ("badnet", "cleanclip", "native-avx512", "portable-avx2", "unrecorded",
+                 "runtime.threads", "bit-comparable"):  # fmt: skip
+        assert text in warning
+    for r in results:
+        r["runtime"] = {"threads": 1, "kernels": {"level": "portable-avx2"}}
+    assert not tabulate(results).warnings
+
+
 def test_sort_choices_are_exactly_the_metric_columns(results):
     shown = dict(COLUMNS)
     assert set(SORT_CHOICES) == set(shown)
@@ -240,3 +312,30 @@ def test_a_field_only_newer_files_record_groups_and_filters_them(results):
     assert kept == [results[0]]
     with pytest.raises(BenchbdError, match="no field 'runtime.kernels.levl'"):
         leaderboard(results, group_by=["runtime.kernels.levl"])
+
+
+def test_plot_gives_each_setting_of_an_attack_its_own_panel():
+    results = [
+        result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.60), rate=0.03),
+        result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.20), rate=0.01),
+        result("blended", "finetune", 0, (0.9, 0.95), (0.9, 0.20), rate=0.01),
+    ]
+    titles = [ax.get_title() for ax in leaderboard_figure(results).axes]
+    assert titles == ["badnet\npoison_rate=0.01", "badnet\npoison_rate=0.03",
+                      "blended\npoison_rate=0.01", "ASR after each defense"]  # fmt: skip
+
+
+def test_defenses_of_one_attack_are_ranked_only_against_the_same_poisoned_model():
+    results = [
+        result("badnet", "cleanclip", 0, (0.9, 0.95), (0.9, 0.10), rate=0.03),
+        result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.05), rate=0.01),
+    ]
+    board = tabulate(results)
+    assert board.group_by == ["poison_rate"] and all(r.best for r in board.rows)
+    assert "results of the same attack differ in poison_rate" in board.warnings[0]
+    # the defenses' own parameters differ from defense to defense: that splits nothing
+    same = [result("badnet", "cleanclip", 0, (0.9, 0.95), (0.9, 0.10), epochs=5.0),
+            result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.05), epochs=10.0)]  # fmt: skip
+    board = tabulate(same)
+    assert board.group_by == [] and not board.warnings
+    assert [(r.defense, r.best) for r in board.rows] == [("finetune", True), ("cleanclip", False)]
