@@ -2,7 +2,9 @@
 
 `benchbd table` and `benchbd plot` only read JSON files, so `main()` starts them without
 importing torch or open_clip (a table over a thousand results comes back in about a second);
-every other command goes through the full app.
+every other command goes through the full app, after `--kernels` (or $BENCHBD_KERNELS) has
+chosen the CPU kernels: they are fixed when torch is first imported, and building the app
+imports it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import importlib
 import sys
 
 import typer
+
+from benchbd import kernels
+from benchbd.errors import BenchbdError
 
 # name -> (module, function); the order is the order of `benchbd --help`
 COMMANDS = {
@@ -23,6 +28,10 @@ COMMANDS = {
     "show": ("benchbd.cli.show_cmd", "show"),
 }
 LIGHT = ("table", "plot")  # commands that need no model code
+KERNELS_HELP = (
+    "CPU kernels: portable (AVX2 everywhere: the same numbers on every x86-64 CPU) or "
+    "native (this CPU's fastest, other numbers)"
+)
 
 
 def _typer(**kwargs) -> typer.Typer:
@@ -68,11 +77,28 @@ def main() -> None:
         raise SystemExit(128 + exc.signum) from None
 
 
+def kernels_argument(args: list[str]) -> str | None:
+    """The value of `--kernels` among a command's arguments, read before typer parses them."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--kernels" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--kernels="):
+            return arg.partition("=")[2]
+    return None
+
+
 def _dispatch() -> None:
     args = sys.argv[1:]
     if args and args[0] in LIGHT:
         light = _typer()
         light.command()(_function(args[0]))
         light(args=args[1:], prog_name=f"benchbd {args[0]}")
-    else:
-        build_app()()
+        return
+    try:
+        kernels.select(kernels_argument(args))
+    except BenchbdError as exc:
+        sys.stderr.write(f"benchbd: error: {exc}\n")
+        raise SystemExit(2) from None
+    build_app()()

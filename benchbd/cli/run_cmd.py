@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from benchbd import distributed
+from benchbd import distributed, kernels
+from benchbd.cli import KERNELS_HELP
 from benchbd.cli.errors import friendly_errors
 from benchbd.data.sources import DataSizes
 from benchbd.data.spec import compose
@@ -156,11 +157,13 @@ def run(
         None, help="CPU threads [one per core]; recorded, as exact reruns need the same count"
     ),
     out: Path = typer.Option(Path("results"), help="folder for the result file"),
+    kernel_mode: str = typer.Option(None, "--kernels", envvar=kernels.ENV, help=KERNELS_HELP),
 ) -> None:
     """Poison, pretrain, evaluate, defend, evaluate, and record one result file.
 
     Under `torchrun --nproc-per-node N -m benchbd run ...` every rank trains on its slice of
     each batch; rank 0 alone draws progress and writes the result file."""
+    kernels.select(kernel_mode)  # applied by main() before torch; refused here if it differs
     attack_params, defense_params = route_params(attack, defense, param)
     if threads is not None:
         if threads < 1:
