@@ -7,12 +7,14 @@ trains other weights on another CPU. In `portable` mode (the default) benchbd pi
 oneDNN to AVX2, a level every supported x86-64 CPU has, and MKL to its branch that is the same
 on Intel and AMD CPUs, through environment variables the libraries read once, when they first
 run; `native` leaves the choice to the libraries (faster, other numbers).
-`benchmarks/kernels.py` measures what each variable changes and what pinning costs.
+`benchmarks/kernels.py` measures what each variable changes and what pinning costs (1.66x per
+pretraining step on one thread of an AVX-512 Xeon).
 
 This module is a leaf: it must not import torch, because the pins only hold when they are set
-before torch is first imported. `benchbd/__init__.py` calls `pin()`, so `import benchbd`
-pins; the CLI calls `select()` for `--kernels` before it builds the app (which imports torch).
-Spawned workers inherit the environment and pin again when they import benchbd.
+before torch is first imported. `benchbd/__init__.py` calls `pin_at_import()`, so
+`import benchbd` pins; the CLI calls `select()` for `--kernels` before it builds the app
+(which imports torch). Spawned workers inherit the environment and pin again when they
+import benchbd.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ DEFAULT_MODE = "portable"
 # What `portable` sets. MKL's reproducible branches other than COMPATIBLE apply to Intel CPUs
 # only (on an AMD CPU MKL_CBWR=AVX2 falls back to MKL's own choice, and the numbers change:
 # benchmarks/kernels.py --emulate EPYC-Rome); COMPATIBLE gives the same GEMM results on both.
-# STRICT makes them independent of memory alignment.
+# STRICT makes them independent of memory alignment. oneDNN has no such mode; at AVX2 its
+# convolutions gave the same results under emulated CPUs with other cache sizes, and taking
+# them off oneDNN (ATen's own convolution) would cost 2.27x instead of 1.66x.
 PINS = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
