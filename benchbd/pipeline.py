@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from benchbd import kernels
 from benchbd.cache import (
     atomic_write_text,
     cache_dir,
@@ -193,9 +194,16 @@ def read_model_record(checkpoint: Path) -> dict[str, Any] | None:
     return None  # unreadable or damaged: train again and overwrite it
 
 
-def write_model_record(checkpoint: Path, indices: list[int], threads: int) -> None:
-    record = {"poison_indices": indices, "threads": threads, "sha256": file_digest(checkpoint)}
+def write_model_record(checkpoint: Path, indices: list[int], threads: int, level: str) -> None:
+    record = {"poison_indices": indices, "threads": threads, "kernels": level,
+              "sha256": file_digest(checkpoint)}  # fmt: skip
     atomic_write_text(model_record_path(checkpoint), json.dumps(record) + "\n")
+
+
+def reusable(record: dict[str, Any] | None, level: str) -> bool:
+    """A cached poisoned model is reused only by runs on the same CPU kernel level: a model
+    trained with native kernels inside a portable run would make its numbers unportable."""
+    return record is not None and record.get("kernels", "unrecorded") == level
 
 
 def restore(clip: ClipBundle, state: dict | None) -> bool:
@@ -255,12 +263,19 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     model_fp = poisoned_fingerprint(config, data, attack)
     checkpoint = poisoned_checkpoint(model_fp)
     as_given = config.pretrained is not None and not config.from_pretrained
+    level = kernels.describe(device=str(device))["level"]
     record = None if as_given else read_model_record(checkpoint)
-    if record and not restore(clip, load_cached_state(checkpoint)):
+    if record and not reusable(record, level):
+        observer.note(f"cached poisoned model {model_fp} was trained with "
+                      f"{record.get('kernels', 'unrecorded')} kernels and this run uses "
+                      f"{level}: training it again")  # fmt: skip
         record = None
-    if not as_given and not record and checkpoint.exists():
+    elif (record and not restore(clip, load_cached_state(checkpoint))) or (
+        not record and not as_given and checkpoint.exists()
+    ):
         observer.note(f"cached poisoned model {model_fp} is damaged or incomplete; "
                       "training it again")  # fmt: skip
+        record = None
     # A cached poisoned model comes with the rows its attack poisoned, so the attack is not run
     # again (a hardened label-consistent attack spends half a minute on PGD).
     poisoned = None if record else attack.poison(data.train)
@@ -283,7 +298,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
             progress=observer.step,
         )
         save_state(checkpoint, clip.model.state_dict())
-        write_model_record(checkpoint, indices, pretrain_threads)
+        write_model_record(checkpoint, indices, pretrain_threads, level)
     lap("pretrain_s")
 
     observer.stage("evaluate")
@@ -302,8 +317,11 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     lap("evaluate_after_s")
     timings["total_s"] = round(time.perf_counter() - total_start, 3)
 
+    # Threads and CPU kernels of the defense and of pretraining: an exact rerun needs both.
     runtime = {"device": str(device), "threads": torch.get_num_threads(),
-               "pretrain_threads": None if as_given else pretrain_threads}  # fmt: skip
+               "pretrain_threads": None if as_given else pretrain_threads,
+               "kernels": kernels.describe(device=str(device)),
+               "pretrain_kernels": None if as_given else level}  # fmt: skip
     result = _record(config, data, attack, indices, defense_params, before, after,
                      model_fp, record is not None, timings, runtime, defense.report())  # fmt: skip
     if out is not None:

@@ -26,12 +26,20 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from benchbd import kernels
 from benchbd.cache import atomic_write_text, remove_stale_temporaries, writable_folder
 from benchbd.checks import check_seed
 from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
 from benchbd.params import build
-from benchbd.pipeline import RunConfig, plan, poisoned_checkpoint, read_model_record, run
+from benchbd.pipeline import (
+    RunConfig,
+    plan,
+    poisoned_checkpoint,
+    read_model_record,
+    reusable,
+    run,
+)
 from benchbd.plugins import attacks, defenses
 from benchbd.registry import PluginError
 from benchbd.results import read_result
@@ -375,10 +383,11 @@ def sweep(
     groups: dict[str, list[RunConfig]] = defaultdict(list)
     for config, model_fp in pending:
         groups[model_fp].append(config)
+    level = kernels.describe()["level"]  # a model cached at another level is trained again
     ready: list[RunConfig] = []
     waiting: dict[str, list[RunConfig]] = {}
     for model_fp, members in groups.items():
-        if read_model_record(poisoned_checkpoint(model_fp)) is not None:
+        if reusable(read_model_record(poisoned_checkpoint(model_fp)), level):
             ready += members
         else:
             ready.append(members[0])

@@ -128,12 +128,13 @@ def reference(tmp_path_factory):
 def test_a_run_killed_at_a_random_point_leaves_nothing_and_resumes(tmp_path, reference, signum):
     expected, seconds = reference
     out, cache = tmp_path / "out", tmp_path / "cache"
-    delay = random.Random(int(signum)).uniform(0.3, 0.9) * seconds
+    delay = random.Random(int(signum)).uniform(0.25, 0.6) * seconds
     process = benchbd("run", *TINY, *FINETUNE, "--out", out, cache=cache)
     time.sleep(delay)
     process.send_signal(signum)
     code, _, err = finish(process)
-    if code != 0:  # the signal landed before the run finished
+    finished = out.exists() and any(out.glob("*.json"))
+    if code != 0 and not finished:  # the signal landed before the run wrote its result
         # 128 + n, or -n where the interpreter re-raised the signal to exit (shells show both
         # as 128 + n)
         assert code in (-signum, 128 + signum) if signum != signal.SIGKILL else code == -9

@@ -51,7 +51,6 @@ def install_process_handlers() -> None:
     if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
         logger.addHandler(_NoteHandler())
         logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def fail(message: str, code: int = 2) -> None:
