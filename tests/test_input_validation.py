@@ -72,6 +72,11 @@ def test_a_defense_that_cannot_run_fails_before_pretraining(tmp_path):
     assert nothing_trained()
 
 
+@pytest.mark.parametrize("args", [["--jobs", "0"], ["--seeds", "1,x"], ["--attacks", "badnett"]])
+def test_bad_sweep_options_are_one_line(tmp_path, args):
+    one_line_error(invoke("sweep", *args, "--out", tmp_path / "r"))
+
+
 def test_show_refuses_a_seed_that_does_not_fit(tmp_path):
     line = one_line_error(invoke("show", "--seed", str(10**23), "--out", tmp_path / "t.png"))
     assert "seed" in line

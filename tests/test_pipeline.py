@@ -74,6 +74,10 @@ def test_result_file_is_complete_and_atomic(poisoned_run):
         for metric in ("ca", "asr", "ra"):
             assert 0.0 <= data["metrics"][when][metric] <= 1.0
     assert data["metrics"]["before"] == data["metrics"]["after"]  # defense "none"
+    # The CPU kernels of the defense and of pretraining are recorded (portable by default).
+    kernels = data["runtime"]["kernels"]
+    assert kernels["mode"] == "portable" and kernels["level"] == data["runtime"]["pretrain_kernels"]
+    assert kernels["cpu"] and kernels["libraries"]["torch"]
 
 
 def test_second_run_reuses_the_poisoned_model_and_reproduces_numbers(poisoned_run, tmp_path):

@@ -48,7 +48,8 @@ class RichSweepObserver(SweepObserver):
         return self  # the display starts in start(), once the whole grid has been validated
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:  # stopping an unstarted display prints a blank line
+            self.progress.stop()
 
     def start(self, total: int, skipped: int) -> None:
         self.progress.start()
