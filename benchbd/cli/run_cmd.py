@@ -32,11 +32,24 @@ FINETUNE_RECIPE = TrainConfig(epochs=10.0, batch_size=64, lr=1e-5, warmup_steps=
 
 
 def route_params(attack: str, defense: str, items: list[str]) -> tuple[dict, dict]:
-    """Send each --param to the plugin that declares it ('attack.x' / 'defense.x' to force)."""
+    """Send each --param to the plugin that declares it; 'blended:x' (the plugin's own name,
+    as results and the README write it) or 'attack.x' / 'defense.x' force the owner."""
     attack_fields = set(attacks.get(attack).Params.__dataclass_fields__)
     defense_fields = set(defenses.get(defense).Params.__dataclass_fields__)
     routed: tuple[dict, dict] = ({}, {})
     for key, value in parse_assignments(items).items():
+        plugin, colon, name = key.partition(":")
+        plugin = plugin.strip()
+        if colon:
+            if plugin not in (attack, defense):
+                raise BenchbdError(
+                    f"--param {key!r}: {plugin!r} is neither the attack {attack!r} nor the "
+                    f"defense {defense!r} of this run"
+                )
+            if attack != defense:  # a name both plugins share is routed by its fields below
+                routed[plugin == defense][name.strip()] = value
+                continue
+            key = name.strip()
         owner, _, name = key.rpartition(".")
         if owner in ("attack", "defense"):
             routed[owner == "defense"][name] = value
@@ -119,7 +132,9 @@ def summary(result: RunResult) -> Table:
 def run(
     attack: str = typer.Option("badnet", help="attack plugin (see `benchbd list`)"),
     defense: str = typer.Option("finetune", help="defense plugin (see `benchbd list`)"),
-    param: list[str] = typer.Option([], "--param", "-p", help="plugin parameter name=value"),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="plugin parameter NAME=VALUE or PLUGIN:NAME=VALUE"
+    ),
     target: str = typer.Option(RunConfig.target, help="target class name or index"),
     poison_rate: float = typer.Option(
         RunConfig.poison_rate, help="fraction of training pairs to poison"

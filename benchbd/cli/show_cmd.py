@@ -10,6 +10,7 @@ import typer
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.run_cmd import route_params
 from benchbd.data.sources import DataSizes, load_data
+from benchbd.errors import BenchbdError
 from benchbd.pipeline import RunConfig, attack_params
 from benchbd.plugins import AttackSetup, attacks
 from benchbd.visualize import trigger_grid
@@ -18,7 +19,9 @@ from benchbd.visualize import trigger_grid
 @friendly_errors
 def show(
     attack: str = typer.Option("badnet", help="attack plugin (see `benchbd list`)"),
-    param: list[str] = typer.Option([], "--param", "-p", help="attack parameter name=value"),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="attack parameter NAME=VALUE or ATTACK:NAME=VALUE"
+    ),
     target: str = typer.Option(RunConfig.target, help="target class name or index"),
     seed: int = typer.Option(0, help="attack seed"),
     images: int = typer.Option(8, min=1, max=32, help="how many test images"),
@@ -26,8 +29,16 @@ def show(
     out: Path = typer.Option(Path("trigger.png"), help="PNG file to write"),
 ) -> None:
     """Write clean images, triggered images and their amplified difference as a PNG grid."""
-    values, _ = route_params(attack, "none", [p if "." in p.split("=")[0] else f"attack.{p}"
-                                              for p in param])  # fmt: skip
+    # a bare name is the attack's, even one the defense `none` might one day declare
+    forced = [p if any(c in p.split("=")[0] for c in ".:") else f"attack.{p}" for p in param]
+    for item in forced:
+        plugin, colon, _ = item.split("=")[0].partition(":")
+        if colon and plugin.strip() != attack:
+            raise BenchbdError(f"--param {item!r}: {plugin.strip()!r} is not the attack "
+                               f"{attack!r} shown")  # fmt: skip
+    values, ignored = route_params(attack, "none", forced)
+    if ignored:
+        raise BenchbdError(f"benchbd show takes attack parameters only, got {', '.join(ignored)}")
     config = RunConfig(attack=attack, attack_params=values, target=target, seed=seed)
     params = attack_params(config)
     data = load_data(dataset, DataSizes(), image_size=32)
