@@ -49,6 +49,8 @@ SORT_CHOICES = tuple(key for key, _ in COLUMNS)
 FORMATS = ("rich", "markdown", "csv", "latex", "html")
 # Short names for the recorded fields people filter and group by most.
 FIELD_ALIASES = {
+    "attack": "attack.name",  # the recorded field is an object; its name is what people mean
+    "defense": "defense.name",
     "dataset": "dataset.name",
     "poison_rate": "poison.rate",
     "poison_count": "poison.count",

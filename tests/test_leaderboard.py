@@ -89,6 +89,9 @@ def test_filters_and_group_by(results):
     assert {r["attack"]["name"] for r in kept} == {"blended"}
     assert apply_filters(results, parse_filters(["dataset=synthetic", "defense.params.epochs=5"]))
     assert apply_filters(results, parse_filters(["model=other"])) == []
+    by_name = apply_filters(results, parse_filters(["attack=blended", "defense=finetune"]))
+    assert [(r["attack"]["name"], r["defense"]["name"]) for r in by_name] == [
+        ("blended", "finetune")]  # fmt: skip
     with pytest.raises(BenchbdError, match="no field"):
         apply_filters(results, parse_filters(["nonsense=1"]))
     with pytest.raises(BenchbdError, match="FIELD=VALUE"):
