@@ -62,16 +62,42 @@ class Params:
 
 @dataclass(frozen=True)
 class ParamInfo:
+    """One parameter as `benchbd list` shows it, bounds and choices included, so a value is
+    known to be accepted before a run spends minutes getting to it."""
+
     name: str
     type: str
     default: Any
     help: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def limits(self) -> str:
+        """'[0, 1]', '[>= 1]', '[<= 5]', '{a, b}', or '' when any value of the type goes."""
+        if self.choices:
+            return "{" + ", ".join(self.choices) + "}"
+        if self.min is not None and self.max is not None:
+            return f"[{self.min:g}, {self.max:g}]"
+        if self.min is not None:
+            return f"[>= {self.min:g}]"
+        if self.max is not None:
+            return f"[<= {self.max:g}]"
+        return ""
 
 
 def describe(params_cls: type[Params]) -> list[ParamInfo]:
     hints = typing.get_type_hints(params_cls)
     return [
-        ParamInfo(f.name, _base_type(hints[f.name]).__name__, f.default, f.metadata.get("help", ""))
+        ParamInfo(
+            f.name,
+            _base_type(hints[f.name]).__name__,
+            f.default,
+            f.metadata.get("help", ""),
+            f.metadata.get("min"),
+            f.metadata.get("max"),
+            f.metadata.get("choices"),
+        )
         for f in fields(params_cls)
     ]
 

@@ -45,6 +45,9 @@ def test_describe_lists_name_type_default_help():
     info = {p.name: p for p in describe(Example)}
     assert info["alpha"].type == "float" and info["alpha"].default == 0.2
     assert info["mode"].help == "noise kind"
+    assert (info["alpha"].min, info["alpha"].max, info["alpha"].choices) == (0.0, 1.0, None)
+    assert (info["steps"].min, info["steps"].max) == (1, None)
+    assert info["mode"].choices == ("fresh", "fixed")
 
 
 def test_parse_assignments():

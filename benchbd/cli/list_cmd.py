@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from benchbd.cli.errors import fail, friendly_errors
@@ -14,9 +15,14 @@ from benchbd.registry import PluginError, Registry
 KINDS = {"attacks": attacks, "defenses": defenses}
 
 
+def _default(value: object) -> str:
+    """A string default as typed on the command line (quoted only when empty, to be seen)."""
+    return value if isinstance(value, str) and value else repr(value)
+
+
 def plugin_table(title: str, registry: Registry) -> Table:
     table = Table(title=title, show_lines=True)
-    for column in ("name", "package", "description", "parameters (type = default)"):
+    for column in ("name", "package", "description", "parameters (type = default, bounds)"):
         table.add_column(column)
     for name in registry.names():
         info = registry.info(name)
@@ -26,7 +32,8 @@ def plugin_table(title: str, registry: Registry) -> Table:
             table.add_row(name, info.package, f"[red]{exc}[/red]", "")
             continue
         params = "\n".join(
-            f"{p.name}: {p.type} = {p.default!r}  [dim]{p.help}[/dim]"
+            escape(f"{p.name}: {p.type} = {_default(p.default)} {p.limits()}".rstrip())
+            + f"  [dim]{escape(p.help)}[/dim]"
             for p in describe(plugin.Params)
         )
         table.add_row(name, info.package, plugin.description, params or "-")
