@@ -4,9 +4,9 @@ A leaderboard row is a mean over seeds, which only means something if the seeds 
 experiment. A result file records everything about how it was made; the experiment is all of
 that except what changes from seed to seed or from run to run (NOT_SETTINGS): the seed itself,
 the outcomes, hashes that include the seed, the rows the seeded attack drew, timings, dates,
-versions and the machine's runtime. A new setting recorded in result files is therefore part of
-the experiment without anyone listing it here, and results that differ in it are never
-averaged together.
+versions (of libraries and of plugin packages) and the machine's runtime. A new setting
+recorded in result files is therefore part of the experiment without anyone listing it here,
+and results that differ in it are never averaged together.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ NOT_SETTINGS = frozenset(
         "timings",
         "created",
         "versions",
+        "attack.version",  # a plugin package's release, like `versions`: recorded, not a setting
+        "defense.version",
         "schema_version",
     }
 )

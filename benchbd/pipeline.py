@@ -379,8 +379,10 @@ def _record(config, data, attack, indices, defense_params, before: Metrics, afte
     if config.pretrained:
         extra["pretrained"] = {"weights": config.pretrained, "finetuned": config.from_pretrained}
     return RunResult(
-        attack=PluginRecord(config.attack, attacks.origin(config.attack), attack.params.to_dict()),
-        defense=PluginRecord(config.defense, defenses.origin(config.defense), defense_dict),
+        attack=PluginRecord.of(
+            config.attack, attacks.origin(config.attack), attack.params.to_dict()
+        ),
+        defense=PluginRecord.of(config.defense, defenses.origin(config.defense), defense_dict),
         dataset={
             "name": data.name,
             "fingerprint": data.fingerprint,

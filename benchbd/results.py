@@ -22,9 +22,24 @@ HIGHER_IS_BETTER = {"ca": True, "ca_top5": True, "asr": False, "ra": True, "der"
 
 @dataclass(frozen=True)
 class PluginRecord:
+    """Which plugin ran, with what parameters, and from which release of which package: a
+    plugin's code can change between releases while its name and parameters stay the same."""
+
     name: str
     package: str
     params: dict[str, Any]
+    version: str | None = None  # of `package`; None when it is not an installed distribution
+
+    @classmethod
+    def of(cls, name: str, package: str, params: dict[str, Any]) -> PluginRecord:
+        """The record of a plugin, with the installed version of the package providing it."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version(package)
+        except (PackageNotFoundError, ValueError):  # e.g. a plugin registered in-process
+            found = None
+        return cls(name, package, params, found)
 
 
 @dataclass(frozen=True)

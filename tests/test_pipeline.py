@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import version
 
 import pytest
 import torch
@@ -69,6 +70,7 @@ def test_result_file_is_complete_and_atomic(poisoned_run):
                 "versions", "fingerprint", "poison", "pretrain"):  # fmt: skip
         assert key in data
     assert data["attack"]["params"]["patch_fraction"] == 0.25
+    assert data["attack"]["version"] == data["defense"]["version"] == version("benchbd")
     assert len(data["poison"]["indices"]) == data["poison"]["count"]
     for when in ("before", "after"):
         for metric in ("ca", "asr", "ra"):
