@@ -238,3 +238,73 @@ def test_table_does_not_import_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_param_named_by_plugin_goes_to_that_plugin():
+    from benchbd.cli.run_cmd import route_params
+
+    assert route_params("blended", "cleanclip", ["blended:alpha=0.2", "cleanclip:epochs=2"]) == (
+        {"alpha": "0.2"}, {"epochs": "2"})  # fmt: skip
+    assert route_params("label_consistent", "none", ["label_consistent:harden=false"]) == (
+        {"harden": "false"}, {})  # fmt: skip
+    # the older forms still work
+    assert route_params("blended", "cleanclip", ["attack.alpha=0.2", "defense.epochs=2"]) == (
+        {"alpha": "0.2"}, {"epochs": "2"})  # fmt: skip
+    assert route_params("blended", "cleanclip", ["alpha=0.2", "epochs=2"]) == (
+        {"alpha": "0.2"}, {"epochs": "2"})  # fmt: skip
+
+
+def test_param_named_by_a_plugin_not_in_the_run_is_one_line(tmp_path):
+    out = tmp_path / "results"
+    args = ["--attack", "blended", "--defense", "cleanclip", "--param", "badnet:size=1"]
+    line = one_line_error(invoke("run", *args, "--out", str(out)))
+    assert "'badnet'" in line and "'blended'" in line and "'cleanclip'" in line
+    assert not out.exists()
+
+
+def test_show_takes_a_param_named_by_the_attack(tmp_path):
+    png = tmp_path / "t.png"
+    shown = invoke("show", "--attack", "blended", "--param", "blended:alpha=0.2",
+                   "--images", "2", "--out", str(png))  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    line = one_line_error(invoke("show", "--attack", "blended", "--param", "badnet:alpha=0.2",
+                                 "--out", str(png)))  # fmt: skip
+    assert "'badnet'" in line and "'blended'" in line
+
+
+def test_list_shows_bounds_and_choices():
+    result = invoke("list", "attacks")
+    assert result.exit_code == 0, result.output
+    assert "alpha: float = 0.3 [0, 1]" in result.output
+    assert "{fresh_noise, fixed_noise, image}" in result.output
+
+
+def test_table_filters_and_groups_by_attack(tmp_path):
+    write_result(tmp_path, "badnet", "finetune", 0, 0.9, 0.95, 0.88, 0.5)
+    write_result(tmp_path, "blended", "finetune", 0, 0.9, 0.95, 0.88, 0.3)
+    filtered = invoke("table", str(tmp_path), "--format", "csv", "--filter", "attack=blended")
+    assert filtered.exit_code == 0, filtered.output
+    assert "blended,finetune" in filtered.stdout and "badnet" not in filtered.stdout
+    assert "badnet" in invoke("table", str(tmp_path), "--filter", "defense=finetune").stdout
+    grouped = invoke("table", str(tmp_path), "--format", "csv", "--group-by", "attack")
+    assert grouped.exit_code == 0, grouped.output
+    assert "blended,blended,finetune," in grouped.stdout  # the name, not the recorded object
+
+
+def test_plugin_version_is_recorded_and_does_not_split_rows(tmp_path):
+    from importlib.metadata import version
+
+    from benchbd.results import PluginRecord
+
+    record = PluginRecord.of("badnet", "benchbd", {})
+    assert record.version == version("benchbd")
+    assert PluginRecord.of("x", "no-such-package-here", {}).version is None
+    # an older file without the field and a newer one with it are two seeds of one row
+    write_result(tmp_path, "badnet", "finetune", 0, 0.9, 0.95, 0.88, 0.5, name="old.json")
+    newer = json.loads((tmp_path / "old.json").read_text())
+    newer["seed"], newer["attack"]["version"], newer["defense"]["version"] = 1, "0.2.0", "0.2.0"
+    (tmp_path / "new.json").write_text(json.dumps(newer))
+    table = invoke("table", str(tmp_path), "--format", "csv")
+    assert table.exit_code == 0, table.output
+    assert "badnet,finetune,2," in table.stdout and not table.stderr.strip()
