@@ -264,6 +264,9 @@ class SweepObserver:
 
     def cell_finished(self, outcome: CellOutcome) -> None: ...
 
+    def tick(self) -> None:
+        """Called while the sweep waits for running cells (about twice a second)."""
+
 
 @dataclass
 class SweepSummary:
@@ -407,6 +410,7 @@ def sweep(
                 running[name] = pool.submit(run_cell, config, str(out), threads)
             finished = [name for name, job in running.items() if job.done()]
             if not finished:
+                observer.tick()
                 time.sleep(poll_s)
                 continue
             for name in finished:

@@ -14,6 +14,7 @@ from rich.table import Table
 from benchbd import distributed, kernels
 from benchbd.cli import KERNELS_HELP
 from benchbd.cli.errors import friendly_errors
+from benchbd.cli.progress import PlainObserver
 from benchbd.data.sources import DataSizes
 from benchbd.data.spec import compose
 from benchbd.errors import BenchbdError
@@ -224,7 +225,8 @@ def run(
         run_pipeline(config, observer=Observer(), out=None)
         return
     console = Console(stderr=True)
-    with RichObserver(console) as observer:
+    live = console.is_terminal  # a log file gets plain lines at an interval, not a bar
+    with RichObserver(console) if live else PlainObserver(console) as observer:
         result = run_pipeline(config, observer=observer, out=out)
     Console().print(summary(result))
     typer.echo(f"result: {out / result.filename}  ({result.timings['total_s']:.0f} s)")

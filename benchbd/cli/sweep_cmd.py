@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from benchbd import kernels
 from benchbd.cli import KERNELS_HELP
 from benchbd.cli.errors import Terminated, fail, friendly_errors
+from benchbd.cli.progress import PlainSweepObserver
 from benchbd.errors import BenchbdError
 from benchbd.sweep import (
     EXECUTORS,
@@ -108,7 +109,8 @@ def sweep_cmd(
     console = Console(stderr=True)
     start = time.perf_counter()
     try:
-        with RichSweepObserver(console) as observer:
+        live = console.is_terminal  # a log file gets plain lines at an interval, not a bar
+        with RichSweepObserver(console) if live else PlainSweepObserver(console) as observer:
             summary = sweep(plan, out, jobs=jobs, executor=executor, observer=observer,
                             slurm=slurm)  # fmt: skip
     except (KeyboardInterrupt, Terminated) as exc:
