@@ -19,6 +19,50 @@ from benchbd.model import ClipBundle
 from benchbd.results import HIGHER_IS_BETTER  # noqa: F401  (re-exported: metric directions)
 
 TriggerFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+STREAM_BATCH = 256  # images per batch when a test set is read from disk
+
+
+def trigger_test_images(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    target: int,
+    trigger: TriggerFn,
+    seed: int,
+    batch: int | None = None,
+) -> torch.Tensor:
+    """The non-target images among `images`, triggered as evaluation triggers them: with a
+    generator seeded by the evaluation seed (and the batch number, for a streamed test set).
+    `benchbd show` calls it too, so that it pictures exactly the trigger a run measures."""
+    generator_seed = seed if batch is None else seed * 100_003 + batch
+    return trigger(images[labels != target], torch.Generator().manual_seed(generator_seed))
+
+
+def triggered_examples(
+    test: PairSet, target: int, trigger: TriggerFn, seed: int, count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `count` non-target test images, clean and as `evaluate` triggers them.
+
+    A random trigger's draws for one image depend on the images triggered with it (badnet
+    draws every patch before any location), so the whole set, or each streamed batch, is
+    triggered as evaluation does and only then cut to `count`."""
+    if not is_streamed(test):
+        clean = test.images[test.labels != target][:count]
+        return clean, trigger_test_images(test.images, test.labels, target, trigger, seed)[:count]
+    from benchbd.data.images import stream
+
+    clean, triggered = [], []
+    starts = range(0, len(test), STREAM_BATCH)
+    batches = [list(range(i, min(i + STREAM_BATCH, len(test)))) for i in starts]
+    for number, (images, positions) in enumerate(stream(test.images, batches)):
+        labels = test.labels[positions]
+        if (labels != target).any():
+            clean.append(images[labels != target])
+            triggered.append(trigger_test_images(images, labels, target, trigger, seed, number))
+        if sum(len(c) for c in clean) >= count:
+            break
+    if not clean:
+        raise BenchbdError("no test image outside the target class to trigger")
+    return torch.cat(clean)[:count], torch.cat(triggered)[:count]
 
 
 @dataclass(frozen=True)
@@ -142,7 +186,7 @@ def evaluate(
     if trigger is None:
         return Metrics(ca, None, None, len(test), 0, classifier)
     eligible = test.labels != target
-    triggered = trigger(test.images[eligible], torch.Generator().manual_seed(seed))
+    triggered = trigger_test_images(test.images, test.labels, target, trigger, seed)
     predictions = classify(triggered)
     labels = test.labels[eligible]
     return Metrics(
@@ -162,7 +206,7 @@ def evaluate_streamed(
     target: int,
     trigger: TriggerFn | None,
     seed: int,
-    batch_size: int = 256,
+    batch_size: int = STREAM_BATCH,
 ) -> Metrics:
     """`evaluate` for test sets read from disk: one pass, memory bounded by the batch.
 
@@ -203,8 +247,8 @@ def evaluate_streamed(
         eligible = labels != target
         hit = torch.empty(0, dtype=torch.long)
         if trigger is not None and eligible.any():
-            generator = torch.Generator().manual_seed(seed * 100_003 + number)
-            hit = scores(trigger(images[eligible], generator)).argmax(dim=1)
+            triggered = trigger_test_images(images, labels, target, trigger, seed, number)
+            hit = scores(triggered).argmax(dim=1)
         done[number] = (clean.argmax(dim=1), hits, hit, labels[eligible])
     if world.size > 1:
         done = {n: r for part in distributed.gather_objects(done) for n, r in part.items()}

@@ -34,7 +34,7 @@ from benchbd.cache import (
 from benchbd.checks import check_fields, check_seed
 from benchbd.data.sources import DataSizes, load_data
 from benchbd.errors import BenchbdError
-from benchbd.evaluate import Metrics, defense_effectiveness, evaluate
+from benchbd.evaluate import Metrics, defense_effectiveness, evaluate, triggered_examples
 from benchbd.model import DEFAULT_MODEL, ClipBundle, create_clip, resolve_device
 from benchbd.params import build
 from benchbd.plugins import Attack, AttackSetup, DefenseContext, attacks, defenses
@@ -409,3 +409,15 @@ def _record(config, data, attack, indices, defense_params, before: Metrics, afte
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra=extra,
     )
+
+
+def trigger_examples(config: RunConfig, count: int) -> tuple[Attack, torch.Tensor, torch.Tensor]:
+    """The attack `config` describes, with its first `count` non-target test images, clean and
+    triggered exactly as `run` triggers them at evaluation (same attack seed, image size and
+    trigger generator), for `benchbd show`. Nothing is trained: a test-time trigger does not
+    depend on the model, and an attack that needs a surrogate only needs it to poison."""
+    data = load_data(config.dataset, config.sizes, _image_size(config.model))
+    attack = build_attack(config, data)
+    clean, triggered = triggered_examples(data.test, attack.setup.target, attack.apply_trigger,
+                                          substream(config.seed, "evaluate"), count)  # fmt: skip
+    return attack, clean, triggered

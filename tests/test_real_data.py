@@ -22,7 +22,7 @@ from benchbd.errors import BenchbdError
 from benchbd.evaluate import evaluate
 from benchbd.model import create_clip
 from benchbd.params import build
-from benchbd.pipeline import RunConfig, build_attack
+from benchbd.pipeline import RunConfig, build_attack, substream, trigger_examples
 from benchbd.plugins import AttackSetup, attacks
 from benchbd.train import TrainConfig, train
 
@@ -133,6 +133,26 @@ def test_streamed_evaluation_matches_in_memory_evaluation(cc):
     a = evaluate(clip, in_memory, data.task, 2, attack.apply_trigger, seed=1)
     b = evaluate_streamed(clip, data.test, data.task, 2, attack.apply_trigger, 1, batch_size=5)
     assert (a.ca, a.asr, a.ra, a.n_triggered) == (b.ca, b.asr, b.ra, b.n_triggered)
+
+
+def test_show_draws_the_trigger_streamed_evaluation_applies(cc):
+    """On a test set read from disk, `benchbd show` triggers each batch with the generator
+    the streamed evaluation gives it: the same noise patches at the same random places."""
+    config = RunConfig(attack="badnet", dataset=cc, target="red", sizes=ALL, seed=2)
+    clip = create_clip(config.model, seed=0)
+    data = load_data(config.dataset, config.sizes, clip.image_size)
+    attack = build_attack(config, data)
+    seen = []
+
+    def trigger(images, generator):
+        seen.append((images.clone(), attack.apply_trigger(images, generator)))
+        return seen[-1][1]
+
+    evaluate(clip, data.test, data.task, attack.setup.target, trigger,
+             substream(config.seed, "evaluate"))  # fmt: skip
+    _, clean, triggered = trigger_examples(config, 6)
+    assert torch.equal(clean, torch.cat([c for c, _ in seen])[:6])
+    assert torch.equal(triggered, torch.cat([t for _, t in seen])[:6])
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-import torch
 import typer
 
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.run_cmd import route_params
-from benchbd.data.sources import DataSizes, load_data
+from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
-from benchbd.pipeline import RunConfig, attack_params
-from benchbd.plugins import AttackSetup, attacks
+from benchbd.model import DEFAULT_MODEL
+from benchbd.pipeline import RunConfig, trigger_examples
 from benchbd.visualize import trigger_grid
 
 
@@ -23,9 +23,13 @@ def show(
         [], "--param", "-p", help="attack parameter NAME=VALUE or ATTACK:NAME=VALUE"
     ),
     target: str = typer.Option(RunConfig.target, help="target class name or index"),
-    seed: int = typer.Option(0, help="attack seed"),
+    seed: int = typer.Option(0, help="run seed (the trigger `benchbd run --seed` evaluates)"),
     images: int = typer.Option(8, min=1, max=32, help="how many test images"),
     dataset: str = typer.Option("synthetic", help="data source"),
+    model: str = typer.Option(DEFAULT_MODEL, help="open_clip model name (sets the image size)"),
+    test_images: int = typer.Option(
+        None, help=f"test images, as given to `benchbd run` [{DataSizes.test}; real: all]"
+    ),
     out: Path = typer.Option(Path("trigger.png"), help="PNG file to write"),
 ) -> None:
     """Write clean images, triggered images and their amplified difference as a PNG grid."""
@@ -39,13 +43,16 @@ def show(
     values, ignored = route_params(attack, "none", forced)
     if ignored:
         raise BenchbdError(f"benchbd show takes attack parameters only, got {', '.join(ignored)}")
-    config = RunConfig(attack=attack, attack_params=values, target=target, seed=seed)
-    params = attack_params(config)
-    data = load_data(dataset, DataSizes(), image_size=32)
-    target_index = data.task.class_index(target)
-    plugin = attacks.get(attack)(params, AttackSetup(target_index, data.task, 0, seed))
-    clean = data.test.images[data.test.labels != target_index][:images]
-    triggered = plugin.apply_trigger(clean, torch.Generator().manual_seed(seed))
+    # The run's own config and attack: the same seed streams, image size and test split, so
+    # that the picture is the trigger `benchbd run` measures with the same options.
+    real = dataset.partition(":")[0] != "synthetic"
+    sizes = DataSizes(train=0, test=0) if real else DataSizes()
+    if test_images is not None:
+        sizes = replace(sizes, test=test_images)
+    config = RunConfig(attack=attack, attack_params=values, dataset=dataset, model=model,
+                       target=target, seed=seed, sizes=sizes)  # fmt: skip
+    attack_built, clean, triggered = trigger_examples(config, images)
+    params = attack_built.params
     shown = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.to_dict().items()
     )
