@@ -7,7 +7,8 @@ What makes it equal to one process on the global batch (tested on CPU with two g
 - the contrastive loss (`train.clip_loss`, which pretraining and the CleanCLIP-style
   defenses share) is computed over the global batch: features are all-gathered with their
   gradients (open_clip's ClipLoss with gather_with_grad), so every rank sees the same logits
-  matrix and the same loss; other loss terms (CleanCLIP's in-modal term, the supervised
+  matrix and the same loss; CleanCLIP's in-modal term gathers its features and views the same
+  way (`gathered_with_grad`), as the CleanCLIP reference does; other loss terms (the supervised
   head's cross-entropy) are computed on each rank's slice and averaged through the gradients;
 - after each backward the gradients are averaged across ranks in one flattened all-reduce,
   which is what DistributedDataParallel does (it overlaps that with the backward; benchbd's
@@ -98,6 +99,23 @@ def gathered_clip_loss(
     with warnings.catch_warnings():  # open_clip still calls the deprecated all_gather
         warnings.simplefilter("ignore", FutureWarning)
         return loss(image_features, text_features, logit_scale)
+
+
+def gathered_with_grad(
+    first: torch.Tensor, second: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both tensors' rows from every rank, in rank order, gathered as `gathered_clip_loss`
+    gathers (open_clip's gather_features with gather_with_grad): the backward sums every
+    rank's gradient into each rank's own slice, which `average_gradients` then divides by the
+    world size, so a loss over the gathered rows trains as it would on the global batch."""
+    from open_clip.loss import gather_features
+
+    current = world()
+    with warnings.catch_warnings():  # open_clip still calls the deprecated all_gather
+        warnings.simplefilter("ignore", FutureWarning)
+        return gather_features(
+            first, second, gather_with_grad=True, rank=current.rank, world_size=current.size
+        )
 
 
 def average_gradients(parameters: list[torch.nn.Parameter]) -> None:

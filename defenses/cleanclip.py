@@ -5,7 +5,8 @@ in-modal term that makes each image (and caption) agree with its own augmented v
          + inmodal_weight * 1/2 [CE(s * I Ia^T) + CE(s * T Ta^T)]
 
 Ia is an AutoAugment view of each image, Ta an EDA view of each caption, both drawn anew every
-step; s is the model's logit scale and the labels are arange(batch). The in-modal term forces
+step; s is the model's logit scale and the labels are arange(batch). Under torchrun both terms
+are over the global batch (features and views gathered across ranks). The in-modal term forces
 each modality to be learned on its own, which breaks the spurious trigger-caption shortcut.
 `finetune` (inmodal_weight = 0) and `inmodal` (clip_weight = 0) are this recipe with one term.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from benchbd import distributed
 from benchbd.augment import ImageViews, TextViews, table_synonyms, wordnet_synonyms
 from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
@@ -73,7 +75,11 @@ class CleanCLIPParams(FinetuneParams):
 def inmodal_loss(
     features: torch.Tensor, views: torch.Tensor, logit_scale: torch.Tensor
 ) -> torch.Tensor:
-    """InfoNCE between each item and its augmented view (features L2-normalised)."""
+    """InfoNCE between each item and its augmented view (features L2-normalised). Under
+    torchrun, over the global batch like the CLIP term: a rank's slice alone would give each
+    item fewer negatives than one process on the same batch."""
+    if distributed.world().size > 1:
+        features, views = distributed.gathered_with_grad(features, views)
     logits = logit_scale * features @ views.T
     return F.cross_entropy(logits, torch.arange(len(features), device=features.device))
 

@@ -1,6 +1,7 @@
-"""Two gloo ranks on CPU against one process on the same global batch: the same loss, the same
-averaged gradients, the same training trajectory (in memory and streamed from disk), and the
-same metrics from evaluation sharded across the ranks."""
+"""Two gloo ranks on CPU against one process on the same global batch: the same loss and the
+same averaged gradients (for the CLIP loss and for CleanCLIP's, whose in-modal term is gathered
+too), the same training trajectory (in memory and streamed from disk), and the same metrics
+from evaluation sharded across the ranks."""
 
 from __future__ import annotations
 
@@ -37,6 +38,18 @@ def one_step(clip, batch: Batch, objective) -> tuple[float, dict[str, torch.Tens
     loss = objective(clip, batch)
     loss.backward()
     return loss.item(), gradients(clip)
+
+
+def cleanclip_objective():
+    """CleanCLIP's objective with views that depend on each row alone (a flip, the words
+    reversed), so that a rank's views are its slice of the global batch's views; the real
+    views are drawn per batch under a seed and are not what this test is about."""
+    from defenses.cleanclip import CleanCLIPObjective
+
+    objective = CleanCLIPObjective(1.0, 1.0, text_views=None, seed=0)
+    objective.image_views = lambda images, seed: images.flip(-1)
+    objective.text_views = lambda captions, seed: [" ".join(c.split()[::-1]) for c in captions]
+    return objective
 
 
 def global_batch(data: PairSet, clip) -> Batch:
@@ -77,9 +90,14 @@ def rank_main(rank: int, world_size: int, init_file: str, folder: str, out: str)
         loss, _ = one_step(clip, local, contrastive_objective)
         distributed.average_gradients(list(clip.model.parameters()))
         grads = gradients(clip)
+        clip = create_clip(MODEL, seed=0)
+        cleanclip, _ = one_step(clip, local, cleanclip_objective())
+        distributed.average_gradients(list(clip.model.parameters()))
+        cleanclip_grads = gradients(clip)
         losses = train(create_clip(MODEL, seed=0), data, RECIPE, seed=1)
         streamed, metrics = streamed_run(folder)
-        torch.save({"loss": loss, "grads": grads, "losses": losses, "streamed": streamed,
+        torch.save({"loss": loss, "grads": grads, "cleanclip": cleanclip,
+                    "cleanclip_grads": cleanclip_grads, "losses": losses, "streamed": streamed,
                     "metrics": metrics}, f"{out}.{rank}")  # fmt: skip
     finally:
         dist.destroy_process_group()
@@ -103,6 +121,8 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path, real_spe
     data = pairs()
     clip = create_clip(MODEL, seed=0)
     loss, grads = one_step(clip, global_batch(data, clip), contrastive_objective)
+    clip = create_clip(MODEL, seed=0)
+    cleanclip, cleanclip_grads = one_step(clip, global_batch(data, clip), cleanclip_objective())
     losses = train(create_clip(MODEL, seed=0), data, RECIPE, seed=1)
     streamed, metrics = streamed_run(real_spec)
 
@@ -111,6 +131,11 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path, real_spe
         assert rank["grads"].keys() == grads.keys()
         for name, grad in grads.items():
             torch.testing.assert_close(rank["grads"][name], grad, rtol=1e-4, atol=1e-6)
+        assert rank["cleanclip"] == pytest.approx(cleanclip, rel=1e-5)
+        assert rank["cleanclip_grads"].keys() == cleanclip_grads.keys()
+        for name, grad in cleanclip_grads.items():
+            # gradients of both terms over twice the rows: up to 3 in size, float32 noise 3e-6
+            torch.testing.assert_close(rank["cleanclip_grads"][name], grad, rtol=1e-4, atol=1e-5)
         assert rank["losses"] == pytest.approx(losses, rel=1e-4)
         assert rank["streamed"] == pytest.approx(streamed, rel=1e-4)
         assert rank["metrics"] == metrics
