@@ -39,7 +39,14 @@ from benchbd.model import DEFAULT_MODEL, ClipBundle, create_clip, resolve_device
 from benchbd.params import build
 from benchbd.plugins import Attack, AttackSetup, DefenseContext, attacks, defenses
 from benchbd.pretrained import pretrained_key
-from benchbd.results import PluginRecord, RunResult, versions
+from benchbd.results import (
+    PluginRecord,
+    RunResult,
+    execution,
+    read_result,
+    result_filename,
+    versions,
+)
 from benchbd.train import StepReport, TrainConfig, train
 
 MODEL_CACHE_VERSION = 2  # bump when the harness changes what a cached model would contain
@@ -280,10 +287,23 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     # again (a hardened label-consistent attack spends half a minute on PGD).
     poisoned = None if record else attack.poison(data.train)
     indices = record["poison_indices"] if record else poisoned.indices
+    pretrain_threads = record["threads"] if record else torch.get_num_threads()
+    if out is not None:  # before pretraining: a run that may not write its result stops now
+        keep_other_numbers(
+            out,
+            config,
+            model_fp,
+            defense_params,
+            {
+                "threads": torch.get_num_threads(),
+                "kernels": level,
+                "pretrain_threads": None if as_given else pretrain_threads,
+                "pretrain_kernels": None if as_given else (record or {}).get("kernels", level),
+            },
+        )
     lap("attack_s")
 
     observer.stage("pretrain")
-    pretrain_threads = record["threads"] if record else torch.get_num_threads()
     if as_given:
         observer.note(f"pretrained weights {config.pretrained} used as they are (not trained)")
     elif record:
@@ -327,6 +347,31 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     if out is not None:
         result.write(out)
     return result
+
+
+def keep_other_numbers(out: Path, config: RunConfig, model_fp: str, defense_params,
+                       planned: dict[str, Any]) -> None:  # fmt: skip
+    """Refuse to replace a result file of the same experiment whose numbers were made with
+    other CPU threads or kernels: its name is the same (threads and kernels are not part of the
+    experiment), its numbers are not, and a reference result must never be silently replaced
+    by a rerun on another machine setting. Delete the file, or write elsewhere, to rerun."""
+    run_fp = run_fingerprint(model_fp, config, defense_params.to_dict())
+    path = Path(out) / result_filename(config.attack, config.defense, config.seed, run_fp)
+    if not path.exists():
+        return
+    try:
+        existing = execution(read_result(path).get("runtime") or {})
+    except ValueError:
+        return  # not a readable result: replacing it loses nothing
+    differ = [k for k, v in planned.items() if existing.get(k) != v]
+    if differ:
+        made = ", ".join(f"{k} {existing.get(k)}" for k in differ)
+        now = ", ".join(f"{k} {planned[k]}" for k in differ)
+        raise BenchbdError(
+            f"{path} holds this experiment's result made with {made}; this run uses {now}, "
+            "so its numbers would differ: write elsewhere with --out, or delete the file to "
+            "replace it"
+        )
 
 
 def load_poisoned(config: RunConfig, data=None) -> tuple[ClipBundle, Attack]:

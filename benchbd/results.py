@@ -73,14 +73,29 @@ class RunResult:
 
     @property
     def filename(self) -> str:
-        return (
-            f"{self.attack.name}__{self.defense.name}__seed{self.seed}__{self.fingerprint[:8]}.json"
-        )
+        return result_filename(self.attack.name, self.defense.name, self.seed, self.fingerprint)
 
     def write(self, folder: Path) -> Path:
         path = Path(folder) / self.filename
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return path
+
+
+def result_filename(attack: str, defense: str, seed: int, fingerprint: str) -> str:
+    """A result file's name: readable, and unique per experiment through its fingerprint."""
+    return f"{attack}__{defense}__seed{seed}__{fingerprint[:8]}.json"
+
+
+def execution(runtime: dict[str, Any]) -> dict[str, Any]:
+    """What besides the experiment moves the numbers: CPU threads and kernel levels of the
+    defense and of pretraining (older files, without kernels, read as 'unrecorded')."""
+    level = (runtime.get("kernels") or {}).get("level", "unrecorded")
+    return {
+        "threads": runtime.get("threads"),
+        "pretrain_threads": runtime.get("pretrain_threads"),
+        "kernels": level,
+        "pretrain_kernels": runtime.get("pretrain_kernels", "unrecorded"),
+    }
 
 
 def versions() -> dict[str, str]:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from benchbd.cache import cache_dir
 from benchbd.cli import app
+from benchbd.errors import BenchbdError
 from benchbd.evaluate import evaluate
 from benchbd.model import create_clip
 from benchbd.pipeline import RunConfig, build_attack, load_poisoned, run, substream
@@ -176,3 +177,20 @@ def test_cli_run_prints_summary_and_table_reads_it(poisoned_run, tmp_path):
     data = json.loads(files[0].read_text())
     table = CliRunner().invoke(app, ["table", str(tmp_path), "--format", "markdown"])
     assert f"| badnet | none | 1 | {data['metrics']['before']['ca']:.3f} |" in table.output
+
+
+def test_a_rerun_on_other_threads_or_kernels_never_replaces_a_result(poisoned_run, tmp_path):
+    result, out = poisoned_run
+    kept = tmp_path / result.filename
+    data = json.loads((out / result.filename).read_text())
+    for change in ({"threads": 99}, {"kernels": {"level": "native-avx512"}}, {"kernels": None}):
+        data["runtime"] = {**result.runtime, **change}
+        kept.write_text(json.dumps(data))
+        before = kept.read_bytes()
+        with pytest.raises(BenchbdError, match="holds this experiment's result made with"):
+            run(tiny_config(), out=tmp_path)
+        assert kept.read_bytes() == before
+    # The same threads and kernels: a rerun replaces it with the same numbers.
+    kept.write_text((out / result.filename).read_text())
+    again = run(tiny_config(), out=tmp_path)
+    assert again.metrics == result.metrics
