@@ -44,6 +44,10 @@ COLUMNS = [  # (key, header): metric keys are "<when>_<metric>"
     ("after_asr", "ASR after"),
     ("der", "DER"),
 ]
+# `--visibility`: the trigger's visibility a run recorded under extra.trigger_visibility (PSNR in
+# dB, SSIM, L-inf as a fraction of 255), shown after the metrics; "-" where a file has none.
+VISIBILITY_COLUMNS = [("psnr_db", "PSNR"), ("ssim", "SSIM"), ("linf", "L-inf")]
+VISIBILITY_KEYS = frozenset(key for key, _ in VISIBILITY_COLUMNS)
 # What --sort accepts: exactly the metric columns shown (RA is recorded but not a column).
 SORT_CHOICES = tuple(key for key, _ in COLUMNS)
 FORMATS = ("rich", "markdown", "csv", "latex", "html")
@@ -230,6 +234,8 @@ def apply_filters(results: list[dict], filters: list[tuple[str, str]]) -> list[d
 
 
 def _value(result: Mapping[str, Any], key: str) -> float | None:
+    if key in VISIBILITY_KEYS:  # files written before visibility was recorded have none
+        return ((result.get("extra") or {}).get("trigger_visibility") or {}).get(key)
     if key == "der":
         return result.get("der")
     when, metric = key.split("_", 1)
@@ -389,7 +395,8 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     for group in experiments.values():
         first = group[0]
         values = tuple(_group_text(first, name) for name in [*chosen_by, *split])
-        cells = {key: _cell([_value(r, key) for r in group]) for key, _ in COLUMNS}
+        cells = {key: _cell([_value(r, key) for r in group])
+                 for key, _ in [*COLUMNS, *VISIBILITY_COLUMNS]}  # fmt: skip
         seeds = len({r["seed"] for r in group})
         rows.append((Row(first["attack"]["name"], first["defense"]["name"], seeds, cells, values),
                      group))  # fmt: skip
@@ -418,23 +425,31 @@ def leaderboard(results: list[dict], group_by: list[str] | None = None,
     return tabulate(results, group_by, sort).rows
 
 
-def headers(group_by: list[str] | None = None) -> list[str]:
-    return [*(group_by or []), "attack", "defense", "seeds", *[h for _, h in COLUMNS]]
+def shown_columns(visibility: bool = False) -> list[tuple[str, str]]:
+    """The (key, header) of each number column: the metrics, then the trigger's visibility."""
+    return [*COLUMNS, *VISIBILITY_COLUMNS] if visibility else list(COLUMNS)
 
 
-def row_texts(row: Row) -> list[str]:
+def headers(group_by: list[str] | None = None, visibility: bool = False) -> list[str]:
+    return [*(group_by or []), "attack", "defense", "seeds",
+            *[h for _, h in shown_columns(visibility)]]  # fmt: skip
+
+
+def row_texts(row: Row, visibility: bool = False) -> list[str]:
     return [*row.groups, row.attack, row.defense, str(row.seeds),
-            *[row.cells[k].text() for k, _ in COLUMNS]]  # fmt: skip
+            *[row.cells[k].text() for k, _ in shown_columns(visibility)]]  # fmt: skip
 
 
-def render(rows: list[Row], fmt: str, group_by: list[str] | None = None) -> str:
+def render(rows: list[Row], fmt: str, group_by: list[str] | None = None,
+           visibility: bool = False) -> str:  # fmt: skip
     """Markdown, CSV (means and stds in their own columns), LaTeX or HTML; the best defense of
-    each attack in bold (CSV: a `best` column)."""
-    heads = headers(group_by)
+    each attack in bold (CSV: a `best` column). `visibility` adds PSNR, SSIM and L-inf."""
+    columns = shown_columns(visibility)
+    heads = headers(group_by, visibility)
     if fmt == "markdown":
         lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
         for row in rows:
-            texts = row_texts(row)
+            texts = row_texts(row, visibility)
             if row.best:
                 texts = [f"**{t}**" for t in texts]
             lines.append("| " + " | ".join(texts) + " |")
@@ -444,11 +459,11 @@ def render(rows: list[Row], fmt: str, group_by: list[str] | None = None) -> str:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(
             [*(group_by or []), "attack", "defense", "seeds", "best"]
-            + [f"{key}_{part}" for key, _ in COLUMNS for part in ("mean", "std")]
+            + [f"{key}_{part}" for key, _ in columns for part in ("mean", "std")]
         )
         for row in rows:
             values = []
-            for key, _ in COLUMNS:
+            for key, _ in columns:
                 cell = row.cells[key]
                 values += ["" if cell.mean is None else f"{cell.mean:.6f}",
                            "" if cell.std is None else f"{cell.std:.6f}"]  # fmt: skip
@@ -460,15 +475,15 @@ def render(rows: list[Row], fmt: str, group_by: list[str] | None = None) -> str:
         def escape(text: str) -> str:
             return text.replace("_", r"\_").replace("±", r"$\pm$")
 
-        n_left = len(heads) - len(COLUMNS) - 1
+        n_left = len(heads) - len(columns) - 1
         lines = [
-            r"\begin{tabular}{" + "l" * n_left + "r" * (len(COLUMNS) + 1) + "}",
+            r"\begin{tabular}{" + "l" * n_left + "r" * (len(columns) + 1) + "}",
             r"\toprule",
             " & ".join(escape(h) for h in heads) + r" \\",
             r"\midrule",
         ]
         for row in rows:
-            texts = [escape(t) for t in row_texts(row)]
+            texts = [escape(t) for t in row_texts(row, visibility)]
             if row.best:
                 texts = [rf"\textbf{{{t}}}" for t in texts]
             lines.append(" & ".join(texts) + r" \\")
@@ -479,7 +494,7 @@ def render(rows: list[Row], fmt: str, group_by: list[str] | None = None) -> str:
                                                      for h in heads) + "</tr></thead>",
                  "  <tbody>"]  # fmt: skip
         for row in rows:
-            cells = [html.escape(t) for t in row_texts(row)]
+            cells = [html.escape(t) for t in row_texts(row, visibility)]
             if row.best:
                 cells = [f"<strong>{c}</strong>" for c in cells]
             attrs = ' class="best"' if row.best else ""

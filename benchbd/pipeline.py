@@ -48,8 +48,10 @@ from benchbd.results import (
     versions,
 )
 from benchbd.train import StepReport, TrainConfig, train
+from benchbd.visibility import trigger_visibility
 
 MODEL_CACHE_VERSION = 2  # bump when the harness changes what a cached model would contain
+VISIBILITY_IMAGES = 500  # triggered test images the trigger's visibility is measured on
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,12 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     target = attack.setup.target
     eval_seed = substream(config.seed, "evaluate")
     before = evaluate(clip, data.test, data.task, target, trigger, eval_seed)
+    # How visible the trigger is, on the images ASR was just measured on (the first
+    # VISIBILITY_IMAGES of them): a stealthy and a loud trigger of equal ASR are not equal.
+    visibility = None
+    if trigger is not None and before.n_triggered:
+        visibility = trigger_visibility(*triggered_examples(
+            data.test, target, trigger, eval_seed, VISIBILITY_IMAGES))  # fmt: skip
     lap("evaluate_before_s")
 
     observer.stage("defend")
@@ -343,7 +351,8 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
                "kernels": kernels.describe(device=str(device)),
                "pretrain_kernels": None if as_given else level}  # fmt: skip
     result = _record(config, data, attack, indices, defense_params, before, after,
-                     model_fp, record is not None, timings, runtime, defense.report())  # fmt: skip
+                     model_fp, record is not None, timings, runtime, defense.report(),
+                     visibility)  # fmt: skip
     if out is not None:
         result.write(out)
     return result
@@ -418,9 +427,12 @@ def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict) -> s
 
 
 def _record(config, data, attack, indices, defense_params, before: Metrics, after: Metrics,
-            model_fp, cached, timings, runtime, defense_report) -> RunResult:  # fmt: skip
+            model_fp, cached, timings, runtime, defense_report,
+            visibility: dict | None = None) -> RunResult:  # fmt: skip
     defense_dict = defense_params.to_dict()
     extra = {"attack_state": attack.state(), "defense_report": defense_report}
+    if visibility is not None:
+        extra["trigger_visibility"] = visibility
     if config.pretrained:
         extra["pretrained"] = {"weights": config.pretrained, "finetuned": config.from_pretrained}
     return RunResult(

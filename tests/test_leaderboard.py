@@ -262,6 +262,9 @@ def test_seed_and_per_run_fields_do_not_split_rows():
     first["poison"]["indices"], second["poison"]["indices"] = [1, 2], [3, 4]
     first["extra"] = {"attack_state": {"warp": [1]}, "defense_report": {"synonyms": "wordnet"}}
     second["extra"] = {"attack_state": {"warp": [2]}, "defense_report": {"synonyms": "dataset"}}
+    # a per-run measurement (a random trigger's draws differ by seed), not a setting
+    first["extra"]["trigger_visibility"] = {"psnr_db": 20.0, "ssim": 0.8, "linf": 0.9}
+    second["extra"]["trigger_visibility"] = {"psnr_db": 21.0, "ssim": 0.7, "linf": 1.0}
     board = tabulate([first, second])
     assert [r.seeds for r in board.rows] == [2] and board.group_by == [] and not board.warnings
 
@@ -342,3 +345,26 @@ def test_defenses_of_one_attack_are_ranked_only_against_the_same_poisoned_model(
     board = tabulate(same)
     assert board.group_by == [] and not board.warnings
     assert [(r.defense, r.best) for r in board.rows] == [("finetune", True), ("cleanclip", False)]
+
+
+def test_visibility_columns_are_means_over_seeds_and_dash_without_them(results):
+    plain = {fmt: render(leaderboard(results), fmt) for fmt in ("markdown", "csv", "latex")}
+    for r, psnr in zip(results[:2], (20.0, 22.0), strict=True):  # badnet + finetune, 2 seeds
+        r["extra"] = {"trigger_visibility": {"psnr_db": psnr, "ssim": 0.9, "linf": 0.5}}
+    rows = leaderboard(results)
+    # without the option nothing changes, with or without recorded visibility
+    assert {fmt: render(rows, fmt) for fmt in plain} == plain
+    markdown = render(rows, "markdown", visibility=True).splitlines()
+    assert markdown[0].endswith("| DER | PSNR | SSIM | L-inf |")
+    line = next(x for x in markdown if "badnet" in x and "finetune" in x)
+    assert line.endswith("| 21.000 ± 1.414 | 0.900 | 0.500 |")
+    blended = next(x for x in markdown if "blended" in x and "finetune" in x)
+    assert blended.replace("*", "").endswith("| - | - | - |")
+    csv = render(rows, "csv", visibility=True).splitlines()
+    tail = ",der_std,psnr_db_mean,psnr_db_std,ssim_mean,ssim_std,linf_mean,linf_std"
+    assert csv[0].endswith(tail)
+    assert next(x for x in csv if x.startswith("badnet,finetune,")).endswith(
+        ",21.000000,1.414214,0.900000,0.000000,0.500000,0.000000"
+    )
+    assert render(rows, "html", visibility=True).count("<th>L-inf</th>") == 1
+    assert "L-inf" in render(rows, "latex", visibility=True)

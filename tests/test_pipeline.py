@@ -13,12 +13,13 @@ from typer.testing import CliRunner
 from benchbd.cache import cache_dir
 from benchbd.cli import app
 from benchbd.errors import BenchbdError
-from benchbd.evaluate import evaluate
+from benchbd.evaluate import evaluate, triggered_examples
 from benchbd.model import create_clip
 from benchbd.pipeline import RunConfig, build_attack, load_poisoned, run, substream
 from benchbd.plugins import Defense, attacks, defenses
 from benchbd.results import read_result
 from benchbd.train import TrainConfig, train
+from benchbd.visibility import trigger_visibility
 from tests.conftest import TINY
 
 PRETRAIN = TrainConfig(epochs=12, batch_size=64, lr=3e-3)
@@ -81,6 +82,25 @@ def test_result_file_is_complete_and_atomic(poisoned_run):
     kernels = data["runtime"]["kernels"]
     assert kernels["mode"] == "portable" and kernels["level"] == data["runtime"]["pretrain_kernels"]
     assert kernels["cpu"] and kernels["libraries"]["torch"]
+
+
+def test_trigger_visibility_is_recorded_on_the_images_asr_is_measured_on(poisoned_run, tiny_data):
+    result, out = poisoned_run
+    seen = read_result(next(out.iterdir()))["extra"]["trigger_visibility"]
+    assert seen == result.extra["trigger_visibility"]
+    assert seen["n_images"] == min(500, result.metrics["before"]["n_triggered"])
+    # a 0.25-wide white-noise patch: every image has pixels far off, most pixels untouched
+    assert 8 < seen["psnr_db"] < 40 and 0.2 < seen["ssim"] < 0.99 and seen["linf"] > 0.5
+    attack = build_attack(tiny_config(), tiny_data)
+    clean, triggered = triggered_examples(tiny_data.test, attack.setup.target, attack.apply_trigger,
+                                          substream(result.seed, "evaluate"), 500)  # fmt: skip
+    assert seen == trigger_visibility(clean, triggered)
+
+
+def test_an_attack_without_poisons_records_no_visibility():
+    quick = TrainConfig(epochs=1, batch_size=64, lr=3e-3)
+    result = run(tiny_config(attack="none", attack_params={}, pretrain=quick))
+    assert "trigger_visibility" not in result.extra
 
 
 def test_second_run_reuses_the_poisoned_model_and_reproduces_numbers(poisoned_run, tmp_path):
@@ -177,6 +197,13 @@ def test_cli_run_prints_summary_and_table_reads_it(poisoned_run, tmp_path):
     data = json.loads(files[0].read_text())
     table = CliRunner().invoke(app, ["table", str(tmp_path), "--format", "markdown"])
     assert f"| badnet | none | 1 | {data['metrics']['before']['ca']:.3f} |" in table.output
+    assert "PSNR" not in table.output
+    seen = data["extra"]["trigger_visibility"]
+    table = CliRunner().invoke(app, ["table", str(tmp_path), "--format", "markdown",
+                                     "--visibility"])  # fmt: skip
+    assert table.exit_code == 0, table.output
+    assert table.output.splitlines()[0].endswith("| DER | PSNR | SSIM | L-inf |")
+    assert f"| {seen['psnr_db']:.3f} | {seen['ssim']:.3f} | {seen['linf']:.3f} |" in table.output
 
 
 def test_a_rerun_on_other_threads_or_kernels_never_replaces_a_result(poisoned_run, tmp_path):

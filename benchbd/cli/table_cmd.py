@@ -38,6 +38,12 @@ def table(
         [], "--filter", help="FIELD=VALUE: keep only matching results; repeatable"
     ),
     sort: str = typer.Option("after_asr", help="|".join(SORT_CHOICES)),
+    visibility: bool = typer.Option(
+        False,
+        "--visibility",
+        help="add the trigger's visibility on the test images: PSNR (dB), SSIM and L-inf "
+        "(a fraction of 255), means over seeds; - for files that do not record it",
+    ),
 ) -> None:
     """Print the leaderboard: rows attack x defense, CA and ASR before and after, DER, seeds.
     The best defense of each attack is in bold. Results whose settings differ are rows apart,
@@ -49,12 +55,12 @@ def table(
     board = tabulate(results, group_by=group_by, sort=sort)
     warn(skipped + board.warnings)
     if format != "rich":
-        typer.echo(render(board.rows, format, board.group_by), nl=False)
+        typer.echo(render(board.rows, format, board.group_by, visibility), nl=False)
         return
     view = Table(title=f"benchbd leaderboard: {folder} ({len(results)} runs)")
     n_left = len(board.group_by) + 2
-    for i, header in enumerate(headers(board.group_by)):
+    for i, header in enumerate(headers(board.group_by, visibility)):
         view.add_column(header, justify="left" if i < n_left else "right")
     for row in board.rows:
-        view.add_row(*row_texts(row), style="bold green" if row.best else None)
+        view.add_row(*row_texts(row, visibility), style="bold green" if row.best else None)
     Console().print(view)
