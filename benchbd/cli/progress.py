@@ -2,9 +2,9 @@
 
 A rich progress bar redraws one line in place; in a Slurm log, under `nohup` or in CI it shows
 nothing until the stage ends, so a four-minute run redirected to a file looked dead. Where
-stderr is not a terminal, `run` and `sweep` print instead one plain line per stage and, at most
-every `BENCHBD_LOG_INTERVAL` seconds (default 30), one line with the step, loss, pairs/s and the
-time left, which `grep` and `tail -f` read as they are.
+stderr is not a terminal, `run` and `sweep` print instead, at most every `BENCHBD_LOG_INTERVAL`
+seconds (default 30) and at the first and last step of each training stage, one line with the
+stage, step, loss, pairs/s and the time left, which `grep` and `tail -f` read as they are.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class PlainObserver(Observer):
         self.console.print(f"benchbd: {text}", markup=False, highlight=False, soft_wrap=True)
 
     def stage(self, name: str) -> None:
-        self.line(f"stage {name}")
+        """Silent: step lines name their stage, and an error found before any training must
+        stay the only line the run prints."""
 
     def step(self, report: StepReport) -> None:
         now = time.monotonic()
