@@ -112,6 +112,30 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def gone(pids: list[int], within_s: float = 10.0) -> bool:
+    """Whether every process in `pids` has exited within `within_s` seconds (the workers poll
+    their parent twice a second; multiprocessing's helper process exits when its pipe closes)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.2)
+    return not any(alive(pid) for pid in pids)
+
+
+def parallel_sweep(tmp_path: Path, wanted: int):
+    """`sweep --jobs 2` on the tiny grid, once `wanted` of its workers are alive (or after two
+    minutes): the grid file, out and cache folders, the sweep process and its worker pids."""
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    process = benchbd("sweep", "--grid", grid, "--jobs", "2", "--out", out, cache=cache)
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(workers) < wanted:
+        workers = [pid for pid in children_of(process.pid) if alive(pid)]
+        time.sleep(0.2)
+    return grid, out, cache, process, workers
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """One uninterrupted run: the numbers every interrupted-then-resumed run must give, and
@@ -153,23 +177,12 @@ def test_a_run_killed_at_a_random_point_leaves_nothing_and_resumes(tmp_path, ref
 
 def test_a_killed_sweep_takes_its_workers_with_it_and_resumes(tmp_path, reference):
     expected, _ = reference
-    grid = tmp_path / "grid.toml"
-    grid.write_text(GRID)
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    process = benchbd("sweep", "--grid", grid, "--jobs", "2", "--out", out, cache=cache)
-    workers: list[int] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(workers) < 2:
-        workers = [pid for pid in children_of(process.pid) if alive(pid)]
-        time.sleep(0.2)
+    grid, out, cache, process, workers = parallel_sweep(tmp_path, wanted=2)
     assert workers, "the sweep started no worker processes"
     time.sleep(random.Random(1).uniform(2, 6))  # somewhere inside the first cells
     process.send_signal(signal.SIGKILL)
     finish(process)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
-        time.sleep(0.2)
-    assert not any(alive(pid) for pid in workers), "workers outlived the killed sweep"
+    assert gone(workers), "workers outlived the killed sweep"
     written = sorted(p.name for p in out.glob("*.json"))
     time.sleep(3)
     assert sorted(p.name for p in out.glob("*.json")) == written, "a result appeared later"
@@ -187,21 +200,13 @@ def test_a_killed_sweep_takes_its_workers_with_it_and_resumes(tmp_path, referenc
 
 
 def test_sigterm_stops_a_parallel_sweep_cleanly(tmp_path):
-    grid = tmp_path / "grid.toml"
-    grid.write_text(GRID)
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    process = benchbd("sweep", "--grid", grid, "--jobs", "2", "--out", out, cache=cache)
-    workers: list[int] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not workers:
-        workers = [pid for pid in children_of(process.pid) if alive(pid)]
-        time.sleep(0.2)
+    _, out, _, process, workers = parallel_sweep(tmp_path, wanted=1)
     time.sleep(2)
     process.send_signal(signal.SIGTERM)
     code, _, err = finish(process, timeout=60)
     assert code == 128 + signal.SIGTERM, err
     assert "resumes" in last_line(err) and last_line(err).startswith("benchbd: error:")
-    assert not any(alive(pid) for pid in workers)
+    assert gone(workers), "workers outlived the stopped sweep"
     assert not leftovers(out)
 
 
