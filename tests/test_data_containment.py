@@ -9,12 +9,10 @@ import os
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from benchbd.cli import app
 from benchbd.data.sources import DataSizes, load_data
 from benchbd.errors import BenchbdError
-from tests.test_real_data import picture, write_folder, write_pairs
+from tests.test_real_data import picture, refused_before_training, write_folder, write_pairs
 
 SIZES = DataSizes(train=0, clean=4, test=0)
 
@@ -46,21 +44,10 @@ def test_run_refuses_a_csv_row_through_a_linked_folder_before_training(tmp_path,
     os.symlink(outside, tmp_path / "cc" / "linkdir")
     with_rows(path, "linkdir/secret.png")
     val = write_folder(tmp_path / "val", per_class=1)
-    cache, results = tmp_path / "cache", tmp_path / "results"
-    result = CliRunner().invoke(
-        app,
-        ["run", "--dataset", f"csv:{path}", "--eval-dataset", f"imagefolder:{val}",
-         "--target", "n2", "--clean-pairs", "4", "--epochs", "1", "--batch-size", "8",
-         "--defense", "none", "--device", "cpu", "--out", str(results)],
-        env={"BENCHBD_CACHE": str(cache), "COLUMNS": "200"},
-    )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("benchbd: error: "), result.output
-    assert "'linkdir/secret.png'" in lines[0] and "line 26 of train.csv" in lines[0]
-    assert "outside the data folder" in lines[0]
-    assert not results.exists() or not list(results.iterdir())
-    assert not list(cache.glob("models/*"))  # nothing trained
+    line = refused_before_training(tmp_path, f"csv:{path}", f"imagefolder:{val}", "--target",
+                                   "n2", "--clean-pairs", "4", "--batch-size", "8")  # fmt: skip
+    assert "'linkdir/secret.png'" in line and "line 26 of train.csv" in line
+    assert "outside the data folder" in line
 
 
 def test_a_csv_row_naming_a_linked_file_outside_is_refused(tmp_path, outside):

@@ -327,6 +327,24 @@ def test_target_class_absent_from_the_evaluation_classes(cc):
         build_attack(config, data)
 
 
+def refused_before_training(tmp_path, dataset: str, eval_dataset: str, *args: str) -> str:
+    """`benchbd run` on a real dataset that must stop before any training: its one error line
+    (exit 2, nothing trained, no result file)."""
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    result = CliRunner().invoke(
+        app,
+        ["run", "--dataset", dataset, "--eval-dataset", eval_dataset, "--epochs", "1",
+         "--defense", "none", "--device", "cpu", "--out", str(results), *args],
+        env={"BENCHBD_CACHE": str(cache), "COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("benchbd: error: "), result.output
+    assert not list(cache.glob("models/*"))  # nothing trained
+    assert not results.exists() or not list(results.iterdir())
+    return lines[0]
+
+
 def one_class_folder(folder, n=4):
     """An image folder with a single class: nothing to tell apart."""
     (folder / "n0").mkdir(parents=True)
@@ -338,36 +356,16 @@ def one_class_folder(folder, n=4):
 def test_a_one_class_evaluation_set_stops_the_run_before_training(tmp_path):
     path = write_pairs(tmp_path / "cc", n=16)
     val = one_class_folder(tmp_path / "val")
-    cache, results = tmp_path / "cache", tmp_path / "results"
-    result = CliRunner().invoke(
-        app,
-        ["run", "--dataset", f"csv:{path}", "--eval-dataset", f"imagefolder:{val}",
-         "--target", "n0", "--clean-pairs", "4", "--epochs", "1", "--batch-size", "8",
-         "--defense", "none", "--device", "cpu", "--out", str(results)],
-        env={"BENCHBD_CACHE": str(cache), "COLUMNS": "200"},
-    )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("benchbd: error: "), result.output
-    assert "one class ('n0')" in lines[0] and "--eval-dataset" in lines[0]
-    assert not list(cache.glob("models/*"))  # nothing trained
-    assert not results.exists() or not list(results.iterdir())
+    line = refused_before_training(tmp_path, f"csv:{path}", f"imagefolder:{val}", "--target",
+                                   "n0", "--clean-pairs", "4", "--batch-size", "8")  # fmt: skip
+    assert "one class ('n0')" in line and "--eval-dataset" in line
 
 
 def test_a_target_class_the_evaluation_set_lacks_stops_the_run_before_training(cc, tmp_path):
     train_csv, _, rest = cc.partition("|eval=")
-    cache = tmp_path / "cache"
-    result = CliRunner().invoke(
-        app,
-        ["run", "--dataset", train_csv, "--eval-dataset", rest, "--target", "banana",
-         "--clean-pairs", "8", "--epochs", "1", "--defense", "none", "--device", "cpu",
-         "--out", str(tmp_path / "results")],
-        env={"BENCHBD_CACHE": str(cache), "COLUMNS": "200"},
-    )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and "unknown target class 'banana'" in lines[0], result.output
-    assert not list(cache.glob("models/*"))  # nothing trained
+    line = refused_before_training(tmp_path, train_csv, rest, "--target", "banana",
+                                   "--clean-pairs", "8")  # fmt: skip
+    assert "unknown target class 'banana'" in line
 
 
 def test_an_evaluation_split_of_one_class_is_refused_when_loaded(tmp_path):
