@@ -196,8 +196,8 @@ def read_model_record(checkpoint: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(path.read_text())
         usable = isinstance(record.get("poison_indices"), list) and "threads" in record
-        if usable and record.get("sha256", file_digest(checkpoint)) == file_digest(checkpoint):
-            return record
+        if usable and record.get("sha256") in (None, file_digest(checkpoint)):
+            return record  # records written before digests were kept have none to check
     except (OSError, ValueError, AttributeError):
         pass
     return None  # unreadable or damaged: train again and overwrite it
@@ -272,7 +272,8 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     model_fp = poisoned_fingerprint(config, data, attack)
     checkpoint = poisoned_checkpoint(model_fp)
     as_given = config.pretrained is not None and not config.from_pretrained
-    level = kernels.describe(device=str(device))["level"]
+    kernel_info = kernels.describe(device=str(device))
+    level = kernel_info["level"]
     record = None if as_given else read_model_record(checkpoint)
     if record and not reusable(record, level):
         observer.note(f"cached poisoned model {model_fp} was trained with "
@@ -348,7 +349,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     # Threads and CPU kernels of the defense and of pretraining: an exact rerun needs both.
     runtime = {"device": str(device), "threads": torch.get_num_threads(),
                "pretrain_threads": None if as_given else pretrain_threads,
-               "kernels": kernels.describe(device=str(device)),
+               "kernels": kernel_info,
                "pretrain_kernels": None if as_given else level}  # fmt: skip
     result = _record(config, data, attack, indices, defense_params, before, after,
                      model_fp, record is not None, timings, runtime, defense.report(),
