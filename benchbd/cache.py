@@ -26,9 +26,22 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def canonical(value: Any) -> Any:
+    """Numbers compared by value: a whole float becomes an int (8.0 and 8, as a TOML grid and
+    the CLI write an epoch count, are one setting), recursively; booleans stay booleans."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
+
+
 def fingerprint(data: Any) -> str:
-    """A stable hash of JSON-able data: the identity of everything that shaped an artefact."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    """A stable hash of JSON-able data: the identity of everything that shaped an artefact.
+    The data is canonicalised first, so equal settings written differently hash alike."""
+    text = json.dumps(canonical(data), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -32,6 +32,7 @@ from benchbd.cache import (
     writable_folder,
 )
 from benchbd.checks import check_fields, check_seed
+from benchbd.data.pairs import PairSet
 from benchbd.data.sources import DataSizes, load_data
 from benchbd.errors import BenchbdError
 from benchbd.evaluate import Metrics, defense_effectiveness, evaluate, triggered_examples
@@ -50,8 +51,13 @@ from benchbd.results import (
 from benchbd.train import StepReport, TrainConfig, train
 from benchbd.visibility import trigger_visibility
 
-MODEL_CACHE_VERSION = 2  # bump when the harness changes what a cached model would contain
+MODEL_CACHE_VERSION = 3  # bump when the harness changes what a cached model would contain
 VISIBILITY_IMAGES = 500  # triggered test images the trigger's visibility is measured on
+SPLITS = ("test", "validation")  # what a run may report on; choosing defaults uses validation
+# The attacker's own data: pairs of the training pool it poisons (web-scraped, before
+# poisoning), a seeded sample this large, never the defender's clean pairs or an evaluation
+# split. Attacks that optimise against a model train their surrogate on it.
+ATTACKER_PAIRS = 5_000
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,14 @@ class RunConfig:
     # and not trained on the poisoned pairs; with from_pretrained: it is finetuned on them.
     pretrained: str | None = None
     from_pretrained: bool = False
+    # The labelled split the metrics are measured on: "test" reports, "validation" tunes.
+    split: str = "test"
 
     def __post_init__(self) -> None:
         check_fields(self, owner="the run")
         check_seed(self.seed)
+        if self.split not in SPLITS:
+            raise BenchbdError(f"unknown split {self.split!r}: choose {' or '.join(SPLITS)}")
         for name, params in (("attack", self.attack_params), ("defense", self.defense_params)):
             if not isinstance(params, dict):
                 raise BenchbdError(f"{name} parameters must be a table of name = value")
@@ -134,15 +144,27 @@ def build_attack(
     return cls(params, setup)
 
 
+def attacker_data(data, seed: int) -> tuple[PairSet, dict[str, Any]]:
+    """The pairs the attacker holds, and their description for the result file: a seeded
+    sample of the training pool (the pairs it poisons, before poisoning). The defender's clean
+    split and the evaluation splits stay out of the attacker's reach."""
+    count = min(ATTACKER_PAIRS, len(data.train))
+    generator = torch.Generator().manual_seed(substream(seed, "attacker-data"))
+    rows = torch.randperm(len(data.train), generator=generator)[:count].sort().values
+    return data.train.subset(rows), {"source": "train", "pairs": count}
+
+
 def surrogate_model(config: RunConfig, data, device, observer: Observer):
-    """A factory for a clean CLIP trained on the clean split with the pretraining recipe, for
-    attacks that optimise against a model. Trained on first call, cached like every model."""
+    """A factory for a clean CLIP trained on the attacker's data with the pretraining recipe,
+    for attacks that optimise against a model. Trained on first call, cached like every
+    model."""
 
     @functools.cache
     def build() -> ClipBundle:
+        pairs, described = attacker_data(data, config.seed)
         key = {"version": MODEL_CACHE_VERSION, "surrogate_of": data.fingerprint,
-               "model": config.model, "pretrain": config.pretrain.to_dict(),
-               "seed": config.seed}  # fmt: skip
+               "attacker_data": described, "model": config.model,
+               "pretrain": config.pretrain.to_dict(), "seed": config.seed}  # fmt: skip
         path = cache_dir() / "models" / f"surrogate-{fingerprint(key)}.pt"
         clip = create_clip(config.model, seed=substream(config.seed, "surrogate"), device=device)
         if restore(clip, load_cached_state(path)):
@@ -150,7 +172,7 @@ def surrogate_model(config: RunConfig, data, device, observer: Observer):
         else:
             if path.exists():
                 observer.note(f"cached surrogate model {path.stem} is damaged; training it again")
-            train(clip, data.clean, config.pretrain, seed=substream(config.seed, "surrogate"),
+            train(clip, pairs, config.pretrain, seed=substream(config.seed, "surrogate"),
                   stage="surrogate", progress=observer.step)  # fmt: skip
             save_state(path, clip.model.state_dict())
         return clip
@@ -260,6 +282,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
 
     observer.stage("data")
     data = load_data(config.dataset, config.sizes, clip.image_size)
+    evaluation = data.evaluation(config.split)  # refused now, not after pretraining
     defense = defense_cls(defense_params)
     context = DefenseContext(
         data.clean, data.task, substream(config.seed, "defense"), observer.step
@@ -328,13 +351,13 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     trigger = attack.apply_trigger if attack.poisons else None
     target = attack.setup.target
     eval_seed = substream(config.seed, "evaluate")
-    before = evaluate(clip, data.test, data.task, target, trigger, eval_seed)
+    before = evaluate(clip, evaluation, data.task, target, trigger, eval_seed)
     # How visible the trigger is, on the images ASR was just measured on (the first
     # VISIBILITY_IMAGES of them): a stealthy and a loud trigger of equal ASR are not equal.
     visibility = None
     if trigger is not None and before.n_triggered:
         visibility = trigger_visibility(*triggered_examples(
-            data.test, target, trigger, eval_seed, VISIBILITY_IMAGES))  # fmt: skip
+            evaluation, target, trigger, eval_seed, VISIBILITY_IMAGES))  # fmt: skip
     lap("evaluate_before_s")
 
     observer.stage("defend")
@@ -342,7 +365,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     lap("defense_s")
 
     observer.stage("evaluate")
-    after = evaluate(defended, data.test, data.task, target, trigger, eval_seed)
+    after = evaluate(defended, evaluation, data.task, target, trigger, eval_seed)
     lap("evaluate_after_s")
     timings["total_s"] = round(time.perf_counter() - total_start, 3)
 
@@ -422,16 +445,16 @@ def plan(config: RunConfig) -> tuple[str, str]:
 
 
 def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict) -> str:
-    return fingerprint(
-        {"poisoned": model_fp, "defense": config.defense, "defense_params": defense_params}
-    )
+    return fingerprint({"poisoned": model_fp, "defense": config.defense,
+                        "defense_params": defense_params, "split": config.split})  # fmt: skip
 
 
 def _record(config, data, attack, indices, defense_params, before: Metrics, after: Metrics,
             model_fp, cached, timings, runtime, defense_report,
             visibility: dict | None = None) -> RunResult:  # fmt: skip
     defense_dict = defense_params.to_dict()
-    extra = {"attack_state": attack.state(), "defense_report": defense_report}
+    extra = {"attack_state": attack.state(), "defense_report": defense_report,
+             "attacker_data": attacker_data(data, config.seed)[1]}  # fmt: skip
     if visibility is not None:
         extra["trigger_visibility"] = visibility
     if config.pretrained:
@@ -446,6 +469,7 @@ def _record(config, data, attack, indices, defense_params, before: Metrics, afte
             "fingerprint": data.fingerprint,
             "sizes": asdict(config.sizes),
             "classes": len(data.task.classnames),
+            "split": config.split,  # the labelled split the metrics were measured on
         },
         model=config.model,
         seed=config.seed,

@@ -47,7 +47,7 @@ from benchbd.suggest import did_you_mean
 from benchbd.train import TrainConfig
 
 EXECUTORS = ("local", "slurm", "submitit-local")
-RUN_OPTIONS = {"target", "poison_rate", "poison_count", "dataset", "model", "device"}
+RUN_OPTIONS = {"target", "poison_rate", "poison_count", "dataset", "model", "device", "split"}
 
 
 @dataclass(frozen=True)

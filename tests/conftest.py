@@ -6,7 +6,7 @@ import pytest
 
 from benchbd.data.sources import DataSizes, load_data
 
-TINY = DataSizes(train=1024, clean=256, test=200)
+TINY = DataSizes(train=1024, clean=256, test=200, validation=200)
 
 
 @pytest.fixture(scope="session", autouse=True)

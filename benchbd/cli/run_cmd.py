@@ -165,6 +165,14 @@ def run(
     test_images: int = typer.Option(
         None, help=f"labelled test images (synthetic: {DataSizes.test}; real: all)"
     ),
+    validation_images: int = typer.Option(
+        None,
+        help=f"labelled validation images, disjoint from test [{DataSizes.validation}; "
+        "real: at most a tenth of the labelled rows; 0: none]",
+    ),
+    split: str = typer.Option(
+        "test", help="split to measure on: test (report) or validation (choose defaults)"
+    ),
     epochs: float = typer.Option(None, help=f"pretraining epochs [{TrainConfig.epochs:g}]"),
     batch_size: int = typer.Option(None, help=f"pretraining batch size [{TrainConfig.batch_size}]"),
     lr: float = typer.Option(None, help=f"pretraining peak learning rate [{TrainConfig.lr:g}]"),
@@ -203,6 +211,7 @@ def run(
         train=defaults.train if train_pairs is None else train_pairs,
         clean=defaults.clean if clean_pairs is None else clean_pairs,
         test=defaults.test if test_images is None else test_images,
+        validation=defaults.validation if validation_images is None else validation_images,
     )
     config = RunConfig(
         attack=attack,
@@ -220,6 +229,7 @@ def run(
         device=distributed.device_for(device),
         pretrained=pretrained,
         from_pretrained=from_pretrained,
+        split=split,
     )
     if not world.is_main:  # the other ranks train their slices silently and write nothing
         run_pipeline(config, observer=Observer(), out=None)

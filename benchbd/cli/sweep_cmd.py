@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -89,6 +90,9 @@ def sweep_cmd(
     slurm_gpus: int = typer.Option(1, help="GPUs per Slurm job"),
     slurm_cpus: int = typer.Option(8, help="CPUs per Slurm job"),
     kernel_mode: str = typer.Option(None, "--kernels", envvar=kernels.ENV, help=KERNELS_HELP),
+    split: str = typer.Option(
+        None, help="split to measure on: test (report) or validation; overrides the grid's"
+    ),
 ) -> None:
     """Run every (attack, defense, seed) cell; finished cells are skipped, so rerunning resumes.
 
@@ -99,6 +103,9 @@ def sweep_cmd(
     else:
         plan = Grid(expand_names(attacks, "attack"), expand_names(defenses, "defense"),
                     parse_seeds(seeds))  # fmt: skip
+    if split is not None:
+        plan = replace(plan, run={**plan.run, "split": split})
+        plan.cells()  # an unknown split is refused before any cell runs
     if executor not in EXECUTORS:
         raise BenchbdError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     slurm = {"timeout_min": slurm_time}

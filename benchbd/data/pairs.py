@@ -103,11 +103,13 @@ class ZeroShotTask:
 
 @dataclass(frozen=True)
 class BenchmarkData:
-    """The three disjoint splits a run needs, plus the zero-shot task they are labelled with.
+    """The disjoint splits a run needs, plus the zero-shot task they are labelled with.
 
     train: pretraining pairs, the ones an attacker poisons.
     clean: clean pairs that defenses finetune on (disjoint from train and test).
-    test: labelled images for zero-shot evaluation (captions are unused there).
+    test: labelled images for zero-shot evaluation (captions are unused there): reported on.
+    validation: labelled images disjoint from test, for choosing defaults and recipes, so that
+        the test split is only ever used to report (None when a source sets none aside).
     """
 
     name: str
@@ -116,6 +118,21 @@ class BenchmarkData:
     test: PairSet
     task: ZeroShotTask
     fingerprint: str
+    validation: PairSet | None = None
+
+    def evaluation(self, split: str) -> PairSet:
+        """The labelled split a run reports on: "test" (the default) or "validation"."""
+        if split == "test":
+            return self.test
+        if split != "validation":
+            raise BenchbdError(f"unknown split {split!r}: choose test or validation")
+        if self.validation is None or len(self.validation) == 0:
+            raise BenchbdError(
+                f"{self.name} has no validation split: set validation images aside with "
+                "--validation-images N"
+            )
+        check_scorable(self.validation, self.task, self.name, "validation")
+        return self.validation
 
     def __post_init__(self) -> None:
         """Refuse a test set no run can be scored on now, when the data is loaded: evaluation
@@ -128,13 +145,18 @@ class BenchmarkData:
                 "zero-shot classification needs at least two: evaluate on a labelled set with "
                 "more classes (--eval-dataset)"
             )
-        present = self.test.labels[self.test.labels != UNLABELLED].unique().tolist()
-        if not present:
-            raise BenchbdError(f"{self.name}: the evaluation set has no labelled images")
-        if len(present) == 1:
-            raise BenchbdError(
-                f"{self.name}: all {len(self.test)} test images are of one class "
-                f"({classes[present[0]]!r}); clean accuracy and attack success need images of "
-                "at least two classes: set more test images aside (--test-images) or evaluate "
-                "on another set (--eval-dataset)"
-            )
+        check_scorable(self.test, self.task, self.name)
+
+
+def check_scorable(split: PairSet, task: ZeroShotTask, name: str, what: str = "test") -> None:
+    """Refuse an evaluation split whose labelled images are all of one class (or none)."""
+    present = split.labels[split.labels != UNLABELLED].unique().tolist()
+    if not present:
+        raise BenchbdError(f"{name}: the evaluation set has no labelled images")
+    if len(present) == 1:
+        raise BenchbdError(
+            f"{name}: all {len(split)} {what} images are of one class "
+            f"({task.classnames[present[0]]!r}); clean accuracy and attack success need "
+            "images of at least two classes: set more images aside (--test-images, "
+            "--validation-images) or evaluate on another set (--eval-dataset)"
+        )

@@ -4,7 +4,9 @@ A run needs pairs to poison and train on, clean pairs for defenses, and a labell
 whose classes are the zero-shot task. With one source, clean and test rows are set aside from
 it (seeded, disjoint); `|eval=SOURCE` and `|clean=SOURCE` name separate sets instead, e.g.
 CC3M pairs for training and an ImageNet folder for evaluation, as in the CleanCLIP paper.
-Sizes cap each split; 0 means every row available.
+Sizes cap each split; 0 means every row available. A validation split (for choosing defaults,
+never for reporting) is set aside from the labelled rows the test split comes from: at most
+`sizes.validation` rows and at most a tenth of them, disjoint from test; 0 sets none aside.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from benchbd.data.pairs import UNLABELLED, BenchmarkData, ZeroShotTask
 from benchbd.data.spec import SourceSpec, parse_run, parse_source
 from benchbd.errors import BenchbdError
 
-VERSION = 1  # bump when splitting or captioning changes what a real dataset's splits contain
+VERSION = 2  # bump when splitting or captioning changes what a real dataset's splits contain
 SPLIT_SEED = 0  # the splits are part of the dataset, not of a run: every run sees the same ones
 
 LISTINGS = {"csv": csv_listing, "hf": hf_listing, "imagefolder": imagefolder_listing}
@@ -87,6 +89,12 @@ def take(order: np.ndarray, start: int, count: int, role: str, name: str) -> np.
     return order[start : start + count]
 
 
+def validation_count(requested: int, labelled_rows: int) -> int:
+    """Rows set aside for validation: as requested, but never more than a tenth of the
+    labelled rows, so a small labelled set keeps most of its rows for testing and training."""
+    return min(requested, labelled_rows // 10)
+
+
 def cap(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` rows of n at random (all of them when count is 0 or at least n)."""
     if count == 0 or count >= n:
@@ -115,8 +123,17 @@ def load_real(text: str, sizes, image_size: int) -> BenchmarkData:
         test_rows = take(order, used, sizes.test, "test", main.name)
         used += len(test_rows)
         test = pairs(main, test_rows, task, image_size, rng)
+        n_validation = validation_count(sizes.validation, main.size)
+        validation_rows = order[used : used + n_validation]
+        used += n_validation
+        validation = pairs(main, validation_rows, task, image_size, rng)
     else:
-        test = pairs(test_source, cap(test_source.size, sizes.test, rng), task, image_size, rng)
+        held = rng.permutation(test_source.size)
+        n_validation = validation_count(sizes.validation, test_source.size)
+        validation = pairs(test_source, held[:n_validation], task, image_size, rng)
+        rest_rows = held[n_validation:]
+        test_rows = rest_rows if sizes.test == 0 else rest_rows[: sizes.test]
+        test = pairs(test_source, test_rows, task, image_size, rng)
     if clean_source is None:
         clean_rows = take(order, used, sizes.clean, "clean", main.name)
         used += len(clean_rows)
@@ -132,7 +149,8 @@ def load_real(text: str, sizes, image_size: int) -> BenchmarkData:
            "eval": test_source.key if test_source else None,
            "clean": clean_source.key if clean_source else None,
            "sizes": asdict(sizes), "image_size": image_size}  # fmt: skip
-    return BenchmarkData(text, train, clean, test, task, fingerprint(key))
+    return BenchmarkData(text, train, clean, test, task, fingerprint(key),
+                         validation=validation)  # fmt: skip
 
 
 class RealSource:

@@ -30,18 +30,22 @@ log = logging.getLogger("benchbd")
 
 @dataclass(frozen=True)
 class DataSizes:
-    """How many pairs each split holds (train: poisoned pretraining; clean: for defenses).
+    """How many pairs each split holds (train: poisoned pretraining; clean: for defenses;
+    test: reported on; validation: for choosing defaults, never reported as a result).
 
-    For real sources a size is a cap and 0 means every row available; the synthetic set is
-    generated to size, so it needs each split to be at least 1."""
+    For real sources a size is a cap and 0 means every row available, except validation,
+    which is set aside from the labelled rows: at most a tenth of them, and 0 sets none aside.
+    The synthetic set is generated to size, so it needs train, clean and test to be at least 1.
+    """
 
     train: int = 20_000
     clean: int = 5_000
     test: int = 2_000
+    validation: int = 2_000
 
     def __post_init__(self) -> None:
         check_fields(self, owner="the split sizes")
-        if min(self.train, self.clean, self.test) < 0:
+        if min(self.train, self.clean, self.test, self.validation) < 0:
             raise BenchbdError("split sizes must be >= 0 (0 = all rows, for real datasets)")
 
 
@@ -69,7 +73,8 @@ class SyntheticSource:
         fp = fingerprint(key)
         splits = {
             name: self._split(spec, name, getattr(sizes, name), fp)
-            for name in ("train", "clean", "test")
+            for name in ("train", "clean", "test", "validation")
+            if getattr(sizes, name) > 0
         }
         task = ZeroShotTask(
             classnames=list(synthetic.CLASSNAMES),
@@ -79,7 +84,8 @@ class SyntheticSource:
             synonym_groups=synonym_groups(),
         )
         name = "synthetic" if not argument else f"synthetic:{argument}"
-        return BenchmarkData(name, splits["train"], splits["clean"], splits["test"], task, fp)
+        return BenchmarkData(name, splits["train"], splits["clean"], splits["test"], task, fp,
+                             validation=splits.get("validation"))  # fmt: skip
 
     def _split(self, spec, split: str, n: int, fp: str) -> PairSet:
         import datasets

@@ -222,7 +222,7 @@ def _caption(rng: np.random.Generator, cls, colour, size, pos, background, textu
     return fix_articles(text)
 
 
-SPLIT_IDS = {"train": 0, "clean": 1, "test": 2}
+SPLIT_IDS = {"train": 0, "clean": 1, "test": 2, "validation": 3}
 
 
 def generate_split(spec: SyntheticSpec, split: str, n: int, chunk: int = 2048):
