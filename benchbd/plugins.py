@@ -122,9 +122,20 @@ class Defense(ABC):
 
     Params: ClassVar[type[Params]] = NoParams
     description: ClassVar[str] = ""
+    # The classifier the "after" metrics are measured with (`Metrics.classifier`): "zero-shot"
+    # (the text classifier) or "linear-head" (a head the defense trains and attaches as
+    # `ClipBundle.head`). DER is only fair between like classifiers, so for a linear-head
+    # defense the pipeline measures "before" with a linear probe too (benchbd/probe.py).
+    classifier: ClassVar[str] = "zero-shot"
 
     def __init__(self, params: Params) -> None:
         self.params = params
+
+    def labelled_for_probe(self, context: DefenseContext) -> PairSet | None:
+        """The labelled clean images the linear-probe "before" is fitted on, for a defense
+        whose `classifier` is "linear-head": the images its own head learns from, so the two
+        heads had the same supervision. None for a zero-shot defense (no probe is needed)."""
+        return None
 
     def check(self, context: DefenseContext) -> None:
         """Raise BenchbdError if this defense cannot run on `context` (too few clean pairs for

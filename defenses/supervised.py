@@ -3,7 +3,9 @@ with cross-entropy on clean labelled images.
 
 Training the vision tower against labels overwrites the trigger features it learned. As in
 the paper, CA and ASR after this defense are measured with the trained head (the result file
-records "linear-head" as the classifier).
+records "linear-head" as the classifier). Its "before", for DER, is then a linear probe on the
+poisoned encoder fitted on the same labelled images (`labelled_for_probe`, benchbd/probe.py),
+so both sides are measured with a linear head.
 
 The head starts random by default, as a new linear layer does in the paper. Started from the
 zero-shot classifier instead (`head_init=zero-shot`) it is right from the first step, the
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchbd.data.pairs import UNLABELLED
+from benchbd.data.pairs import UNLABELLED, PairSet
 from benchbd.errors import BenchbdError
 from benchbd.evaluate import zero_shot_weights
 from benchbd.model import ClipBundle
@@ -66,14 +68,20 @@ class LinearHead(torch.nn.Module):
 class SupervisedFinetune(Defense):
     description = "CleanCLIP's supervised finetuning: image encoder + linear head, cross-entropy."
     Params = SupervisedParams
+    classifier = "linear-head"
 
-    def labelled(self, context: DefenseContext):
+    def labelled(self, context: DefenseContext) -> PairSet:
         """The labelled clean images this defense trains on (capped at labelled_images)."""
         labelled = torch.nonzero(context.clean.labels != UNLABELLED).flatten()
         if len(labelled) == 0:
             raise BenchbdError("cleanclip_supervised needs labelled clean images; none found")
         size = self.params.labelled_images
         return context.clean.subset(labelled[:size] if size else labelled)
+
+    def labelled_for_probe(self, context: DefenseContext) -> PairSet:
+        """The images `apply` trains on: the probe "before" and the head "after" then learn
+        from the same labelled images, so DER compares like with like."""
+        return self.labelled(context)
 
     def check(self, context: DefenseContext) -> None:
         pairs = self.labelled(context)
