@@ -6,11 +6,18 @@ reference code lets values wrap around instead). The classic variants of Backdoo
 BackdoorBox are here too: a fixed white, checkerboard, yellow or seeded-noise pattern, in a
 chosen corner, at a random location, or in all four corners.
 
+Turner et al.'s label-consistent trigger (2019) is `pattern=turner,location=four_corners_mirrored,
+patch_px=3`: the 3 x 3 black-and-white pattern of their released code in all four corners, the
+right-hand copies reflected left-right, so that a horizontal flip augmentation maps the trigger
+onto itself instead of moving it. As in that code, the bottom copies are the top ones, not
+reflected top-bottom (no flip augmentation flips vertically).
+
 The patch side is a fraction of the image side so the same attack works at 32 px and 224 px.
 CleanCLIP's 16 px at 224 px is a fraction of 0.071; at the embedded data's 32 px that is a 2 px
 patch, below what the tiny ResNet's stride-4 stem resolves, and even a 4 px patch (0.125)
 reached only ASR 0.15 at a 3 % poison rate. The default, 0.25 (8 px at 32 px), reaches ASR
-above 0.9 at 3 %; pass patch_fraction=0.071 for CleanCLIP's size.
+above 0.9 at 3 %; pass patch_fraction=0.071 for CleanCLIP's size. A published trigger given in
+pixels (Turner's 3 x 3) is patch_px, a side that stays the same at every image size.
 """
 
 from __future__ import annotations
@@ -19,11 +26,16 @@ from dataclasses import dataclass
 
 import torch
 
+from benchbd.errors import BenchbdError
 from benchbd.params import Params, param
 from benchbd.plugins import Attack
 
-PATTERNS = ("noise", "white", "checkerboard", "yellow", "seeded_noise")
-LOCATIONS = ("random", "top_left", "top_right", "bottom_left", "bottom_right", "four_corners")
+PATTERNS = ("noise", "white", "checkerboard", "yellow", "seeded_noise", "turner")
+LOCATIONS = ("random", "top_left", "top_right", "bottom_left", "bottom_right", "four_corners",
+             "four_corners_mirrored")  # fmt: skip
+# The top-left copy of Turner et al.'s all-corners trigger (1 white, 0 black), from their
+# released code: a checkerboard but for its top-right cell, so a reflection of it is visible.
+TURNER_PATTERN = ((1, 0, 0), (0, 1, 0), (1, 0, 1))
 
 
 @dataclass(frozen=True)
@@ -33,9 +45,17 @@ class BadNetParams(Params):
     )
     pattern: str = param(
         "noise", "noise (mean + N(0,1), fresh per image), white, checkerboard, yellow, "
-        "seeded_noise", choices=PATTERNS,
+        "seeded_noise, turner (Turner et al.'s 3 x 3 black and white)", choices=PATTERNS,
     )  # fmt: skip
-    location: str = param("random", "random, a corner, or four_corners", choices=LOCATIONS)
+    location: str = param(
+        "random", "random, a corner, four_corners, or four_corners_mirrored (the right-hand "
+        "copies reflected left-right, as Turner et al.)", choices=LOCATIONS,
+    )  # fmt: skip
+    # Added after the reference results: not recorded at 0, so their fingerprints still hold.
+    patch_px: int = param(
+        0, "patch side in pixels at every image size (Turner et al.: 3); 0: patch_fraction",
+        min=0, recorded_at_default=False,
+    )  # fmt: skip
 
 
 class BadNet(Attack):
@@ -43,6 +63,14 @@ class BadNet(Attack):
     Params = BadNetParams
 
     def patch_side(self, image_side: int) -> int:
+        """The patch side in pixels: patch_px when set, else patch_fraction of the image side."""
+        if self.params.patch_px:
+            if self.params.patch_px > image_side:
+                raise BenchbdError(
+                    f"badnet: patch_px={self.params.patch_px} is wider than the "
+                    f"{image_side} px images"
+                )
+            return self.params.patch_px
         return max(1, round(self.params.patch_fraction * image_side))
 
     def patches(self, images: torch.Tensor, side: int, generator: torch.Generator):
@@ -61,6 +89,10 @@ class BadNet(Attack):
         elif pattern == "yellow":
             patch = torch.tensor([255, 255, 0], dtype=torch.uint8).view(1, 3, 1, 1)
             patch = patch.expand(1, c, side, side)
+        elif pattern == "turner":  # nearest-neighbour scaled when the side is not 3
+            cells = (torch.arange(side) * 3) // side
+            board = torch.tensor(TURNER_PATTERN, dtype=torch.uint8)[cells][:, cells] * 255
+            patch = board.expand(1, c, side, side)
         else:  # checkerboard, white top-left pixel
             ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
             board = ((ys + xs) % 2 == 0).to(torch.uint8) * 255
@@ -80,7 +112,7 @@ class BadNet(Attack):
             top = torch.randint(0, h - side + 1, (n,), generator=generator).tolist()
             left = torch.randint(0, w - side + 1, (n,), generator=generator).tolist()
             return [[(t, lft)] for t, lft in zip(top, left, strict=True)]
-        if location == "four_corners":
+        if location in ("four_corners", "four_corners_mirrored"):
             return [list(spots.values())] * n
         return [[spots[location]]] * n
 
@@ -88,8 +120,11 @@ class BadNet(Attack):
         n, _, h, w = images.shape
         side = self.patch_side(min(h, w))
         patches = self.patches(images, side, generator)
+        # four_corners_mirrored: the copies at the right edge are the patch reflected left-right.
+        mirrored = self.params.location == "four_corners_mirrored"
         out = images.clone()
         for i, places in enumerate(self.corners(n, h, w, side, generator)):
             for top, left in places:
-                out[i, :, top : top + side, left : left + side] = patches[i]
+                patch = patches[i].flip(-1) if mirrored and left == w - side else patches[i]
+                out[i, :, top : top + side, left : left + side] = patch
         return out

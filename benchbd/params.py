@@ -25,11 +25,19 @@ def param(
     min: float | None = None,
     max: float | None = None,
     choices: tuple[str, ...] | None = None,
+    recorded_at_default: bool = True,
 ) -> Any:
-    """A plugin parameter with its default, one-line help, and validation bounds."""
-    return field(
-        default=default, metadata={"help": help, "min": min, "max": max, "choices": choices}
-    )
+    """A plugin parameter with its default, one-line help, and validation bounds.
+
+    recorded_at_default=False is for a parameter added to a plugin after results were made:
+    at its default it is left out of `to_dict()`, so the recorded parameters and the cache and
+    run fingerprints of every existing setting stay what they were (a file without the field
+    is read back with its default), while a run that sets it records it.
+    """
+    metadata = {"help": help, "min": min, "max": max, "choices": choices}
+    if not recorded_at_default:
+        metadata["recorded_at_default"] = False
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -57,7 +65,12 @@ class Params:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The parameters as recorded and fingerprinted (see `param`'s recorded_at_default)."""
+        values = dataclasses.asdict(self)
+        for f in fields(self):
+            if f.metadata.get("recorded_at_default", True) is False and values[f.name] == f.default:
+                del values[f.name]
+        return values
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ SETTINGS = [
     # four corners) is the same with or without it: both rows measure the same trigger.
     ("label_consistent", "default", {}),
     ("label_consistent", "harden=false", {"harden": False}),
+    # Turner et al.: their 3 x 3 px pattern in each corner, the right-hand copies mirrored
+    # (badnet's pattern=turner,location=four_corners_mirrored,patch_px=3).
+    ("label_consistent", "published", {"trigger_params": "turner"}),
 ]
 
 
