@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from benchbd.data.pairs import PairSet
 from benchbd.params import Params, param
 from benchbd.plugins import Attack, Poisoned
+from benchbd.seeds import substream
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class WaNet(Attack):
         n_cross = round(self.params.cross_ratio * len(poisoned.indices))
         if n_cross == 0:
             return poisoned
-        generator = torch.Generator().manual_seed(self.setup.seed + 1)
+        # The cross pairs' own named stream: the warp field draws from the attack seed itself.
+        generator = torch.Generator().manual_seed(substream(self.setup.seed, "cross"))
         taken = torch.zeros(len(pairs), dtype=torch.bool)
         taken[poisoned.indices] = True
         free = torch.nonzero(~taken).flatten()

@@ -17,9 +17,16 @@ from benchbd.data.pairs import PairSet, ZeroShotTask
 from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
 from benchbd.results import HIGHER_IS_BETTER  # noqa: F401  (re-exported: metric directions)
+from benchbd.seeds import substream
 
 TriggerFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 STREAM_BATCH = 256  # images per batch when a test set is read from disk
+
+
+def batch_stream(batch: int) -> str:
+    """The name of streamed batch `batch`'s trigger stream under the evaluation seed: named,
+    not `seed * k + batch`, so batch streams of nearby seeds never coincide."""
+    return f"batch-{batch}"
 
 
 def trigger_test_images(
@@ -31,9 +38,10 @@ def trigger_test_images(
     batch: int | None = None,
 ) -> torch.Tensor:
     """The non-target images among `images`, triggered as evaluation triggers them: with a
-    generator seeded by the evaluation seed (and the batch number, for a streamed test set).
+    generator seeded by the evaluation seed, or for a streamed test set by that seed's named
+    substream for the batch (`batch_stream`) rather than by arithmetic on the seed.
     `benchbd show` calls it too, so that it pictures exactly the trigger a run measures."""
-    generator_seed = seed if batch is None else seed * 100_003 + batch
+    generator_seed = seed if batch is None else substream(seed, batch_stream(batch))
     return trigger(images[labels != target], torch.Generator().manual_seed(generator_seed))
 
 

@@ -24,6 +24,7 @@ from benchbd.data.images import is_streamed
 from benchbd.data.pairs import PairSet
 from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
+from benchbd.seeds import substream
 
 LOGIT_SCALE_MAX = math.log(100.0)
 
@@ -276,12 +277,13 @@ class EpochOrder:
 
 def streamed_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed: int, world):
     """Batches of pairs read from disk, decoded by loader workers. Shifts are drawn for the
-    whole global batch (a second seeded stream) so every rank agrees with one process."""
+    whole global batch so every rank agrees with one process, from their own named substream
+    of the seed (the batch order draws from the seed itself)."""
     from benchbd.data.images import release_freed_memory, stream
 
     rows = world.rows(config.batch_size) if world.size > 1 else slice(None)
     sampler = EpochOrder(len(pairs), config.batch_size, total, seed, rows)
-    shifts = torch.Generator().manual_seed(seed + 1)
+    shifts = torch.Generator().manual_seed(substream(seed, "shifts"))
     pad = int(round(config.shift * pairs.image_size))
     for step, (images, positions) in enumerate(stream(pairs.images, sampler)):
         if step % 16 == 15:

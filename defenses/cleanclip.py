@@ -23,8 +23,8 @@ from benchbd.augment import ImageViews, TextViews, table_synonyms, wordnet_synon
 from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
 from benchbd.params import Params, param
-from benchbd.pipeline import substream
 from benchbd.plugins import Defense, DefenseContext
+from benchbd.seeds import substream
 from benchbd.train import Batch, TrainConfig, clip_loss, train
 
 SYNONYM_SOURCES = ("auto", "wordnet", "dataset")
