@@ -8,7 +8,6 @@ with another defense against the same attack skips pretraining (and says so).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from benchbd.model import DEFAULT_MODEL, ClipBundle, create_clip, resolve_device
 from benchbd.params import build
 from benchbd.plugins import Attack, AttackSetup, DefenseContext, attacks, defenses
 from benchbd.pretrained import pretrained_key
+from benchbd.probe import linear_probe
 from benchbd.results import (
     PluginRecord,
     RunResult,
@@ -48,6 +48,7 @@ from benchbd.results import (
     result_filename,
     versions,
 )
+from benchbd.seeds import substream
 from benchbd.train import StepReport, TrainConfig, train
 from benchbd.visibility import trigger_visibility
 
@@ -117,11 +118,6 @@ class Observer:
     def step(self, report: StepReport) -> None: ...
 
     def note(self, message: str) -> None: ...
-
-
-def substream(seed: int, name: str) -> int:
-    """An independent seed per random stream (poisons, init, batches, triggers, defense)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "little")
 
 
 def attack_params(config: RunConfig):
@@ -359,6 +355,16 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
         visibility = trigger_visibility(*triggered_examples(
             evaluation, target, trigger, eval_seed, VISIBILITY_IMAGES))  # fmt: skip
     lap("evaluate_before_s")
+    # A defense that replaces the zero-shot classifier with a trained head is compared with a
+    # linear probe of the poisoned encoder, fitted on the defense's own labelled images, so
+    # that its DER weighs like against like (fitted now: the defense may change `clip`).
+    before_probe = None
+    if defense.classifier == "linear-head":
+        labelled = defense.labelled_for_probe(context)
+        classes = len(data.task.classnames)
+        probed = linear_probe(clip, labelled, classes, substream(config.seed, "probe"))
+        before_probe = evaluate(probed, evaluation, data.task, target, trigger, eval_seed)
+        lap("evaluate_probe_s")
 
     observer.stage("defend")
     defended: ClipBundle = defense.apply(clip, context)
@@ -376,7 +382,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
                "pretrain_kernels": None if as_given else level}  # fmt: skip
     result = _record(config, data, attack, indices, defense_params, before, after,
                      model_fp, record is not None, timings, runtime, defense.report(),
-                     visibility)  # fmt: skip
+                     visibility, before_probe)  # fmt: skip
     if out is not None:
         result.write(out)
     return result
@@ -451,10 +457,17 @@ def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict) -> s
 
 def _record(config, data, attack, indices, defense_params, before: Metrics, after: Metrics,
             model_fp, cached, timings, runtime, defense_report,
-            visibility: dict | None = None) -> RunResult:  # fmt: skip
+            visibility: dict | None = None,
+            before_probe: Metrics | None = None) -> RunResult:  # fmt: skip
     defense_dict = defense_params.to_dict()
+    metrics = {"before": before.to_dict(), "after": after.to_dict()}
+    if before_probe is not None:
+        metrics["before_probe"] = before_probe.to_dict()
     extra = {"attack_state": attack.state(), "defense_report": defense_report,
              "attacker_data": attacker_data(data, config.seed)[1]}  # fmt: skip
+    # What DER's "before" is: the zero-shot poisoned model, or a linear probe of its encoder
+    # when the defense's "after" is measured with a trained head.
+    extra["der_basis"] = "zero-shot" if before_probe is None else "linear-probe"
     if visibility is not None:
         extra["trigger_visibility"] = visibility
     if config.pretrained:
@@ -480,8 +493,8 @@ def _record(config, data, attack, indices, defense_params, before: Metrics, afte
             "indices": indices,
         },
         pretrain=config.pretrain.to_dict(),
-        metrics={"before": before.to_dict(), "after": after.to_dict()},
-        der=defense_effectiveness(before, after),
+        metrics=metrics,
+        der=defense_effectiveness(before if before_probe is None else before_probe, after),
         fingerprint=run_fingerprint(model_fp, config, defense_dict),
         poisoned_model_fingerprint=model_fp,
         pretrain_cached=cached,

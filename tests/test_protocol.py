@@ -124,3 +124,20 @@ def test_a_separate_evaluation_set_gives_validation_rows_disjoint_from_its_test_
     data = load_data(f"{train}|eval={held}", DataSizes(0, 5, 0, validation=100), 32)
     assert len(data.validation) == 4 and len(data.test) == 36
     assert not set(data.validation.images.rows.tolist()) & set(data.test.images.rows.tolist())
+
+
+def test_a_linear_head_defense_is_rated_against_a_linear_probe_of_the_poisoned_encoder(tmp_path):
+    from benchbd.evaluate import Metrics, defense_effectiveness
+
+    config = RunConfig(attack="badnet", defense="cleanclip_supervised", sizes=TINY,
+                       pretrain=FAST, defense_params={"epochs": 0.5, "batch_size": 64,
+                                                      "labelled_images": 128})  # fmt: skip
+    result = run(config, out=tmp_path)
+    probe = result.metrics["before_probe"]
+    assert probe["classifier"] == "linear-head" and result.extra["der_basis"] == "linear-probe"
+    assert result.metrics["after"]["classifier"] == "linear-head"
+    assert result.metrics["before"]["classifier"] == "zero-shot"  # the poisoned model as is
+    expected = defense_effectiveness(Metrics(**probe), Metrics(**result.metrics["after"]))
+    assert result.der == expected
+    plain = run(RunConfig(attack="badnet", defense="none", sizes=TINY, pretrain=FAST))
+    assert plain.extra["der_basis"] == "zero-shot" and "before_probe" not in plain.metrics

@@ -102,7 +102,9 @@ def poison_train_evaluate(data, target: int, count: int = 4):
 
 def test_csv_with_an_imagefolder_test_set_poisons_trains_and_evaluates(cc):
     data = load_data(cc, ALL, image_size=32)
-    assert (len(data.train), len(data.clean), len(data.test)) == (40, 8, 24)
+    # a tenth of the 24 evaluation images is set aside for validation, disjoint from test
+    assert (len(data.train), len(data.clean), len(data.test)) == (40, 8, 22)
+    assert len(data.validation) == 2
     assert data.task.classnames == CLASSES
     assert data.task.templates == ["a photo of a {}.", "a {} thing"]
     assert isinstance(data.train, StreamedPairSet) and data.train.images.shape[1:] == (3, 32, 32)
@@ -117,7 +119,8 @@ def test_csv_with_an_imagefolder_test_set_poisons_trains_and_evaluates(cc):
     assert poisoned.pairs.images[row][:, -2:, -2:].eq(255).all()  # the white corner patch
     assert not data.train.images[row][:, -2:, -2:].eq(255).all()  # the source is untouched
     assert 0 <= metrics.ca <= 1 and 0 <= metrics.asr <= 1 and metrics.ca_top5 is not None
-    assert metrics.ca_top5 >= metrics.ca and metrics.n_triggered == 20
+    non_target = int((data.test.labels != CLASSES.index("blue")).sum())
+    assert metrics.ca_top5 >= metrics.ca and metrics.n_triggered == non_target == 18
 
 
 def test_streamed_evaluation_matches_in_memory_evaluation(cc):
@@ -208,15 +211,22 @@ def test_hf_saved_labelled_dataset_uses_its_test_split(tmp_path):
         str(tmp_path / "colours")
     )
     data = load_data(f"hf:{tmp_path / 'colours'}", ALL, image_size=32)
-    assert (len(data.train), len(data.clean), len(data.test)) == (28, 8, 12)
+    assert (len(data.train), len(data.clean), len(data.test), len(data.validation)) == (
+        28,
+        8,
+        11,
+        1,
+    )
     assert data.task.classnames == CLASSES
-    assert data.test.labels.tolist() == [i % 6 for i in range(12)]
+    rows = data.test.images.rows.tolist()
+    assert sorted(rows + data.validation.images.rows.tolist()) == list(range(12))
+    assert data.test.labels.tolist() == [i % 6 for i in rows]
     # a labelled set's captions: a prompt template filled with the row's class name
     for caption, label in zip(data.train.captions, data.train.labels.tolist(), strict=True):
         assert CLASSES[label] in caption
     _, poisoned, losses, metrics = poison_train_evaluate(data, target=0)
     assert all(data.train.labels[i] != 0 for i in poisoned.indices)
-    assert len(losses) == 3 and metrics.n_test == 12 and metrics.ca_top5 is not None
+    assert len(losses) == 3 and metrics.n_test == 11 and metrics.ca_top5 is not None
 
 
 def test_hf_caption_dataset_with_an_imagefolder_test_set(tmp_path):
@@ -251,7 +261,9 @@ def test_imagefolder_with_a_labels_csv_and_class_list(tmp_path):
     spec = f"imagefolder:{root}?labels=labels.csv&classes=names.txt"
     data = load_data(spec, DataSizes(train=0, clean=2, test=4), image_size=32)
     assert data.task.classnames == CLASSES
-    assert len(data.test) == 4 and len(data.clean) == 2 and len(data.train) == 6
+    # 12 labelled rows: 4 test, 1 validation (a tenth), 2 clean, the rest train
+    assert len(data.test) == 4 and len(data.clean) == 2 and len(data.train) == 5
+    assert len(data.validation) == 1
     row = data.test.labels[0].item()
     assert 0 <= row < 6
 
