@@ -158,7 +158,7 @@ def surrogate_model(config: RunConfig, data, device, observer: Observer):
     @functools.cache
     def build() -> ClipBundle:
         pairs, described = attacker_data(data, config.seed)
-        key = {"version": MODEL_CACHE_VERSION, "surrogate_of": data.fingerprint,
+        key = {"version": MODEL_CACHE_VERSION, "surrogate_of": data.train_key,
                "attacker_data": described, "model": config.model,
                "pretrain": config.pretrain.to_dict(), "seed": config.seed}  # fmt: skip
         path = cache_dir() / "models" / f"surrogate-{fingerprint(key)}.pt"
@@ -179,7 +179,7 @@ def surrogate_model(config: RunConfig, data, device, observer: Observer):
 def poisoned_fingerprint(config: RunConfig, data, attack: Attack) -> str:
     key = {
         "version": MODEL_CACHE_VERSION,
-        "data": data.fingerprint,
+        "data": data.train_key,
         "attack": config.attack,
         "attack_params": attack.params.to_dict(),
         "target": attack.setup.target,

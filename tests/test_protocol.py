@@ -141,3 +141,13 @@ def test_a_linear_head_defense_is_rated_against_a_linear_probe_of_the_poisoned_e
     assert result.der == expected
     plain = run(RunConfig(attack="badnet", defense="none", sizes=TINY, pretrain=FAST))
     assert plain.extra["der_basis"] == "zero-shot" and "before_probe" not in plain.metrics
+
+
+def test_the_poisoned_model_does_not_depend_on_the_evaluation_or_clean_split_sizes():
+    base = RunConfig(attack="badnet", defense="none", sizes=TINY, pretrain=FAST)
+    small = {"clean": 100, "test": 50, "validation": 30}
+    other = RunConfig(attack="badnet", defense="none", pretrain=FAST,
+                      sizes=DataSizes(train=TINY.train, **small))  # fmt: skip
+    more = RunConfig(attack="badnet", defense="none", pretrain=FAST,
+                     sizes=DataSizes(train=TINY.train + 64, **small))  # fmt: skip
+    assert plan(base)[0] == plan(other)[0] != plan(more)[0]

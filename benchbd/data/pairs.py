@@ -119,6 +119,15 @@ class BenchmarkData:
     task: ZeroShotTask
     fingerprint: str
     validation: PairSet | None = None
+    # What the training pairs alone depend on, where a source can tell (the synthetic splits
+    # are drawn independently): a poisoned model keyed on it is reused when only the sizes of
+    # the evaluation or clean splits change. None: the whole dataset's fingerprint.
+    train_fingerprint: str | None = None
+
+    @property
+    def train_key(self) -> str:
+        """The fingerprint a model trained on `train` is cached under."""
+        return self.train_fingerprint or self.fingerprint
 
     def evaluation(self, split: str) -> PairSet:
         """The labelled split a run reports on: "test" (the default) or "validation"."""

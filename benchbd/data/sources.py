@@ -84,8 +84,10 @@ class SyntheticSource:
             synonym_groups=synonym_groups(),
         )
         name = "synthetic" if not argument else f"synthetic:{argument}"
+        train_fp = fingerprint({**key, "clean": None, "test": None, "validation": None})
         return BenchmarkData(name, splits["train"], splits["clean"], splits["test"], task, fp,
-                             validation=splits.get("validation"))  # fmt: skip
+                             validation=splits.get("validation"),
+                             train_fingerprint=train_fp)  # fmt: skip
 
     def _split(self, spec, split: str, n: int, fp: str) -> PairSet:
         import datasets
