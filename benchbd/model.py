@@ -93,6 +93,18 @@ def _quiet_open_clip():
         logging.disable(previous)
 
 
+def image_size(name: str = DEFAULT_MODEL) -> int:
+    """The side of the images `name` takes, read from its config without building the model:
+    the data is loaded at this size before any model exists (the size `create_clip` reports,
+    since open_clip sizes a model's preprocessing from the same config entry)."""
+    if name not in open_clip.list_models():
+        raise BenchbdError(f"unknown model {name!r}{did_you_mean(name, available_models())}")
+    size = (open_clip.get_model_config(name) or {}).get("vision_cfg", {}).get("image_size")
+    if size is None:  # a config that leaves it to the tower's code: ask the model itself
+        return create_clip(name).image_size
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
 def create_clip(
     name: str = DEFAULT_MODEL,
     seed: int = 0,
