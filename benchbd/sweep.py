@@ -26,20 +26,14 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from benchbd import kernels
+from benchbd import kernels, model_cache
 from benchbd.cache import atomic_write_text, remove_stale_temporaries, writable_folder
 from benchbd.checks import check_seed
 from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
-from benchbd.params import build
-from benchbd.pipeline import (
-    RunConfig,
-    plan,
-    poisoned_checkpoint,
-    read_model_record,
-    reusable,
-    run,
-)
+from benchbd.experiment import RunConfig, plugin_params
+from benchbd.pipeline import run
+from benchbd.planning import plan
 from benchbd.plugins import attacks, defenses
 from benchbd.registry import PluginError
 from benchbd.results import read_result
@@ -47,7 +41,8 @@ from benchbd.suggest import did_you_mean
 from benchbd.train import TrainConfig
 
 EXECUTORS = ("local", "slurm", "submitit-local")
-RUN_OPTIONS = {"target", "poison_rate", "poison_count", "dataset", "model", "device", "split"}
+RUN_OPTIONS = {"target", "poison_rate", "poison_count", "dataset", "model", "device", "split",
+               "pretrained", "from_pretrained"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -64,12 +59,14 @@ class Grid:
     pretrain: dict[str, Any] = field(default_factory=dict)
 
     def cells(self) -> list[RunConfig]:
-        """Grouped by (attack, seed) so each group's leader comes first."""
+        """Grouped by (attack, seed) so each group's leader comes first. [sizes] and
+        [pretrain] set what they name; RunConfig fills the rest as for any run."""
         try:
-            sizes = DataSizes(**self.sizes)
-            pretrain = TrainConfig(**self.pretrain)
-        except TypeError as exc:
+            return self._cells()
+        except TypeError as exc:  # an option RunConfig does not take
             raise BenchbdError(f"grid: {exc}") from None
+
+    def _cells(self) -> list[RunConfig]:
         return [
             RunConfig(
                 attack=attack,
@@ -77,8 +74,8 @@ class Grid:
                 seed=seed,
                 attack_params=dict(self.attack_params.get(attack, {})),
                 defense_params=dict(self.defense_params.get(defense, {})),
-                sizes=sizes,
-                pretrain=pretrain,
+                sizes=dict(self.sizes),
+                pretrain=dict(self.pretrain),
                 **self.run,
             )  # fmt: skip
             for attack in self.attacks
@@ -89,7 +86,8 @@ class Grid:
 
 def expand_names(spec: str | Sequence[str], kind: str) -> list[str]:
     """'all', a comma list or a list of names; every name checked against its registry.
-    'all' attacks leaves out plugins that poison nothing (a baseline has no ASR to defend)."""
+    'all' attacks leaves out plugins that poison nothing (`Attack.poisons` false: a baseline
+    has no ASR to defend)."""
     registry = attacks if kind == "attack" else defenses
     if isinstance(spec, str):
         names = spec.split(",")
@@ -100,7 +98,7 @@ def expand_names(spec: str | Sequence[str], kind: str) -> list[str]:
                            f"names, got {spec!r}")  # fmt: skip
     names = [n.strip() for n in names if n.strip()]
     if names == ["all"]:
-        return [n for n in registry.names() if not (kind == "attack" and n == "none")]
+        return [n for n in registry.names() if kind != "attack" or attacks.get(n).poisons]
     for name in names:
         registry.get(name)  # raises with a did-you-mean
     if not names:
@@ -148,19 +146,14 @@ def _plugin_params(data: dict, kind: str) -> dict[str, dict[str, Any]]:
     """[attack_params.NAME] / [defense_params.NAME]: every NAME a registered plugin, every
     value one of its parameters, of the right type, within bounds (checked now, not at run)."""
     section = f"{kind}_params"
-    registry = attacks if kind == "attack" else defenses
     tables = _table(data, section)
     for name, values in tables.items():
         where = f"[{section}.{name}]"
         if not isinstance(values, dict):
             raise BenchbdError(f"grid file: {where} must be a table of name = value")
         try:
-            plugin = registry.get(name)
-        except PluginError as exc:  # an unknown name, with a suggestion
-            raise BenchbdError(f"grid file: {where}: {exc}") from None
-        try:
-            build(plugin.Params, values, owner=f"{kind} {name!r}")
-        except BenchbdError as exc:
+            plugin_params(kind, name, values)  # also for a plugin the grid does not run
+        except (PluginError, BenchbdError) as exc:  # an unknown name comes with a suggestion
             raise BenchbdError(f"grid file: {where}: {exc}") from None
     return tables
 
@@ -171,7 +164,7 @@ def load_grid(path: Path) -> Grid:
     attacks = ["badnet", "blended"]     # or "all"
     defenses = "all"
     seeds = [0, 1, 2]
-    [run]                               # target, poison_rate, dataset, model, ...
+    [run]                               # target, poison_rate, dataset, model, pretrained, ...
     poison_rate = 0.01
     [attack_params.blended]
     alpha = 0.3
@@ -390,7 +383,7 @@ def sweep(
     ready: list[RunConfig] = []
     waiting: dict[str, list[RunConfig]] = {}
     for model_fp, members in groups.items():
-        if reusable(read_model_record(poisoned_checkpoint(model_fp)), level):
+        if model_cache.has(model_fp, level):
             ready += members
         else:
             ready.append(members[0])

@@ -53,7 +53,7 @@ def test_backdoor_is_learned_far_above_an_unpoisoned_model(poisoned_run, tiny_da
     assert result.poison["count"] == round(0.08 * TINY.train)
     assert before["n_triggered"] == int((tiny_data.test.labels != 7).sum())
     # the same recipe without poisons, measured with the same trigger
-    config = tiny_config(attack="none")
+    config = tiny_config(attack="none", attack_params={})
     clean = create_clip(seed=0)
     train(clean, tiny_data.train, PRETRAIN, seed=0)
     attack = build_attack(tiny_config(), tiny_data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -18,18 +17,22 @@ from benchbd.cli.progress import PlainObserver
 from benchbd.data.sources import DataSizes
 from benchbd.data.spec import compose
 from benchbd.errors import BenchbdError
+from benchbd.experiment import FINETUNE_RECIPE, RunConfig, is_synthetic
 from benchbd.model import DEFAULT_MODEL
 from benchbd.params import parse_assignments
-from benchbd.pipeline import Observer, RunConfig
+from benchbd.pipeline import Observer
 from benchbd.pipeline import run as run_pipeline
 from benchbd.plugins import attacks, defenses
 from benchbd.results import RunResult
 from benchbd.suggest import did_you_mean
 from benchbd.train import StepReport, TrainConfig
 
-# --from-pretrained: CleanCLIP's finetuning recipe (10 epochs, lr 1e-5, batch 64, 50 warmup
-# steps), not a from-scratch one that would wipe out what the weights know.
-FINETUNE_RECIPE = TrainConfig(epochs=10.0, batch_size=64, lr=1e-5, warmup_steps=50)
+FROM_PRETRAINED = "--from-pretrained: "
+
+
+def given(**options: object) -> dict[str, object]:
+    """The options the user set (typer gives None for the others)."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def route_params(attack: str, defense: str, items: list[str]) -> tuple[dict, dict]:
@@ -173,9 +176,21 @@ def run(
     split: str = typer.Option(
         "test", help="split to measure on: test (report) or validation (choose defaults)"
     ),
-    epochs: float = typer.Option(None, help=f"pretraining epochs [{TrainConfig.epochs:g}]"),
-    batch_size: int = typer.Option(None, help=f"pretraining batch size [{TrainConfig.batch_size}]"),
-    lr: float = typer.Option(None, help=f"pretraining peak learning rate [{TrainConfig.lr:g}]"),
+    epochs: float = typer.Option(
+        None,
+        help=f"pretraining epochs [{TrainConfig.epochs:g}; {FROM_PRETRAINED}"
+        f"{FINETUNE_RECIPE.epochs:g}]",
+    ),
+    batch_size: int = typer.Option(
+        None,
+        help=f"pretraining batch size [{TrainConfig.batch_size}; {FROM_PRETRAINED}"
+        f"{FINETUNE_RECIPE.batch_size}]",
+    ),
+    lr: float = typer.Option(
+        None,
+        help=f"pretraining peak learning rate [{TrainConfig.lr:g}; {FROM_PRETRAINED}"
+        f"{FINETUNE_RECIPE.lr:g}]",
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     threads: int = typer.Option(
         None, help="CPU threads [one per core]; recorded, as exact reruns need the same count"
@@ -194,25 +209,13 @@ def run(
             raise BenchbdError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     world = distributed.init_from_env()
-    real = dataset.partition(":")[0] != "synthetic"
-    if not real and (eval_dataset or clean_dataset):
+    if is_synthetic(dataset) and (eval_dataset or clean_dataset):
         raise BenchbdError("--eval-dataset and --clean-dataset apply to real datasets only")
-    recipe = FINETUNE_RECIPE if from_pretrained else TrainConfig()
-    try:
-        pretrain = replace(
-            recipe,
-            **{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr))
-               if v is not None},
-        )  # fmt: skip
-    except ValueError as exc:
-        raise BenchbdError(str(exc)) from None
-    defaults = DataSizes(train=0, test=0) if real else DataSizes()
-    sizes = DataSizes(
-        train=defaults.train if train_pairs is None else train_pairs,
-        clean=defaults.clean if clean_pairs is None else clean_pairs,
-        test=defaults.test if test_images is None else test_images,
-        validation=defaults.validation if validation_images is None else validation_images,
-    )
+    # Only what was given: RunConfig fills the rest (every row of a real dataset, the
+    # finetuning recipe for --from-pretrained).
+    sizes = given(train=train_pairs, clean=clean_pairs, test=test_images,
+                  validation=validation_images)  # fmt: skip
+    pretrain = given(epochs=epochs, batch_size=batch_size, lr=lr)
     config = RunConfig(
         attack=attack,
         defense=defense,

@@ -1,0 +1,141 @@
+"""One experiment (a cell of the benchmark), described completely and validated once.
+
+`benchbd run`, a TOML grid and the Python API all build a `RunConfig` and only parse their own
+input into it. The defaults that depend on other settings are filled here and nowhere else:
+sizes left unset on a real dataset mean every row, and pretrained weights finetuned on the
+poisoned pairs get a finetuning recipe, not the from-scratch one. So one experiment written
+three ways is one `RunConfig`, with one fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
+
+from benchbd.checks import check_fields, check_seed
+from benchbd.data.sources import DataSizes
+from benchbd.errors import BenchbdError
+from benchbd.model import DEFAULT_MODEL
+from benchbd.params import Params, build
+from benchbd.plugins import attacks, defenses
+from benchbd.suggest import did_you_mean
+from benchbd.train import TrainConfig
+
+SPLITS = ("test", "validation")  # what a run may report on; choosing defaults uses validation
+# Pretrained weights finetuned on the poisoned pairs: CleanCLIP's finetuning recipe (10 epochs,
+# lr 1e-5, batch 64, 50 warmup steps), not a from-scratch one that would wipe out what the
+# weights know.
+FINETUNE_RECIPE = TrainConfig(epochs=10.0, batch_size=64, lr=1e-5, warmup_steps=50)
+# A real source is read whole unless a size caps it; its clean and validation splits are set
+# aside from it, so they keep their caps.
+REAL_DATA_SIZES = DataSizes(train=0, test=0)
+KINDS = {"attack": attacks, "defense": defenses}
+
+Settings = TypeVar("Settings", DataSizes, TrainConfig)
+
+
+def is_synthetic(dataset: str) -> bool:
+    """Whether a --dataset string names the embedded synthetic set (generated to size)."""
+    return dataset.partition(":")[0] == "synthetic"
+
+
+def default_sizes(dataset: str) -> DataSizes:
+    return DataSizes() if is_synthetic(dataset) else REAL_DATA_SIZES
+
+
+def default_recipe(from_pretrained: bool) -> TrainConfig:
+    return FINETUNE_RECIPE if from_pretrained else TrainConfig()
+
+
+def plugin_params(kind: str, name: str, values: Mapping[str, Any]) -> Params:
+    """The typed parameters of attack or defense `name`: the one place plugin parameters are
+    checked (names, types, bounds, finiteness), whoever wrote them."""
+    return build(KINDS[kind].get(name).Params, dict(values), owner=f"{kind} {name!r}")
+
+
+def _settings(given: Any, default: Settings, what: str) -> Settings:
+    """`given` as a complete `default`-like config: unset (None) is the default, a mapping
+    sets only the fields it names (a CLI's given options, a grid's table)."""
+    if given is None:
+        return default
+    if isinstance(given, type(default)):
+        return given
+    if not isinstance(given, Mapping):
+        raise BenchbdError(f"the run's {what} must be a {type(default).__name__} or a table")
+    known = [f.name for f in fields(default)]
+    for name in given:
+        if name not in known:
+            raise BenchbdError(f"the run's {what} has no setting {name!r}"
+                               f"{did_you_mean(str(name), known)}")  # fmt: skip
+    return replace(default, **given)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One cell of the benchmark: an attack against a defense, with everything that shapes it.
+
+    `pretrain` and `sizes` may be left unset or given as a mapping of the settings to change;
+    either way they are complete once the config is built (see the module's docstring)."""
+
+    attack: str = "badnet"
+    defense: str = "finetune"
+    attack_params: dict[str, Any] = field(default_factory=dict)
+    defense_params: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "synthetic"
+    model: str = DEFAULT_MODEL
+    target: str = "heart"
+    poison_rate: float | None = 0.03
+    poison_count: int | None = None
+    seed: int = 0
+    pretrain: TrainConfig | Mapping[str, Any] | None = None
+    sizes: DataSizes | Mapping[str, Any] | None = None
+    device: str = "auto"
+    # Pretrained weights (open_clip tag or checkpoint path). Alone: the model is taken as it is
+    # and not trained on the poisoned pairs; with from_pretrained: it is finetuned on them.
+    pretrained: str | None = None
+    from_pretrained: bool = False
+    # The labelled split the metrics are measured on: "test" reports, "validation" tunes.
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        check_fields(self, owner="the run")
+        check_seed(self.seed)
+        if self.split not in SPLITS:
+            raise BenchbdError(f"unknown split {self.split!r}: choose {' or '.join(SPLITS)}")
+        for name, params in (("attack", self.attack_params), ("defense", self.defense_params)):
+            if not isinstance(params, dict):
+                raise BenchbdError(f"{name} parameters must be a table of name = value")
+        if self.from_pretrained and not self.pretrained:
+            raise BenchbdError("--from-pretrained needs --pretrained TAG or a checkpoint path")
+        if self.poison_count is not None and self.poison_count < 0:
+            raise BenchbdError(f"poison count must be >= 0, got {self.poison_count}")
+        if self.poison_count is None and (
+            self.poison_rate is None or not 0 <= self.poison_rate <= 1
+        ):
+            raise BenchbdError(f"poison rate must be in [0, 1], got {self.poison_rate}")
+        sizes = _settings(self.sizes, default_sizes(self.dataset), "sizes")
+        pretrain = _settings(self.pretrain, default_recipe(self.from_pretrained), "pretrain recipe")
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "pretrain", pretrain)
+        self.attack_settings()  # every name and parameter checked now, before any work
+        self.defense_settings()
+
+    def attack_settings(self) -> Params:
+        """The attack's typed parameters."""
+        return plugin_params("attack", self.attack, self.attack_params)
+
+    def defense_settings(self) -> Params:
+        """The defense's typed parameters."""
+        return plugin_params("defense", self.defense, self.defense_params)
+
+    @property
+    def trains_poisoned_model(self) -> bool:
+        """False when pretrained weights are used as they are: nothing is trained on the
+        poisoned pairs, so no poisoned model is cached."""
+        return self.pretrained is None or self.from_pretrained
+
+    def poison_budget(self, n_pairs: int) -> int:
+        if self.poison_count is not None:
+            return self.poison_count
+        return round(self.poison_rate * n_pairs)

@@ -1,0 +1,93 @@
+"""What a run will be, worked out without training: its data, its attack, and the fingerprints
+of its poisoned model and of its result.
+
+`plan(config)` is what a sweep asks before running anything: it validates the cell, names the
+poisoned model it shares with other cells (so that model is trained once) and the result file
+it would write (so a finished cell is skipped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from benchbd.cache import fingerprint
+from benchbd.data.pairs import BenchmarkData, PairSet
+from benchbd.data.sources import load_data
+from benchbd.errors import BenchbdError
+from benchbd.experiment import RunConfig
+from benchbd.model import ClipBundle, image_size
+from benchbd.model_cache import MODEL_CACHE_VERSION
+from benchbd.plugins import Attack, AttackSetup, attacks
+from benchbd.pretrained import pretrained_key
+from benchbd.seeds import substream
+
+# The attacker's own data: pairs of the training pool it poisons (web-scraped, before
+# poisoning), a seeded sample this large, never the defender's clean pairs or an evaluation
+# split. Attacks that optimise against a model train their surrogate on it.
+ATTACKER_PAIRS = 5_000
+
+
+def load_experiment_data(config: RunConfig) -> BenchmarkData:
+    """The run's data, at the image size of its model (read from the model's config)."""
+    return load_data(config.dataset, config.sizes, image_size(config.model))
+
+
+def build_attack(
+    config: RunConfig, data: BenchmarkData, surrogate: Callable[[], ClipBundle] | None = None
+) -> Attack:
+    """The configured attack, told its target, poison budget, seed and surrogate."""
+    cls = attacks.get(config.attack)
+    try:
+        target = data.task.class_index(config.target)
+    except ValueError as exc:
+        raise BenchbdError(str(exc)) from None
+    count = config.poison_budget(len(data.train)) if cls.poisons else 0
+    setup = AttackSetup(target, data.task, count, substream(config.seed, "poison"), surrogate)
+    return cls(config.attack_settings(), setup)
+
+
+def attacker_data(data: BenchmarkData, seed: int) -> tuple[PairSet, dict[str, Any]]:
+    """The pairs the attacker holds, and their description for the result file: a seeded
+    sample of the training pool (the pairs it poisons, before poisoning). The defender's clean
+    split and the evaluation splits stay out of the attacker's reach."""
+    count = min(ATTACKER_PAIRS, len(data.train))
+    generator = torch.Generator().manual_seed(substream(seed, "attacker-data"))
+    rows = torch.randperm(len(data.train), generator=generator)[:count].sort().values
+    return data.train.subset(rows), {"source": "train", "pairs": count}
+
+
+def poisoned_fingerprint(config: RunConfig, data: BenchmarkData, attack: Attack) -> str:
+    """The poisoned model's identity: everything that shaped its weights and nothing else
+    (not the defense, the evaluation split or the clean pairs, which many runs vary)."""
+    key = {
+        "version": MODEL_CACHE_VERSION,
+        "data": data.train_key,
+        "attack": config.attack,
+        "attack_params": attack.params.to_dict(),
+        "target": attack.setup.target,
+        "count": attack.setup.count,
+        "model": config.model,
+        "pretrain": config.pretrain.to_dict(),
+        "seed": config.seed,
+    }
+    if config.pretrained:  # only when set, so that from-scratch fingerprints never change
+        key["pretrained"] = pretrained_key(config.pretrained)
+        key["from_pretrained"] = config.from_pretrained
+    return fingerprint(key)
+
+
+def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict[str, Any]) -> str:
+    """A result's identity: its poisoned model, the defense and the split measured on."""
+    return fingerprint({"poisoned": model_fp, "defense": config.defense,
+                        "defense_params": defense_params, "split": config.split})  # fmt: skip
+
+
+def plan(config: RunConfig) -> tuple[str, str]:
+    """(poisoned model fingerprint, run fingerprint) that `run(config)` will use, computed
+    without training anything."""
+    data = load_experiment_data(config)
+    model_fp = poisoned_fingerprint(config, data, build_attack(config, data))
+    return model_fp, run_fingerprint(model_fp, config, config.defense_settings().to_dict())
