@@ -78,6 +78,7 @@ class RunConfig:
     `pretrain` and `sizes` may be left unset or given as a mapping of the settings to change;
     either way they are complete once the config is built (see the module's docstring)."""
 
+    # The default cell (`benchbd run` with no options): defaults only, never branched on.
     attack: str = "badnet"
     defense: str = "finetune"
     attack_params: dict[str, Any] = field(default_factory=dict)

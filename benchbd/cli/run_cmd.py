@@ -134,8 +134,8 @@ def summary(result: RunResult) -> Table:
 
 @friendly_errors
 def run(
-    attack: str = typer.Option("badnet", help="attack plugin (see `benchbd list`)"),
-    defense: str = typer.Option("finetune", help="defense plugin (see `benchbd list`)"),
+    attack: str = typer.Option(RunConfig.attack, help="attack plugin (see `benchbd list`)"),
+    defense: str = typer.Option(RunConfig.defense, help="defense plugin (see `benchbd list`)"),
     param: list[str] = typer.Option(
         [], "--param", "-p", help="plugin parameter NAME=VALUE or PLUGIN:NAME=VALUE"
     ),
