@@ -35,7 +35,7 @@ from benchbd.experiments import (
     split_columns,
     varying,
 )
-from benchbd.results import HIGHER_IS_BETTER, read_result
+from benchbd.results import HIGHER_IS_BETTER, is_baseline, read_result
 
 COLUMNS = [  # (key, header): metric keys are "<when>_<metric>"
     ("before_ca", "CA before"),
@@ -105,6 +105,7 @@ class Row:
     cells: dict[str, Cell]
     groups: tuple[str, ...] = ()  # values of the group columns, in order
     best: bool = False
+    baseline: bool = False  # the defense is a reference point (never marked best)
 
 
 @dataclass(frozen=True)
@@ -354,8 +355,9 @@ def _order(sort: str):
 
 def tabulate(results: list[dict], group_by: list[str] | None = None,
              sort: str = "after_asr") -> Board:  # fmt: skip
-    """Rows sorted by group, attack, then `sort` best first; the best defense (other than
-    `none`, with no non-finite value of `sort`) of each attack and group is marked."""
+    """Rows sorted by group, attack, then `sort` best first; the best defense (not a baseline,
+    see `results.is_baseline`, with no non-finite value of `sort`) of each attack and group is
+    marked."""
     check_sort(sort)
     chosen_by = list(group_by or [])
     for name in chosen_by:
@@ -398,8 +400,10 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
         cells = {key: _cell([_value(r, key) for r in group])
                  for key, _ in [*COLUMNS, *VISIBILITY_COLUMNS]}  # fmt: skip
         seeds = len({r["seed"] for r in group})
-        rows.append((Row(first["attack"]["name"], first["defense"]["name"], seeds, cells, values),
-                     group))  # fmt: skip
+        baseline = any(is_baseline(r["defense"]) for r in group)
+        row = Row(first["attack"]["name"], first["defense"]["name"], seeds, cells, values,
+                  baseline=baseline)  # fmt: skip
+        rows.append((row, group))
     warning = _nonfinite_warning([results[i] for i in kept])
     if warning:
         warnings.append(warning)
@@ -409,7 +413,7 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     best: dict[tuple, int] = {}
     for index, (row, group) in enumerate(rows):  # best first within each (group, attack)
         cell = row.cells[sort]
-        if row.defense != "none" and cell.mean is not None and not cell.nonfinite:
+        if not row.baseline and cell.mean is not None and not cell.nonfinite:
             best.setdefault((row.groups, row.attack), index)
         warning = _runtime_warning(row, columns, group)
         if warning:

@@ -62,6 +62,9 @@ class Attack(ABC):
     Params: ClassVar[type[Params]] = NoParams
     description: ClassVar[str] = ""
     poisons: ClassVar[bool] = True  # False for the no-attack baseline
+    # A reference point rather than an attack under study (the no-attack run): recorded in
+    # the result file, so that tables can tell it apart without knowing its name.
+    baseline: ClassVar[bool] = False
 
     def __init__(self, params: Params, setup: AttackSetup) -> None:
         self.params = params
@@ -127,6 +130,9 @@ class Defense(ABC):
     # `ClipBundle.head`). DER is only fair between like classifiers, so for a linear-head
     # defense the pipeline measures "before" with a linear probe too (benchbd/probe.py).
     classifier: ClassVar[str] = "zero-shot"
+    # A reference point rather than a defense under study (the no-defense run): recorded in the
+    # result file, so that the leaderboard never marks it the best defense of an attack.
+    baseline: ClassVar[bool] = False
 
     def __init__(self, params: Params) -> None:
         self.params = params

@@ -84,6 +84,21 @@ def test_sorting_and_best_follow_metric_direction(results):
         leaderboard(results, sort="speed")
 
 
+def test_a_baseline_is_what_the_file_records_and_never_best(results):
+    # files written before plugins declared it record no flag: the defense `none` is the one
+    assert not next(r for r in leaderboard(results) if r.defense == "none").best
+    # a file that records the flag is read by it, whatever the plugin's name
+    for r in results:
+        r["defense"]["baseline"] = r["defense"]["name"] == "cleanclip"
+    rows = leaderboard(results)
+    assert {(r.attack, r.defense) for r in rows if r.best} == {
+        ("badnet", "finetune"), ("blended", "finetune")}  # fmt: skip
+    assert [r.defense for r in rows if r.baseline] == ["cleanclip", "cleanclip"]
+    # old and new files of one experiment are seeds of one row
+    results[0]["defense"].pop("baseline")
+    assert next(r for r in leaderboard(results) if r.defense == "finetune").seeds == 2
+
+
 def test_filters_and_group_by(results):
     kept = apply_filters(results, parse_filters(["poison_rate=0.010"]))
     assert {r["attack"]["name"] for r in kept} == {"blended"}
@@ -195,6 +210,7 @@ STRAYS = {
     "string seed": stray(seed="0"),
     "bool seed": stray(seed=True),
     "params a list": stray(defense={"name": "d", "params": [1]}),
+    "baseline a string": stray(defense={"name": "d", "baseline": "yes"}),
     "metrics.after a list": stray(metrics={"before": {}, "after": []}),
     "string metric": stray(metrics={"before": {"ca": 0.9}, "after": {"asr": "0.1"}}),
     "string der": stray(der="high"),
