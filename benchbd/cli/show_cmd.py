@@ -13,7 +13,7 @@ from benchbd.errors import BenchbdError
 from benchbd.model import DEFAULT_MODEL
 from benchbd.params import parse_assignments
 from benchbd.pipeline import RunConfig, trigger_examples
-from benchbd.visualize import trigger_grid
+from benchbd.trigger_gallery import trigger_grid
 
 
 def attack_params(attack: str, items: list[str]) -> dict[str, str]:
