@@ -19,7 +19,7 @@ from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
 from benchbd.params import Params
 from benchbd.registry import Registry
-from benchbd.train import StepReport
+from benchbd.step_report import StepReport
 
 
 @dataclass(frozen=True)
