@@ -8,6 +8,7 @@ from importlib.metadata import version
 
 import pytest
 import torch
+from conftest import TINY
 from typer.testing import CliRunner
 
 from benchbd.cache import cache_dir
@@ -20,7 +21,9 @@ from benchbd.plugins import Defense, attacks, defenses
 from benchbd.results import read_result
 from benchbd.train import TrainConfig, train
 from benchbd.visibility import trigger_visibility
-from tests.conftest import TINY
+
+# Every test here trains the poisoned model (12 epochs) or reuses it: the whole file is slow.
+pytestmark = pytest.mark.slow
 
 PRETRAIN = TrainConfig(epochs=12, batch_size=64, lr=3e-3)
 ATTACK = {"patch_fraction": 0.25}

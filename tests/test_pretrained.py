@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import write_folder, write_pairs
 
 from benchbd.cache import cache_dir, fingerprint
 from benchbd.data.sources import DataSizes, load_data
@@ -21,7 +22,6 @@ from benchbd.pipeline import (
 )
 from benchbd.pretrained import pretrained_file
 from benchbd.train import TrainConfig
-from tests.test_real_data import write_folder, write_pairs
 
 
 @pytest.fixture
