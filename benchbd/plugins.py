@@ -8,9 +8,9 @@ names a concrete plugin.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -65,6 +65,9 @@ class Attack(ABC):
     # A reference point rather than an attack under study (the no-attack run): recorded in
     # the result file, so that tables can tell it apart without knowing its name.
     baseline: ClassVar[bool] = False
+    # Parameters that make the plugin cheap enough for a contract test (a few seconds on a
+    # CPU, e.g. two PGD steps instead of a hundred); any parameter not named keeps its default.
+    test_params: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, params: Params, setup: AttackSetup) -> None:
         self.params = params
@@ -133,6 +136,9 @@ class Defense(ABC):
     # A reference point rather than a defense under study (the no-defense run): recorded in the
     # result file, so that the leaderboard never marks it the best defense of an attack.
     baseline: ClassVar[bool] = False
+    # Parameters that make the defense cheap enough for a contract test (a few seconds on a
+    # CPU: one short epoch on a few pairs); any parameter not named keeps its default.
+    test_params: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, params: Params) -> None:
         self.params = params
