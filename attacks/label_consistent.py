@@ -100,6 +100,7 @@ def mentions(caption: str, names: list[str]) -> bool:
 class LabelConsistent(Attack):
     description = "Trigger only pairs already captioned with the target; captions unchanged."
     Params = LabelConsistentParams
+    test_params = {"steps": 2}  # PGD hardening: two iterations, not a hundred
 
     def __init__(self, params: LabelConsistentParams, setup: AttackSetup) -> None:
         super().__init__(params, setup)

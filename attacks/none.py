@@ -11,6 +11,7 @@ from benchbd.plugins import Attack, Poisoned
 class NoAttack(Attack):
     description = "No poisoning: the clean-model baseline (ASR not measured)."
     poisons = False
+    baseline = True
 
     def poison(self, pairs: PairSet) -> Poisoned:
         return Poisoned(pairs, [])

@@ -155,6 +155,12 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_hash(path: Path) -> str:
+    """A file's content in a fingerprint (a CSV listing, a labels table, a checkpoint passed as
+    pretrained weights): the first 16 hex digits of its sha256."""
+    return file_digest(path)[:16]
+
+
 def load_cached_state(path: Path) -> dict[str, torch.Tensor] | None:
     """A cached checkpoint, or None when it is missing or damaged (truncated, overwritten,
     not a tensor file): a damaged cache entry is rebuilt, never a reason to stop."""

@@ -35,6 +35,8 @@ NOT_SETTINGS = frozenset(
         "versions",
         "attack.version",  # a plugin package's release, like `versions`: recorded, not a setting
         "defense.version",
+        "attack.baseline",  # declared by the plugin, read from files written before it or after
+        "defense.baseline",
         "schema_version",
     }
 )

@@ -35,7 +35,7 @@ from benchbd.experiments import (
     split_columns,
     varying,
 )
-from benchbd.results import HIGHER_IS_BETTER, read_result
+from benchbd.results import HIGHER_IS_BETTER, is_baseline, read_result
 
 COLUMNS = [  # (key, header): metric keys are "<when>_<metric>"
     ("before_ca", "CA before"),
@@ -82,9 +82,10 @@ class ResultFile(dict):
 
 
 @dataclass(frozen=True)
-class Cell:
-    """A metric over seeds: mean and standard deviation (0 for a single seed) of its finite
-    values; None if there are none. `nonfinite` counts NaN or infinite values left out."""
+class SeedSpread:
+    """One metric of one row, over its seeds: mean and standard deviation (0 for a single
+    seed) of the finite values; None if there are none. `nonfinite` counts NaN or infinite
+    values left out. What a table cell shows, as `text()`."""
 
     mean: float | None
     std: float | None
@@ -102,9 +103,10 @@ class Row:
     attack: str
     defense: str
     seeds: int
-    cells: dict[str, Cell]
+    spreads: dict[str, SeedSpread]  # by column key
     groups: tuple[str, ...] = ()  # values of the group columns, in order
     best: bool = False
+    baseline: bool = False  # the defense is a reference point (never marked best)
 
 
 @dataclass(frozen=True)
@@ -242,14 +244,14 @@ def _value(result: Mapping[str, Any], key: str) -> float | None:
     return result["metrics"][when].get(metric)
 
 
-def _cell(values: list[float | None]) -> Cell:
+def _spread(values: list[float | None]) -> SeedSpread:
     present = [v for v in values if v is not None]
     finite = [v for v in present if math.isfinite(v)]
     nonfinite = len(present) - len(finite)
     if not finite:
-        return Cell(None, None, nonfinite)
+        return SeedSpread(None, None, nonfinite)
     std = statistics.stdev(finite) if len(finite) > 1 else 0.0
-    return Cell(statistics.fmean(finite), std, nonfinite)
+    return SeedSpread(statistics.fmean(finite), std, nonfinite)
 
 
 def _direction(key: str) -> int:
@@ -344,18 +346,19 @@ def _order(sort: str):
     sign = _direction(sort)
 
     def key(row: Row):
-        cell = row.cells[sort]
-        tier = 2 if cell.mean is None else (1 if cell.nonfinite else 0)
+        spread = row.spreads[sort]
+        tier = 2 if spread.mean is None else (1 if spread.nonfinite else 0)
         return (tuple(map(_natural, row.groups)), row.attack, tier,
-                -sign * (cell.mean or 0.0), row.defense)  # fmt: skip
+                -sign * (spread.mean or 0.0), row.defense)  # fmt: skip
 
     return key
 
 
 def tabulate(results: list[dict], group_by: list[str] | None = None,
              sort: str = "after_asr") -> Board:  # fmt: skip
-    """Rows sorted by group, attack, then `sort` best first; the best defense (other than
-    `none`, with no non-finite value of `sort`) of each attack and group is marked."""
+    """Rows sorted by group, attack, then `sort` best first; the best defense (not a baseline,
+    see `results.is_baseline`, with no non-finite value of `sort`) of each attack and group is
+    marked."""
     check_sort(sort)
     chosen_by = list(group_by or [])
     for name in chosen_by:
@@ -395,11 +398,13 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     for group in experiments.values():
         first = group[0]
         values = tuple(_group_text(first, name) for name in [*chosen_by, *split])
-        cells = {key: _cell([_value(r, key) for r in group])
+        spreads = {key: _spread([_value(r, key) for r in group])
                  for key, _ in [*COLUMNS, *VISIBILITY_COLUMNS]}  # fmt: skip
         seeds = len({r["seed"] for r in group})
-        rows.append((Row(first["attack"]["name"], first["defense"]["name"], seeds, cells, values),
-                     group))  # fmt: skip
+        baseline = any(is_baseline(r["defense"]) for r in group)
+        row = Row(first["attack"]["name"], first["defense"]["name"], seeds, spreads, values,
+                  baseline=baseline)  # fmt: skip
+        rows.append((row, group))
     warning = _nonfinite_warning([results[i] for i in kept])
     if warning:
         warnings.append(warning)
@@ -408,8 +413,8 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     rows.sort(key=lambda pair: order(pair[0]))
     best: dict[tuple, int] = {}
     for index, (row, group) in enumerate(rows):  # best first within each (group, attack)
-        cell = row.cells[sort]
-        if row.defense != "none" and cell.mean is not None and not cell.nonfinite:
+        spread = row.spreads[sort]
+        if not row.baseline and spread.mean is not None and not spread.nonfinite:
             best.setdefault((row.groups, row.attack), index)
         warning = _runtime_warning(row, columns, group)
         if warning:
@@ -437,7 +442,7 @@ def headers(group_by: list[str] | None = None, visibility: bool = False) -> list
 
 def row_texts(row: Row, visibility: bool = False) -> list[str]:
     return [*row.groups, row.attack, row.defense, str(row.seeds),
-            *[row.cells[k].text() for k, _ in shown_columns(visibility)]]  # fmt: skip
+            *[row.spreads[k].text() for k, _ in shown_columns(visibility)]]  # fmt: skip
 
 
 def render(rows: list[Row], fmt: str, group_by: list[str] | None = None,
@@ -464,9 +469,9 @@ def render(rows: list[Row], fmt: str, group_by: list[str] | None = None,
         for row in rows:
             values = []
             for key, _ in columns:
-                cell = row.cells[key]
-                values += ["" if cell.mean is None else f"{cell.mean:.6f}",
-                           "" if cell.std is None else f"{cell.std:.6f}"]  # fmt: skip
+                spread = row.spreads[key]
+                values += ["" if spread.mean is None else f"{spread.mean:.6f}",
+                           "" if spread.std is None else f"{spread.std:.6f}"]  # fmt: skip
             writer.writerow([*row.groups, row.attack, row.defense, row.seeds, int(row.best),
                              *values])  # fmt: skip
         return buffer.getvalue()

@@ -8,9 +8,9 @@ names a concrete plugin.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -19,7 +19,7 @@ from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
 from benchbd.params import Params
 from benchbd.registry import Registry
-from benchbd.train import StepReport
+from benchbd.step_report import StepReport
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,12 @@ class Attack(ABC):
     Params: ClassVar[type[Params]] = NoParams
     description: ClassVar[str] = ""
     poisons: ClassVar[bool] = True  # False for the no-attack baseline
+    # A reference point rather than an attack under study (the no-attack run): recorded in
+    # the result file, so that tables can tell it apart without knowing its name.
+    baseline: ClassVar[bool] = False
+    # Parameters that make the plugin cheap enough for a contract test (a few seconds on a
+    # CPU, e.g. two PGD steps instead of a hundred); any parameter not named keeps its default.
+    test_params: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, params: Params, setup: AttackSetup) -> None:
         self.params = params
@@ -127,6 +133,12 @@ class Defense(ABC):
     # `ClipBundle.head`). DER is only fair between like classifiers, so for a linear-head
     # defense the pipeline measures "before" with a linear probe too (benchbd/probe.py).
     classifier: ClassVar[str] = "zero-shot"
+    # A reference point rather than a defense under study (the no-defense run): recorded in the
+    # result file, so that the leaderboard never marks it the best defense of an attack.
+    baseline: ClassVar[bool] = False
+    # Parameters that make the defense cheap enough for a contract test (a few seconds on a
+    # CPU: one short epoch on a few pairs); any parameter not named keeps its default.
+    test_params: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, params: Params) -> None:
         self.params = params

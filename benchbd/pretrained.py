@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import pickle
-import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import open_clip
 import torch
 
+from benchbd.cache import file_hash
 from benchbd.errors import BenchbdError
+from benchbd.network import no_network
 from benchbd.suggest import did_you_mean
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
@@ -37,17 +38,6 @@ def hf_cache() -> Path:
 
 def url_cache() -> Path:
     return Path.home() / ".cache" / "clip"
-
-
-def no_network(host: str) -> bool:
-    """True when HF_HUB_OFFLINE is set or `host` cannot be reached within 3 seconds."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return True
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError:
-        return True
-    return False
 
 
 def _hf_target(cfg: dict) -> tuple[str, list[str]]:
@@ -125,6 +115,4 @@ def pretrained_key(pretrained: str) -> str:
     """What identifies pretrained weights in a fingerprint: the tag, or the file's content."""
     if not is_path(pretrained):
         return pretrained
-    from benchbd.data.listings import file_hash
-
     return f"file:{file_hash(Path(pretrained).expanduser())}"

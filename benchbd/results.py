@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,23 +24,62 @@ HIGHER_IS_BETTER = {"ca": True, "ca_top5": True, "asr": False, "ra": True, "der"
 @dataclass(frozen=True)
 class PluginRecord:
     """Which plugin ran, with what parameters, and from which release of which package: a
-    plugin's code can change between releases while its name and parameters stay the same."""
+    plugin's code can change between releases while its name and parameters stay the same.
+    `baseline` is what the plugin declares (`Attack.baseline`, `Defense.baseline`), so that a
+    table read from files alone can tell a reference run from one under study."""
 
     name: str
     package: str
     params: dict[str, Any]
     version: str | None = None  # of `package`; None when it is not an installed distribution
+    baseline: bool | None = None  # None: not known (see `is_baseline`)
 
     @classmethod
-    def of(cls, name: str, package: str, params: dict[str, Any]) -> PluginRecord:
-        """The record of a plugin, with the installed version of the package providing it."""
+    def of(cls, name: str, package: str, params: dict[str, Any],
+           role: str | None = None) -> PluginRecord:  # fmt: skip
+        """The record of a plugin, with the installed version of the package providing it and
+        whether it declares itself a baseline. `role` ("attack" or "defense") says which
+        registry to look the plugin up in; without it, every registry holding the name."""
         from importlib.metadata import PackageNotFoundError, version
 
         try:
             found = version(package)
         except (PackageNotFoundError, ValueError):  # e.g. a plugin registered in-process
             found = None
-        return cls(name, package, params, found)
+        return cls(name, package, params, found, declared_baseline(name, role))
+
+
+def declared_baseline(name: str, role: str | None = None) -> bool | None:
+    """The `baseline` flag the plugin class registered under `name` declares; None when no
+    registry (of `role`, or any) holds a loadable plugin of that name, or when an attack and a
+    defense of that name disagree. Imported lazily: reading results never needs torch."""
+    from benchbd.plugins import attacks, defenses
+    from benchbd.registry import PluginError
+
+    registries = {"attack": attacks, "defense": defenses}
+    if role is not None and role not in registries:
+        raise ValueError(f"role must be 'attack' or 'defense', got {role!r}")
+    flags = set()
+    for kind, registry in registries.items():
+        if role not in (None, kind) or name not in registry.names():
+            continue
+        try:
+            flags.add(bool(registry.get(name).baseline))
+        except PluginError:
+            continue
+    return flags.pop() if len(flags) == 1 else None
+
+
+def is_baseline(plugin: Mapping[str, Any]) -> bool:
+    """Whether a recorded plugin (a result file's `attack` or `defense` object) is a baseline.
+
+    Files written before plugins declared it have no `baseline` field (or None); for those the
+    answer is what it always was: the plugin named `none`, the only baseline then. This is the
+    one place that knows that name."""
+    flag = plugin.get("baseline")
+    if flag is None:
+        return plugin.get("name") == "none"
+    return bool(flag)
 
 
 @dataclass(frozen=True)
@@ -158,6 +198,8 @@ def _shape_problem(data: Any) -> str | None:
             return f"{role} must be an object with a name, got {_brief(plugin)}"
         if not isinstance(plugin.get("params", {}), dict):
             return f"{role}.params must be an object, got {_brief(plugin['params'])}"
+        if plugin.get("baseline") is not None and not isinstance(plugin["baseline"], bool):
+            return f"{role}.baseline must be true, false or null, got {_brief(plugin['baseline'])}"
     if type(data["seed"]) is not int:
         return f"seed must be an integer, got {_brief(data['seed'])}"
     metrics = data["metrics"]

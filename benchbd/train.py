@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -25,6 +24,7 @@ from benchbd.data.pairs import PairSet
 from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
 from benchbd.seeds import substream
+from benchbd.step_report import ProgressFn, StepReport
 
 LOGIT_SCALE_MAX = math.log(100.0)
 
@@ -76,18 +76,6 @@ class Batch:
 
 class Objective(Protocol):
     def __call__(self, clip: ClipBundle, batch: Batch) -> torch.Tensor: ...
-
-
-@dataclass(frozen=True)
-class StepReport:
-    stage: str
-    step: int
-    total: int
-    loss: float
-    pairs_per_s: float
-
-
-ProgressFn = Callable[[StepReport], None]
 
 
 def clip_loss(

@@ -32,8 +32,8 @@ def plot(rows, weights: list[float], out: Path) -> None:
     xs = [w for w in weights if w in by_weight]
     fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
     for key, label, marker in (("after_asr", "ASR", "o"), ("after_ca", "CA", "s")):
-        ys = [by_weight[w].cells[key].mean for w in xs]
-        errs = [by_weight[w].cells[key].std or 0 for w in xs]
+        ys = [by_weight[w].spreads[key].mean for w in xs]
+        errs = [by_weight[w].spreads[key].std or 0 for w in xs]
         ax.errorbar(range(len(xs)), ys, yerr=errs, marker=marker, capsize=3, label=label)
     ax.set_xticks(range(len(xs)), [f"{w:g}" for w in xs])
     ax.set_xlabel("inmodal_weight (clip_weight = 1)")

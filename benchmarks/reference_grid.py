@@ -38,18 +38,18 @@ def defense_checks(folder: Path) -> None:
     for attack in ("badnet", "blended"):
         if (attack, "cleanclip") not in rows:
             continue
-        clean = rows[(attack, "cleanclip")].cells
+        clean = rows[(attack, "cleanclip")].spreads
         fine = rows.get((attack, "finetune"))
         sup = rows.get((attack, "cleanclip_supervised"))
         ca_drop = clean["before_ca"].mean - clean["after_ca"].mean
         print(f"{attack}: cleanclip ASR {clean['after_asr'].text()} (target <= 0.20), "
               f"CA drop {ca_drop:.3f} (target <= 0.05)")  # fmt: skip
         if fine:
-            ratio = fine.cells["after_asr"].mean / max(clean["after_asr"].mean, 1e-9)
-            print(f"{attack}: finetune ASR {fine.cells['after_asr'].text()}, "
+            ratio = fine.spreads["after_asr"].mean / max(clean["after_asr"].mean, 1e-9)
+            print(f"{attack}: finetune ASR {fine.spreads['after_asr'].text()}, "
                   f"{ratio:.1f}x cleanclip's (target >= 2x)")  # fmt: skip
         if sup:
-            print(f"{attack}: cleanclip_supervised ASR {sup.cells['after_asr'].text()} "
+            print(f"{attack}: cleanclip_supervised ASR {sup.spreads['after_asr'].text()} "
                   f"(target <= 0.05)")  # fmt: skip
 
 

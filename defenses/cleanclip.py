@@ -148,6 +148,7 @@ def resolve_synonyms(choice: str, context: DefenseContext):
 class CleanCLIP(Defense):
     description = "CleanCLIP: CLIP loss + in-modal self-supervision on clean pairs."
     Params = CleanCLIPParams
+    test_params = {"epochs": 1.0, "batch_size": 32, "clean_pairs": 64}
 
     def weights(self) -> tuple[float, float]:
         return self.params.clip_weight, self.params.inmodal_weight

@@ -8,6 +8,7 @@ from benchbd.plugins import Defense, DefenseContext
 
 class NoDefense(Defense):
     description = "No defense: reports the poisoned model as it is."
+    baseline = True
 
     def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
         return clip

@@ -68,6 +68,7 @@ class LinearHead(torch.nn.Module):
 class SupervisedFinetune(Defense):
     description = "CleanCLIP's supervised finetuning: image encoder + linear head, cross-entropy."
     Params = SupervisedParams
+    test_params = {"epochs": 1.0, "batch_size": 32, "labelled_images": 64}
     classifier = "linear-head"
 
     def labelled(self, context: DefenseContext) -> PairSet:

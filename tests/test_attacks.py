@@ -6,6 +6,7 @@ import functools
 
 import pytest
 import torch
+from conftest import builtin
 
 from benchbd.errors import BenchbdError
 from benchbd.model import create_clip
@@ -20,14 +21,14 @@ def surrogate():
 
 
 def make(name, data, count=20, seed=0, **params):
+    """The attack at its declared test settings, with `params` on top."""
     cls = attacks.get(name)
-    if "steps" in cls.Params.__dataclass_fields__:
-        params.setdefault("steps", 2)  # PGD iterations: tiny settings
+    params = {**cls.test_params, **params}
     setup = AttackSetup(7, data.task, count, seed, surrogate=surrogate)
     return cls(build(cls.Params, params, name), setup)
 
 
-@pytest.mark.parametrize("name", attacks.names())
+@pytest.mark.parametrize("name", builtin(attacks))
 def test_every_attack_is_deterministic_and_keeps_uint8(name, tiny_data):
     first = make(name, tiny_data).poison(tiny_data.train)
     second = make(name, tiny_data).poison(tiny_data.train)
@@ -70,7 +71,7 @@ def test_more_poisons_than_eligible_pairs_is_an_error(tiny_data):
         make("badnet", tiny_data, count=len(tiny_data.train)).poison(tiny_data.train)
 
 
-@pytest.mark.parametrize("name", attacks.names())
+@pytest.mark.parametrize("name", builtin(attacks))
 def test_every_attack_is_bit_for_bit_reproducible_and_in_range(name, tiny_data):
     if not attacks.get(name).poisons:
         pytest.skip("no trigger")

@@ -9,10 +9,10 @@ import os
 
 import pytest
 import torch
+from conftest import picture, refused_before_training, write_folder, write_pairs
 
 from benchbd.data.sources import DataSizes, load_data
 from benchbd.errors import BenchbdError
-from tests.test_real_data import picture, refused_before_training, write_folder, write_pairs
 
 SIZES = DataSizes(train=0, clean=4, test=0)
 

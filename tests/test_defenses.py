@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import builtin
 
 from benchbd.augment import EDA_OPERATIONS, ImageViews, TextViews, table_synonyms
 from benchbd.evaluate import evaluate
@@ -88,25 +89,22 @@ def test_eda_operations(tiny_data):
     assert "crimson" in synonyms("red") and re.fullmatch(r"[a-z-]+", synonyms("disc")[0])
 
 
-TINY_RECIPE = {"epochs": 1.0, "batch_size": 32, "clean_pairs": 64, "labelled_images": 64}
-
-
-@pytest.mark.parametrize("name", defenses.names())
+@pytest.mark.parametrize("name", builtin(defenses))
 def test_every_defense_returns_the_same_architecture(name, tiny_data):
     cls = defenses.get(name)
-    fields = cls.Params.__dataclass_fields__
-    params = build(cls.Params, {k: v for k, v in TINY_RECIPE.items() if k in fields}, name)
+    params = build(cls.Params, dict(cls.test_params), name)
     clip = create_clip(seed=0)
     shapes = {k: v.shape for k, v in clip.model.state_dict().items()}
     context = DefenseContext(tiny_data.clean, tiny_data.task, seed=0)
     defended = cls(params).apply(clip, context)
     assert {k: v.shape for k, v in defended.model.state_dict().items()} == shapes
     metrics = evaluate(defended, tiny_data.test, tiny_data.task, 7, None, seed=0)
-    assert 0.0 <= metrics.ca <= 1.0
-    expected = "linear-head" if name == "cleanclip_supervised" else "zero-shot"
-    assert metrics.classifier == expected
+    # evaluation measures with the classifier the defense declares (its head, or zero-shot)
+    assert metrics.classifier == cls.classifier
+    assert (defended.head is not None) == (cls.classifier == "linear-head")
 
 
+@pytest.mark.slow
 def test_supervised_head_measures_ca_and_asr(tiny_data):
     from defenses.supervised import SupervisedFinetune, SupervisedParams
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import write_folder, write_pairs
 
 from benchbd import distributed
 from benchbd.data.pairs import PairSet
@@ -105,13 +106,12 @@ def rank_main(rank: int, world_size: int, init_file: str, folder: str, out: str)
 
 @pytest.fixture
 def real_spec(tmp_path):
-    from tests.test_real_data import write_folder, write_pairs
-
     csv_path = write_pairs(tmp_path / "cc", n=24)
     val = write_folder(tmp_path / "val", per_class=1)
     return f"csv:{csv_path}|eval=imagefolder:{val}"
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path, real_spec, monkeypatch):
     monkeypatch.setenv("BENCHBD_WORKERS", "0")
     out = str(tmp_path / "rank")

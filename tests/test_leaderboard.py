@@ -18,8 +18,8 @@ from benchbd.leaderboard import (
     render,
     tabulate,
 )
-from benchbd.plots import leaderboard_figure, write_plot
 from benchbd.results import read_result
+from benchbd.trade_off_plot import leaderboard_figure, write_plot
 
 
 def result(attack, defense, seed, before, after, rate=0.03, epochs=5.0):
@@ -58,13 +58,13 @@ def test_mean_and_std_over_seeds(results):
     rows = leaderboard(results)
     clean = next(r for r in rows if (r.attack, r.defense) == ("badnet", "cleanclip"))
     assert clean.seeds == 2
-    assert clean.cells["after_asr"].mean == pytest.approx(0.15)
-    assert clean.cells["after_asr"].std == pytest.approx(statistics.stdev([0.10, 0.20]))
-    assert clean.cells["before_ca"].mean == pytest.approx(0.85)
+    assert clean.spreads["after_asr"].mean == pytest.approx(0.15)
+    assert clean.spreads["after_asr"].std == pytest.approx(statistics.stdev([0.10, 0.20]))
+    assert clean.spreads["before_ca"].mean == pytest.approx(0.85)
     ders = [(0.85 - 0.04 + 1) / 2, (0.65 - 0.04 + 1) / 2]  # seed 0, seed 1
-    assert clean.cells["der"].mean == pytest.approx(statistics.fmean(ders))
+    assert clean.spreads["der"].mean == pytest.approx(statistics.fmean(ders))
     none = next(r for r in rows if r.defense == "none")
-    assert none.seeds == 1 and none.cells["after_ca"].std == 0.0
+    assert none.seeds == 1 and none.spreads["after_ca"].std == 0.0
 
 
 def test_sorting_and_best_follow_metric_direction(results):
@@ -82,6 +82,21 @@ def test_sorting_and_best_follow_metric_direction(results):
     assert by_ca[0].defense == "none"  # 0.90 CA after: first, but never "best"
     with pytest.raises(BenchbdError, match="cannot sort"):
         leaderboard(results, sort="speed")
+
+
+def test_a_baseline_is_what_the_file_records_and_never_best(results):
+    # files written before plugins declared it record no flag: the defense `none` is the one
+    assert not next(r for r in leaderboard(results) if r.defense == "none").best
+    # a file that records the flag is read by it, whatever the plugin's name
+    for r in results:
+        r["defense"]["baseline"] = r["defense"]["name"] == "cleanclip"
+    rows = leaderboard(results)
+    assert {(r.attack, r.defense) for r in rows if r.best} == {
+        ("badnet", "finetune"), ("blended", "finetune")}  # fmt: skip
+    assert [r.defense for r in rows if r.baseline] == ["cleanclip", "cleanclip"]
+    # old and new files of one experiment are seeds of one row
+    results[0]["defense"].pop("baseline")
+    assert next(r for r in leaderboard(results) if r.defense == "finetune").seeds == 2
 
 
 def test_filters_and_group_by(results):
@@ -159,9 +174,9 @@ def test_a_nan_metric_is_left_out_of_the_mean_named_and_never_best(tmp_path):
     board = tabulate(results)
     clean = row_of(board.rows, "badnet", "cleanclip")
     assert clean.seeds == 2
-    assert clean.cells["after_asr"].mean == pytest.approx(0.10)
-    assert clean.cells["after_asr"].nonfinite == 1
-    assert clean.cells["after_asr"].text() == "0.100 (1 nan)"
+    assert clean.spreads["after_asr"].mean == pytest.approx(0.10)
+    assert clean.spreads["after_asr"].nonfinite == 1
+    assert clean.spreads["after_asr"].text() == "0.100 (1 nan)"
     # a defense that diverged on a seed is not crowned, even with the lowest finite mean
     assert not clean.best and row_of(board.rows, "badnet", "finetune").best
     [warning] = [w for w in board.warnings if "non-finite" in w]
@@ -174,7 +189,7 @@ def test_nan_in_every_seed_shows_nan_and_renders_everywhere(tmp_path):
     results.append(result("badnet", "finetune", 0, (0.9, 0.95), (0.9, 0.60)))
     rows = leaderboard(results)
     clean = row_of(rows, "badnet", "cleanclip")
-    assert clean.cells["after_asr"].mean is None and clean.cells["after_asr"].text() == "nan"
+    assert clean.spreads["after_asr"].mean is None and clean.spreads["after_asr"].text() == "nan"
     assert not clean.best and rows[-1] is clean  # after every row with a number
     for fmt in ("markdown", "csv", "latex", "html"):
         assert "cleanclip" in render(rows, fmt)
@@ -195,6 +210,7 @@ STRAYS = {
     "string seed": stray(seed="0"),
     "bool seed": stray(seed=True),
     "params a list": stray(defense={"name": "d", "params": [1]}),
+    "baseline a string": stray(defense={"name": "d", "baseline": "yes"}),
     "metrics.after a list": stray(metrics={"before": {}, "after": []}),
     "string metric": stray(metrics={"before": {"ca": 0.9}, "after": {"asr": "0.1"}}),
     "string der": stray(der="high"),
@@ -279,7 +295,7 @@ def test_a_seed_run_twice_counts_once_and_the_newest_is_kept(tmp_path):
     write(tmp_path, "c.json", other)
     board = tabulate(load_folder(tmp_path)[0])
     [row] = board.rows
-    assert row.seeds == 2 and row.cells["after_asr"].mean == pytest.approx(0.30)
+    assert row.seeds == 2 and row.spreads["after_asr"].mean == pytest.approx(0.30)
     [warning] = board.warnings
     assert str(tmp_path / "b-old.json") in warning and "a-new.json" not in warning
 

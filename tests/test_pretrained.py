@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import write_folder, write_pairs
 
 from benchbd.cache import cache_dir, fingerprint
 from benchbd.data.sources import DataSizes, load_data
@@ -21,7 +22,6 @@ from benchbd.pipeline import (
 )
 from benchbd.pretrained import pretrained_file
 from benchbd.train import TrainConfig
-from tests.test_real_data import write_folder, write_pairs
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_fingerprints_without_pretrained_weights_are_unchanged(tiny_data):
     config = RunConfig(sizes=DataSizes(1024, 256, 200), device="cpu")
     attack = build_attack(config, tiny_data)
     old_key = {
-        "version": MODEL_CACHE_VERSION, "data": tiny_data.fingerprint, "attack": "badnet",
+        "version": MODEL_CACHE_VERSION, "data": tiny_data.train_key, "attack": "badnet",
         "attack_params": attack.params.to_dict(), "target": attack.setup.target,
         "count": attack.setup.count, "model": config.model,
         "pretrain": config.pretrain.to_dict(), "seed": 0,

@@ -126,6 +126,7 @@ def test_a_separate_evaluation_set_gives_validation_rows_disjoint_from_its_test_
     assert not set(data.validation.images.rows.tolist()) & set(data.test.images.rows.tolist())
 
 
+@pytest.mark.slow
 def test_a_linear_head_defense_is_rated_against_a_linear_probe_of_the_poisoned_encoder(tmp_path):
     from benchbd.evaluate import Metrics, defense_effectiveness
 

@@ -3,7 +3,6 @@ through an attack, a training step, streamed evaluation, and the bad inputs user
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import re
@@ -11,6 +10,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import CLASSES, COLOURS, picture, refused_before_training, write_folder, write_pairs
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -26,15 +26,6 @@ from benchbd.pipeline import RunConfig, build_attack, substream, trigger_example
 from benchbd.plugins import AttackSetup, attacks
 from benchbd.train import TrainConfig, train
 
-COLOURS = {
-    "red": (220, 30, 30),
-    "green": (30, 200, 40),
-    "blue": (30, 40, 220),
-    "yellow": (230, 220, 30),
-    "white": (240, 240, 240),
-    "purple": (140, 30, 160),
-}
-CLASSES = list(COLOURS)
 ALL = DataSizes(train=0, clean=8, test=0)
 STEP = TrainConfig(epochs=1, batch_size=8, lr=1e-3, warmup_steps=1)
 
@@ -43,41 +34,6 @@ STEP = TrainConfig(epochs=1, batch_size=8, lr=1e-3, warmup_steps=1)
 def no_workers(monkeypatch):
     """Decode in the test process (worker start-up costs more than these tiny sets)."""
     monkeypatch.setenv("BENCHBD_WORKERS", "0")
-
-
-def picture(colour: str, seed: int) -> Image.Image:
-    """A 40 x 48 image (not square, so cropping is exercised) of one colour plus noise."""
-    rng = np.random.default_rng(seed)
-    base = np.array(COLOURS[colour], dtype=np.int16)
-    pixels = base + rng.integers(-20, 21, size=(40, 48, 3))
-    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
-
-
-def write_pairs(folder, n=48, sep=",", image="image", caption="caption"):
-    """CleanCLIP's layout: images/ and a CSV of relative paths and captions."""
-    (folder / "images").mkdir(parents=True)
-    rows = []
-    for i in range(n):
-        colour = CLASSES[i % len(CLASSES)]
-        picture(colour, i).save(folder / "images" / f"{i}.png")
-        rows.append((f"images/{i}.png", f"a {colour} thing number {i}"))
-    path = folder / "train.csv"
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter=sep)
-        writer.writerow([image, caption])
-        writer.writerows(rows)
-    return path
-
-
-def write_folder(folder, per_class=4):
-    """An evaluation set of class folders (ids n0..n5), named by a classes JSON file."""
-    for k, colour in enumerate(CLASSES):
-        (folder / f"n{k}").mkdir(parents=True)
-        for j in range(per_class):
-            picture(colour, 1000 + 10 * k + j).save(folder / f"n{k}" / f"{j}.png")
-    (folder / "classes.json").write_text(json.dumps({f"n{k}": c for k, c in enumerate(CLASSES)}))
-    (folder / "templates.txt").write_text("a photo of a {}.\na {} thing\n")
-    return folder
 
 
 @pytest.fixture
@@ -100,6 +56,7 @@ def poison_train_evaluate(data, target: int, count: int = 4):
     return attack, poisoned, losses, metrics
 
 
+@pytest.mark.slow
 def test_csv_with_an_imagefolder_test_set_poisons_trains_and_evaluates(cc):
     data = load_data(cc, ALL, image_size=32)
     # a tenth of the 24 evaluation images is set aside for validation, disjoint from test
@@ -123,6 +80,7 @@ def test_csv_with_an_imagefolder_test_set_poisons_trains_and_evaluates(cc):
     assert metrics.ca_top5 >= metrics.ca and metrics.n_triggered == non_target == 18
 
 
+@pytest.mark.slow
 def test_streamed_evaluation_matches_in_memory_evaluation(cc):
     """The same images, read from disk in batches of 5 or held in memory: the same metrics."""
     from benchbd.evaluate import evaluate_streamed
@@ -264,8 +222,10 @@ def test_imagefolder_with_a_labels_csv_and_class_list(tmp_path):
     # 12 labelled rows: 4 test, 1 validation (a tenth), 2 clean, the rest train
     assert len(data.test) == 4 and len(data.clean) == 2 and len(data.train) == 5
     assert len(data.validation) == 1
-    row = data.test.labels[0].item()
-    assert 0 <= row < 6
+    # each test image carries the label its row of labels.csv gave it (its colour's class)
+    for image, label in zip(data.test.images, data.test.labels.tolist(), strict=True):
+        colour = torch.tensor(COLOURS[CLASSES[label]], dtype=torch.float)
+        assert (image.float().mean(dim=(1, 2)) - colour).abs().max() < 10
 
 
 def test_subsets_stay_lazy_and_keep_poisoned_rows(cc):
@@ -337,24 +297,6 @@ def test_target_class_absent_from_the_evaluation_classes(cc):
     config = RunConfig(dataset=cc, target="banana", sizes=ALL)
     with pytest.raises(BenchbdError, match="unknown target class 'banana'"):
         build_attack(config, data)
-
-
-def refused_before_training(tmp_path, dataset: str, eval_dataset: str, *args: str) -> str:
-    """`benchbd run` on a real dataset that must stop before any training: its one error line
-    (exit 2, nothing trained, no result file)."""
-    cache, results = tmp_path / "cache", tmp_path / "results"
-    result = CliRunner().invoke(
-        app,
-        ["run", "--dataset", dataset, "--eval-dataset", eval_dataset, "--epochs", "1",
-         "--defense", "none", "--device", "cpu", "--out", str(results), *args],
-        env={"BENCHBD_CACHE": str(cache), "COLUMNS": "200"},
-    )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("benchbd: error: "), result.output
-    assert not list(cache.glob("models/*"))  # nothing trained
-    assert not results.exists() or not list(results.iterdir())
-    return lines[0]
 
 
 def one_class_folder(folder, n=4):
@@ -453,6 +395,7 @@ def test_decode_resizes_the_short_side_then_crops_the_centre(tmp_path):
     assert out.shape == (3, 10, 10) and out[:, :, 2:8].float().mean() > 250
 
 
+@pytest.mark.slow
 def test_cli_runs_a_real_dataset_end_to_end(cc, tmp_path):
     train_csv, _, rest = cc.partition("|eval=")
     result = CliRunner().invoke(

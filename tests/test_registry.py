@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import uuid
+from dataclasses import dataclass
 
 import pytest
 
@@ -25,10 +27,27 @@ def test_unknown_name_suggests_the_closest():
         defenses.get("finetuen")
 
 
+@dataclass(frozen=True)
+class ThirdParty:
+    """A package written for one test: its registry view, distribution and plugin names."""
+
+    registry: Registry
+    package: str
+    stripe: str
+    broken: str
+    helper: str
+
+
 @pytest.fixture
 def third_party_package(tmp_path, monkeypatch):
-    """An installed-looking distribution (dist-info with entry points) on sys.path."""
-    (tmp_path / "acme_backdoors.py").write_text(
+    """An installed-looking distribution (dist-info with entry points) on sys.path. Its module,
+    distribution and plugin names are new for every test, so that no package installed on the
+    machine (or left by another test) can answer in its place."""
+    tag = uuid.uuid4().hex[:8]
+    module, package = f"thirdparty_{tag}", f"thirdparty-{tag}"
+    plugins = ThirdParty(Registry("benchbd.attacks", Attack), package, f"stripe_{tag}",
+                         f"broken_{tag}", f"helper_{tag}")  # fmt: skip
+    (tmp_path / f"{module}.py").write_text(
         textwrap.dedent(
             """
             from benchbd.plugins import Attack
@@ -46,31 +65,32 @@ def third_party_package(tmp_path, monkeypatch):
             """
         )
     )
-    dist = tmp_path / "acme_backdoors-1.0.dist-info"
+    dist = tmp_path / f"{module}-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-backdoors\nVersion: 1.0\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
-        "[benchbd.attacks]\nstripe = acme_backdoors:Stripe\nbroken = acme_missing_module:X\n"
-        "helper = acme_backdoors:helper\n"
+        f"[benchbd.attacks]\n{plugins.stripe} = {module}:Stripe\n"
+        f"{plugins.broken} = {module}_missing:X\n{plugins.helper} = {module}:helper\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    registry = Registry("benchbd.attacks", Attack)
-    yield registry
-    sys.modules.pop("acme_backdoors", None)
+    yield plugins
+    sys.modules.pop(module, None)
 
 
 def test_a_package_installed_later_is_discovered(third_party_package):
-    registry = third_party_package
-    assert "stripe" in registry.names() and "badnet" in registry.names()
-    assert registry.origin("stripe") == "acme-backdoors"
-    assert registry.get("stripe").description == "a test attack from another package"
+    plugins = third_party_package
+    registry = plugins.registry
+    assert plugins.stripe in registry.names() and "badnet" in registry.names()
+    assert registry.origin(plugins.stripe) == plugins.package
+    assert registry.get(plugins.stripe).description == "a test attack from another package"
 
 
 def test_a_broken_plugin_is_reported_with_its_package_and_others_still_work(third_party_package):
-    registry = third_party_package
-    with pytest.raises(PluginError, match="'broken' from package 'acme-backdoors' failed to load"):
-        registry.get("broken")
-    assert registry.get("badnet").__name__ == "BadNet"
+    plugins = third_party_package
+    failed = f"'{plugins.broken}' from package '{plugins.package}' failed to load"
+    with pytest.raises(PluginError, match=failed):
+        plugins.registry.get(plugins.broken)
+    assert plugins.registry.get("badnet").__name__ == "BadNet"
 
 
 def test_register_in_process_and_unregister():
@@ -87,8 +107,10 @@ def test_register_in_process_and_unregister():
 
 
 def test_an_entry_point_that_is_not_an_attack_is_refused(third_party_package):
-    with pytest.raises(PluginError, match="'helper' from package 'acme-backdoors' is not"):
-        third_party_package.get("helper")
+    plugins = third_party_package
+    with pytest.raises(PluginError, match=f"'{plugins.helper}' from package '{plugins.package}'"
+                                          " is not"):  # fmt: skip
+        plugins.registry.get(plugins.helper)
 
 
 def test_list_command_reports_a_broken_plugin_and_lists_the_rest(third_party_package):
@@ -102,5 +124,6 @@ def test_list_command_reports_a_broken_plugin_and_lists_the_rest(third_party_pac
     finally:
         attacks.refresh()
     assert result.exit_code == 0, result.output
-    assert "failed to load" in result.output and "acme-backdoors" in result.output
-    assert "stripe" in result.output and "badnet" in result.output
+    plugins = third_party_package
+    assert "failed to load" in result.output and plugins.package in result.output
+    assert plugins.stripe in result.output and "badnet" in result.output

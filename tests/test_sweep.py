@@ -52,6 +52,7 @@ class Recorder(SweepObserver):
             raise KeyboardInterrupt  # the user pressed Ctrl-C here
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_without_duplicates_or_lost_cells(tmp_path):
     grid = tiny_grid(seeds=(0, 1))
     with pytest.raises(KeyboardInterrupt):
@@ -79,6 +80,7 @@ class Explodes(Defense):
         raise RuntimeError("out of luck")
 
 
+@pytest.mark.slow
 def test_a_failing_cell_is_recorded_and_the_others_run(tmp_path):
     defenses.register("explodes", Explodes, package="tests")
     try:
@@ -91,6 +93,7 @@ def test_a_failing_cell_is_recorded_and_the_others_run(tmp_path):
     assert set(result_cells(tmp_path)) == {("badnet", "none", 0)}
 
 
+@pytest.mark.slow
 def test_parallel_workers_and_submitit_local_give_the_same_numbers(tmp_path):
     grid = tiny_grid(defenses=("none", "finetune"))
     inline, pool, local = tmp_path / "inline", tmp_path / "pool", tmp_path / "submitit"
@@ -138,6 +141,7 @@ def test_grid_file_and_bad_input(tmp_path):
     assert not list((tmp_path / "out").glob("*.json"))
 
 
+@pytest.mark.slow
 def test_cli_sweep_reports_failures_in_its_exit_code(tmp_path):
     runner = CliRunner()
     grid = tmp_path / "grid.toml"

@@ -20,7 +20,7 @@ def plot(
 ) -> None:
     """CA against ASR per attack (arrows from poisoned to defended) and ASR bars per defense."""
     from benchbd.leaderboard import tabulate
-    from benchbd.plots import write_plot
+    from benchbd.trade_off_plot import write_plot
 
     results, skipped = read_results(folder, filter)
     board = tabulate(results)

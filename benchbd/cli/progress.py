@@ -16,8 +16,8 @@ from rich.console import Console
 
 from benchbd.errors import BenchbdError
 from benchbd.pipeline import Observer
+from benchbd.step_report import StepReport
 from benchbd.sweep import CellOutcome, SweepObserver
-from benchbd.train import StepReport
 
 DEFAULT_INTERVAL_S = 30.0
 

@@ -8,17 +8,39 @@ from pathlib import Path
 import typer
 
 from benchbd.cli.errors import friendly_errors
-from benchbd.cli.run_cmd import route_params
 from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
 from benchbd.model import DEFAULT_MODEL
+from benchbd.params import parse_assignments
 from benchbd.pipeline import RunConfig, trigger_examples
-from benchbd.visualize import trigger_grid
+from benchbd.trigger_gallery import trigger_grid
+
+
+def attack_params(attack: str, items: list[str]) -> dict[str, str]:
+    """The --param values of `show`, which draws an attack alone: every one is the attack's,
+    whether written bare (`alpha=0.2`), `attack.alpha=0.2` or `ATTACK:alpha=0.2` with the
+    attack's own name. A defense's parameter is refused rather than ignored."""
+    values: dict[str, str] = {}
+    for key, value in parse_assignments(items).items():
+        plugin, colon, name = key.partition(":")
+        if colon:
+            if plugin.strip() != attack:
+                raise BenchbdError(f"--param {f'{key}={value}'!r}: {plugin.strip()!r} is not "
+                                   f"the attack {attack!r} shown")  # fmt: skip
+            values[name.strip()] = value
+            continue
+        owner, _, name = key.rpartition(".")
+        if owner == "defense":
+            raise BenchbdError(f"benchbd show takes attack parameters only, got {name}")
+        if owner not in ("", "attack"):
+            raise BenchbdError(f"--param {key!r}: prefix must be 'attack.' or 'defense.'")
+        values[name] = value
+    return values
 
 
 @friendly_errors
 def show(
-    attack: str = typer.Option("badnet", help="attack plugin (see `benchbd list`)"),
+    attack: str = typer.Option(RunConfig.attack, help="attack plugin (see `benchbd list`)"),
     param: list[str] = typer.Option(
         [], "--param", "-p", help="attack parameter NAME=VALUE or ATTACK:NAME=VALUE"
     ),
@@ -33,16 +55,7 @@ def show(
     out: Path = typer.Option(Path("trigger.png"), help="PNG file to write"),
 ) -> None:
     """Write clean images, triggered images and their amplified difference as a PNG grid."""
-    # a bare name is the attack's, even one the defense `none` might one day declare
-    forced = [p if any(c in p.split("=")[0] for c in ".:") else f"attack.{p}" for p in param]
-    for item in forced:
-        plugin, colon, _ = item.split("=")[0].partition(":")
-        if colon and plugin.strip() != attack:
-            raise BenchbdError(f"--param {item!r}: {plugin.strip()!r} is not the attack "
-                               f"{attack!r} shown")  # fmt: skip
-    values, ignored = route_params(attack, "none", forced)
-    if ignored:
-        raise BenchbdError(f"benchbd show takes attack parameters only, got {', '.join(ignored)}")
+    values = attack_params(attack, param)
     # The run's own config and attack: the same seed streams, image size and test split, so
     # that the picture is the trigger `benchbd run` measures with the same options.
     real = dataset.partition(":")[0] != "synthetic"

@@ -25,7 +25,7 @@ from benchbd.data.spec import (
     templates_from,
 )
 from benchbd.errors import BenchbdError
-from benchbd.pretrained import no_network
+from benchbd.network import no_network
 from benchbd.suggest import did_you_mean
 
 OPTIONS = {"split", "image", "caption", "label", "classes", "templates"}

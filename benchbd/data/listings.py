@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchbd.cache import file_hash
 from benchbd.data.images import ImageReader, decode
 from benchbd.data.spec import (
     SEPARATORS,
@@ -54,14 +55,6 @@ class Listing:
     templates: list[str] = field(default_factory=list)
     held_out: SourceSpec | None = None  # the source's own evaluation split, when it has one
     missing: int = 0
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def separator(spec: SourceSpec) -> str:

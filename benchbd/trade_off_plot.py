@@ -1,4 +1,4 @@
-"""Leaderboard plots: what a reader of a defense paper wants to see at a glance.
+"""The leaderboard as a trade-off picture: what a reader of a defense paper wants at a glance.
 
 For every attack, CA against ASR with an arrow from the poisoned model to each defended model
 (a good defense points left and stays level), and one bar chart of ASR after each defense with
@@ -32,7 +32,7 @@ def _panels(rows: list[Row], group_by: list[str]) -> dict[str, list[Row]]:
 
 
 def _drawn(row: Row) -> bool:
-    return row.cells["after_asr"].mean is not None and row.cells["after_ca"].mean is not None
+    return row.spreads["after_asr"].mean is not None and row.spreads["after_ca"].mean is not None
 
 
 def leaderboard_figure(source: list[dict] | Board):
@@ -53,20 +53,20 @@ def leaderboard_figure(source: list[dict] | Board):
     grid = fig.add_gridspec(2, n)
     for i, (title, attack_rows) in enumerate(by_attack.items()):
         ax = fig.add_subplot(grid[0, i])
-        before = [(r.cells["before_asr"].mean, r.cells["before_ca"].mean) for r in attack_rows]
+        before = [(r.spreads["before_asr"].mean, r.spreads["before_ca"].mean) for r in attack_rows]
         before = [(x, y) for x, y in before if x is not None and y is not None]
         if before:
             x0 = sum(x for x, _ in before) / len(before)
             y0 = sum(y for _, y in before) / len(before)
             ax.scatter([x0], [y0], marker="X", s=90, color="black", zorder=3, label="poisoned")
         for row in attack_rows:
-            x1, y1 = row.cells["after_asr"].mean, row.cells["after_ca"].mean
+            x1, y1 = row.spreads["after_asr"].mean, row.spreads["after_ca"].mean
             if before:
                 ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                             arrowprops={"arrowstyle": "->", "color": colours[row.defense],
                                         "lw": 1.4})  # fmt: skip
-            ax.errorbar([x1], [y1], xerr=[row.cells["after_asr"].std or 0],
-                        yerr=[row.cells["after_ca"].std or 0], fmt="o",
+            ax.errorbar([x1], [y1], xerr=[row.spreads["after_asr"].std or 0],
+                        yerr=[row.spreads["after_ca"].std or 0], fmt="o",
                         color=colours[row.defense], label=row.defense, capsize=2)  # fmt: skip
         ax.set_title(title)
         ax.set_xlabel("ASR (lower is better)")
@@ -83,8 +83,8 @@ def leaderboard_figure(source: list[dict] | Board):
             for row in attack_rows:
                 if row.defense == defense:
                     xs.append(i + (j - (len(defenses) - 1) / 2) * width)
-                    heights.append(row.cells["after_asr"].mean)
-                    errors.append(row.cells["after_asr"].std or 0.0)
+                    heights.append(row.spreads["after_asr"].mean)
+                    errors.append(row.spreads["after_asr"].std or 0.0)
         bars.bar(xs, heights, width, yerr=errors, capsize=2, color=colours[defense],
                  label=defense)  # fmt: skip
     bars.set_xticks(range(len(by_attack)), list(by_attack))
