@@ -4,7 +4,10 @@ Three parts, each a set of `benchbd run --split validation` cells written to `--
 evidence: one result file per cell, trigger visibility included), then summarised:
 
 - triggers: each attack at its published trigger setting, at benchbd's default, and between,
-  with no defense: does the attack take (ASR) and how visible is its trigger (PSNR)?
+  with no defense: does the attack take (ASR) and how visible is its trigger (PSNR)? The rule
+  for a default, fixed before measuring: the least visible setting on the ladder whose
+  validation ASR is at least 0.9 (label_consistent, weaker by design: Turner's corners when
+  their ASR is within 0.1 of the default's), so that the defenses face a backdoor that took.
 - defenses: every defense at its default recipe against every attack's default, so the
   README's claims about the recipes (CleanCLIP's ASR and CA cost, finetuning's weaker effect)
   are checked on validation images.
