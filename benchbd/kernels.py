@@ -42,6 +42,9 @@ PINS = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "COMPATIBLE,STRICT",
+    # numpy's OpenBLAS (under scikit-learn's linear probes and detectors) picks its kernels
+    # per CPU as well; Haswell is its AVX2 core type.
+    "OPENBLAS_CORETYPE": "Haswell",
 }
 
 # The CPU features worth recording: what decides which kernels `native` gets.
@@ -214,6 +217,7 @@ def describe(device: str | None = None) -> dict[str, Any]:
         "aten_capability": capability,
         "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "mkl_cbwr": os.environ.get("MKL_CBWR"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
         "cpu": cpu,
         "cpu_vendor": vendor or None,
         "cpu_isa": flags,

@@ -1,8 +1,8 @@
 """Choose defense settings without looking at the test split.
 
-The validation set is the test split of another draw of the embedded data (`synthetic:1`):
-the same distribution, disjoint from every image the benchmark trains or reports on. For each
-seed this script loads the cached poisoned model (training it once if needed), applies the
+The embedded data's validation split: the same distribution, disjoint from every image the
+benchmark trains on or reports on (`benchbd run --split validation` measures on it too). For
+each seed this script loads the cached poisoned model (training it once if needed), applies the
 defense with the given parameters, and prints CA and ASR on the validation images.
 
     python benchmarks/defense_validation.py --attack blended --defense cleanclip \
@@ -20,8 +20,6 @@ from benchbd.params import build, parse_assignments
 from benchbd.pipeline import RunConfig, load_poisoned, substream
 from benchbd.plugins import DefenseContext, defenses
 
-VALIDATION = "synthetic:1"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -32,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     defense_params = parse_assignments(args.param)
     data = load_data("synthetic", DataSizes(), image_size=32)
-    validation = load_data(VALIDATION, DataSizes(train=1, clean=1, test=2000), image_size=32)
+    validation = data.validation
     cls = defenses.get(args.defense)
     params = build(cls.Params, defense_params, owner=args.defense)
     label = ",".join(args.param) or "defaults"
@@ -40,11 +38,11 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         config = RunConfig(attack=args.attack, defense=args.defense, seed=seed)
         clip, attack = load_poisoned(config, data)
-        target, eval_seed = attack.setup.target, substream(seed, "validate")
-        before = evaluate(clip, validation.test, data.task, target, attack.apply_trigger, eval_seed)
+        target, eval_seed = attack.setup.target, substream(seed, "evaluate")
+        before = evaluate(clip, validation, data.task, target, attack.apply_trigger, eval_seed)
         context = DefenseContext(data.clean, data.task, substream(seed, "defense"))
         defended = cls(params).apply(clip, context)
-        after = evaluate(defended, validation.test, data.task, target, attack.apply_trigger,
+        after = evaluate(defended, validation, data.task, target, attack.apply_trigger,
                          eval_seed)  # fmt: skip
         cas.append(after.ca)
         asrs.append(after.asr)

@@ -4,7 +4,10 @@ Three parts, each a set of `benchbd run --split validation` cells written to `--
 evidence: one result file per cell, trigger visibility included), then summarised:
 
 - triggers: each attack at its published trigger setting, at benchbd's default, and between,
-  with no defense: does the attack take (ASR) and how visible is its trigger (PSNR)?
+  with no defense: does the attack take (ASR) and how visible is its trigger (PSNR)? The rule
+  for a default, fixed before measuring: the least visible setting on the ladder whose
+  validation ASR is at least 0.9 (label_consistent, weaker by design: Turner's corners when
+  their ASR is within 0.1 of the default's), so that the defenses face a backdoor that took.
 - defenses: every defense at its default recipe against every attack's default, so the
   README's claims about the recipes (CleanCLIP's ASR and CA cost, finetuning's weaker effect)
   are checked on validation images.
@@ -45,7 +48,6 @@ TRIGGERS = [
     ("blended", "published (alpha 0.2)", {"alpha": 0.2}),
     ("blended", "default (alpha 0.3)", {}),
     ("wanet", "published (s 0.5, noise mode)", {"s": 0.5, "cross_ratio": 2.0}),
-    ("wanet", "s 2", {"s": 2.0}),
     ("wanet", "s 4", {"s": 4.0}),
     ("wanet", "default (s 8)", {}),
     ("label_consistent", "published (Turner 3x3 corners)", {"trigger_params": "turner"}),
@@ -111,19 +113,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", default="triggers,defenses,prompts")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--attacks", default=",".join(ATTACKS), help="attacks to run")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("results/validation"))
     args = parser.parse_args()
     parts = set(args.part.split(","))
     seeds = [int(s) for s in args.seeds.split(",")]
+    chosen = set(args.attacks.split(","))
     threads = max(1, torch.get_num_threads() // args.jobs)
     commands = []
     if "triggers" in parts:
         commands += [command(a, "none", s, p, args.out, threads)
-                     for a, _, p in TRIGGERS for s in seeds]  # fmt: skip
+                     for a, _, p in TRIGGERS for s in seeds if a in chosen]  # fmt: skip
     if "defenses" in parts:
         commands += [command(a, d, s, {}, args.out, threads)
-                     for a in ATTACKS for s in seeds for d in DEFENSES]  # fmt: skip
+                     for a in ATTACKS for s in seeds for d in DEFENSES if a in chosen]  # fmt: skip
     run_all(commands, args.jobs)
     if commands:
         frame = table(args.out)

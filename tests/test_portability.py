@@ -120,6 +120,19 @@ def test_import_pins_portable_kernels_and_native_is_told_apart():
     assert native["mkl_cbwr"] is None and not native["exact_across_machines"]
 
 
+OPENBLAS = ("import json, benchbd, numpy; from threadpoolctl import threadpool_info; "
+            "print(json.dumps([i.get('architecture') for i in threadpool_info() "
+            "if i.get('internal_api') == 'openblas']))")  # fmt: skip
+
+
+def test_numpy_openblas_runs_its_avx2_kernels_when_portable():
+    portable = child(OPENBLAS)
+    assert portable and set(portable) == {"Haswell"}  # scikit-learn's fits run on these
+    assert portable_here()["openblas_coretype"] == "Haswell"
+    native = child(DESCRIBE, BENCHBD_KERNELS="native")
+    assert native["openblas_coretype"] is None
+
+
 def test_torch_imported_first_is_recorded_as_what_ran():
     portable_here()
     code = "import torch; " + DESCRIBE
