@@ -337,9 +337,11 @@ def record(
     der_before = measured.before if measured.before_probe is None else measured.before_probe
     return RunResult(
         attack=PluginRecord.of(
-            config.attack, attacks.origin(config.attack), attack.params.to_dict()
+            config.attack, attacks.origin(config.attack), attack.params.to_dict(), role="attack"
         ),
-        defense=PluginRecord.of(config.defense, defenses.origin(config.defense), defense_dict),
+        defense=PluginRecord.of(
+            config.defense, defenses.origin(config.defense), defense_dict, role="defense"
+        ),  # fmt: skip
         dataset={
             "name": data.name,
             "fingerprint": data.fingerprint,
