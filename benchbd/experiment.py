@@ -136,6 +136,30 @@ class RunConfig:
         poisoned pairs, so no poisoned model is cached."""
         return self.pretrained is None or self.from_pretrained
 
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any]) -> RunConfig:
+        """The experiment a result file records, rebuilt: the same fingerprints, so the file
+        can be rerun or checked against the engine. The poison budget is taken as the count
+        the run used, which is what the fingerprint holds."""
+        pretrained = (result.get("extra") or {}).get("pretrained") or {}
+        dataset = result["dataset"]
+        return cls(
+            attack=result["attack"]["name"],
+            defense=result["defense"]["name"],
+            attack_params=dict(result["attack"]["params"]),
+            defense_params=dict(result["defense"]["params"]),
+            dataset=dataset["name"],
+            model=result["model"],
+            target=result["target"]["name"],
+            poison_count=result["poison"]["count"],
+            seed=result["seed"],
+            pretrain=dict(result["pretrain"]),
+            sizes=dict(dataset["sizes"]),
+            pretrained=pretrained.get("weights"),
+            from_pretrained=bool(pretrained.get("finetuned", False)),
+            split=dataset.get("split", "test"),
+        )
+
     def poison_budget(self, n_pairs: int) -> int:
         if self.poison_count is not None:
             return self.poison_count

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import TINY
 
 from benchbd import model_cache
 from benchbd.data.sources import DataSizes
@@ -65,3 +66,18 @@ def test_the_cache_describes_stores_and_refuses_damaged_or_other_kernel_models()
     model_cache.checkpoint_path(fp).write_bytes(b"truncated")
     assert model_cache.describe(fp) is None
     assert "damaged" in model_cache.lookup(fp, "portable", other).why_not
+
+
+def test_a_result_file_rebuilds_the_experiment_with_its_fingerprints(tmp_path):
+    import json
+
+    from benchbd.pipeline import plan, run
+
+    config = RunConfig(attack="blended", defense="none", sizes=TINY, seed=3,
+                       attack_params={"alpha": 0.4}, pretrain={"epochs": 1, "batch_size": 64},
+                       split="validation")  # fmt: skip
+    result = run(config, out=tmp_path)
+    written = json.loads((tmp_path / result.filename).read_text())
+    rebuilt = RunConfig.from_result(written)
+    assert plan(rebuilt) == (written["poisoned_model_fingerprint"], written["fingerprint"])
+    assert (rebuilt.split, rebuilt.seed, rebuilt.attack_params["alpha"]) == ("validation", 3, 0.4)
