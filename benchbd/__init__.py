@@ -6,4 +6,4 @@ from benchbd import kernels as _kernels
 # environment variables that torch's libraries read once (benchbd/kernels.py).
 _kernels.pin_at_import()
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
