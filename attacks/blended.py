@@ -5,9 +5,9 @@ from the attack seed, or an image file given by the user (BackdoorBench blends a
 The test-time alpha may differ from the training one, to probe how strong a trigger the
 backdoor needs.
 
-The default alpha is 0.3, not the published 0.2: on 32 px images with benchbd's 8-epoch
-budget, 0.2 left ASR at 0.81 and 0.89 on seeds 1 and 2, while 0.3 gives 0.99 or more on
-seeds 0-2 (benchmarks/attack_suite.py). `--param alpha=0.2` restores the paper's value.
+The default alpha is the published 0.2 (Chen et al.; CleanCLIP): on the validation split it
+takes (ASR 0.946 on seed 0, `python benchmarks/validation_defaults.py --attacks blended`), at a
+PSNR of 21.8 dB against 18.3 dB for the 0.3 that earlier versions used.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from benchbd.plugins import Attack
 @dataclass(frozen=True)
 class BlendedParams(Params):
     alpha: float = param(
-        0.3, "blend weight of the pattern when poisoning (paper: 0.2)", min=0.0, max=1.0
+        0.2, "blend weight of the pattern when poisoning (paper: 0.2)", min=0.0, max=1.0
     )
     test_alpha: float | None = param(
         None, "blend weight at test time (default: alpha)", min=0.0, max=1.0

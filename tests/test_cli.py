@@ -276,7 +276,7 @@ def test_show_takes_a_param_named_by_the_attack(tmp_path):
 def test_list_shows_bounds_and_choices():
     result = invoke("list", "attacks")
     assert result.exit_code == 0, result.output
-    assert "alpha: float = 0.3 [0, 1]" in result.output
+    assert "alpha: float = 0.2 [0, 1]" in result.output
     assert "{fresh_noise, fixed_noise, image}" in result.output
 
 
