@@ -3,8 +3,11 @@ poisoned model's CA and ASR per seed (default budget, default parameters).
 
     python benchmarks/attack_suite.py [--attacks badnet,blended,wanet,label_consistent]
                                       [--seeds 0,1,2] [--param attack:name=value ...]
+                                      [--split validation]
 
-Poisoned models land in the normal cache ($BENCHBD_CACHE), so later runs reuse them.
+It measures on the validation split unless told otherwise: a script for trying settings must
+not look at the test split, which is for reporting (the reference grid reports the attacks on
+test). Poisoned models land in the normal cache ($BENCHBD_CACHE), so later runs reuse them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[],
                         help="ATTACK:name=value, e.g. label_consistent:harden=true")  # fmt: skip
     parser.add_argument("--label", default="", help="suffix for the attack's row name")
+    parser.add_argument("--split", default="validation", choices=("validation", "test"))
     args = parser.parse_args()
     names = args.attacks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -34,6 +38,7 @@ def main() -> None:
         overrides.setdefault(attack, []).append(assignment)
 
     data = load_data("synthetic", DataSizes(), image_size=32)
+    print(f"on the {args.split} split")
     print("attack                      poison 20k pairs   seed   CA      ASR     RA")
     for name in names:
         params = parse_assignments(overrides.get(name, []))
@@ -47,7 +52,9 @@ def main() -> None:
             poison_s = "(with PGD)"
         cas, asrs = [], []
         for seed in seeds:
-            result = run(RunConfig(attack=name, defense="none", attack_params=params, seed=seed))
+            config = RunConfig(attack=name, defense="none", attack_params=params, seed=seed,
+                               split=args.split)  # fmt: skip
+            result = run(config)
             before = result.metrics["before"]
             cas.append(before["ca"])
             asrs.append(before["asr"])
