@@ -28,6 +28,7 @@ def make(name, data, count=20, seed=0, **params):
     return cls(build(cls.Params, params, name), setup)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", builtin(attacks))
 def test_every_attack_is_deterministic_and_keeps_uint8(name, tiny_data):
     first = make(name, tiny_data).poison(tiny_data.train)

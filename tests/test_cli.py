@@ -262,6 +262,7 @@ def test_param_named_by_a_plugin_not_in_the_run_is_one_line(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_show_takes_a_param_named_by_the_attack(tmp_path):
     png = tmp_path / "t.png"
     shown = invoke("show", "--attack", "blended", "--param", "blended:alpha=0.2",

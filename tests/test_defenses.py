@@ -89,6 +89,7 @@ def test_eda_operations(tiny_data):
     assert "crimson" in synonyms("red") and re.fullmatch(r"[a-z-]+", synonyms("disc")[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", builtin(defenses))
 def test_every_defense_returns_the_same_architecture(name, tiny_data):
     cls = defenses.get(name)

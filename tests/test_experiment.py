@@ -68,6 +68,7 @@ def test_the_cache_describes_stores_and_refuses_damaged_or_other_kernel_models()
     assert "damaged" in model_cache.lookup(fp, "portable", other).why_not
 
 
+@pytest.mark.slow
 def test_a_result_file_rebuilds_the_experiment_with_its_fingerprints(tmp_path):
     import json
 

@@ -108,6 +108,7 @@ def test_the_reference_cell_was_made_with_portable_kernels():
     assert (REFERENCE / reference["result"]).is_file()
 
 
+@pytest.mark.slow
 def test_import_pins_portable_kernels_and_native_is_told_apart():
     portable = portable_here()
     assert (portable["mode"], portable["level"]) == ("portable", "portable-avx2")
@@ -125,6 +126,7 @@ OPENBLAS = ("import json, benchbd, numpy; from threadpoolctl import threadpool_i
             "if i.get('internal_api') == 'openblas']))")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_numpy_openblas_runs_its_avx2_kernels_when_portable():
     portable = child(OPENBLAS)
     assert portable and set(portable) == {"Haswell"}  # scikit-learn's fits run on these
@@ -133,6 +135,7 @@ def test_numpy_openblas_runs_its_avx2_kernels_when_portable():
     assert native["openblas_coretype"] is None
 
 
+@pytest.mark.slow
 def test_torch_imported_first_is_recorded_as_what_ran():
     portable_here()
     code = "import torch; " + DESCRIBE
@@ -144,6 +147,7 @@ def test_torch_imported_first_is_recorded_as_what_ran():
     assert (inherited["aten_capability"], inherited["level"]) == ("AVX2", "portable-avx2")
 
 
+@pytest.mark.slow
 def test_run_kernels_native_applies_before_torch_is_imported():
     code = ("import sys; sys.argv = ['benchbd', 'run', '--kernels', 'native', '--help']\n"
             "from benchbd.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
@@ -166,6 +170,7 @@ def test_a_bad_kernel_mode_is_one_line(args, env, message):
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_spawned_sweep_workers_inherit_the_mode():
     """The sweep's process pool spawns its workers: they import benchbd afresh, before torch,
     from the environment this (pinned) process passes on."""

@@ -122,6 +122,7 @@ def test_from_pretrained_needs_weights():
         RunConfig(from_pretrained=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("finetune", [False, True])
 def test_pretrained_weights_as_given_or_finetuned_on_poisons(
     checkpoint, tmp_path, monkeypatch, finetune

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -15,6 +16,7 @@ TINY = ["--train-pairs", "256", "--clean-pairs", "128", "--test-images", "64",
         "--epochs", "2", "--batch-size", "64"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_run_logged_to_a_file_prints_stages_and_steps(tmp_path):
     result = CliRunner().invoke(
         app, ["run", *TINY, "--defense", "none", "--out", str(tmp_path)],
@@ -29,6 +31,7 @@ def test_a_run_logged_to_a_file_prints_stages_and_steps(tmp_path):
     assert not any(" steps loss " in line for line in lines)  # no progress bar in a log
 
 
+@pytest.mark.slow
 def test_a_long_interval_keeps_the_first_and_last_step_only(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCHBD_CACHE", str(tmp_path / "cache"))  # pretrain, not reuse
     result = CliRunner().invoke(

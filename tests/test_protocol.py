@@ -50,6 +50,7 @@ def test_reporting_on_validation_reuses_the_poisoned_model_under_another_result_
     assert run_test != run_val
 
 
+@pytest.mark.slow
 def test_a_run_on_validation_measures_and_records_the_validation_split(tmp_path):
     sizes = DataSizes(train=256, clean=64, test=100, validation=60)
     config = RunConfig(attack="badnet", defense="none", sizes=sizes, pretrain=FAST,

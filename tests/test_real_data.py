@@ -153,6 +153,7 @@ def test_csv_columns_and_delimiter_are_configurable(tmp_path):
     assert all(c.startswith("a ") for c in data.train.captions)
 
 
+@pytest.mark.slow
 def test_hf_saved_labelled_dataset_uses_its_test_split(tmp_path):
     import datasets
 

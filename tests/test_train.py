@@ -44,6 +44,7 @@ def test_random_shift_keeps_shape_dtype_and_content_range():
     assert torch.equal(random_shift(images, 0.0, torch.Generator()), images)
 
 
+@pytest.mark.slow
 def test_training_is_seeded_and_clamps_the_logit_scale(tiny_data):
     config = TrainConfig(epochs=1, batch_size=128, lr=1e-3, warmup_steps=2)
     pairs = tiny_data.train.subset(torch.arange(256))
@@ -65,6 +66,7 @@ def test_fewer_pairs_than_a_batch_is_an_error(tiny_data):
         train(clip, tiny_data.train.subset(torch.arange(10)), TrainConfig(batch_size=64), seed=0)
 
 
+@pytest.mark.slow
 def test_the_tiny_vit_config_trains_too(tiny_data):
     clip = create_clip("benchbd-vit-tiny", seed=0)
     assert clip.image_size == 32
