@@ -22,7 +22,8 @@ SETTINGS = [
     ("badnet", "default", {}),
     ("badnet", "published", {"patch_fraction": 0.071}),  # CleanCLIP: 16 px at 224 px
     ("blended", "default", {}),
-    ("blended", "published", {"alpha": 0.2}),  # Chen et al.
+    ("blended", "published", {"alpha": 0.2}),  # Chen et al.; the default since 0.3.0
+    ("blended", "until 0.3.0", {"alpha": 0.3}),
     ("wanet", "default", {}),
     ("wanet", "published", {"s": 0.5, "cross_ratio": 2.0}),  # BackdoorBench at 32 px
     # Hardening is PGD on the training poisons against a trained surrogate; nothing here
