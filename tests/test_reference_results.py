@@ -33,3 +33,19 @@ def test_reference_grid_is_complete():
 @pytest.mark.parametrize("name", ["leaderboard.png"])
 def test_reference_plot_is_committed(name):
     assert (RESULTS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_committed_results_are_what_the_engine_would_run_now():
+    """Each committed result rebuilds into the experiment it records, with the same
+    fingerprints (so a sweep over them skips every cell, and a rerun writes the same file),
+    and every one ran with the portable kernels."""
+    from benchbd.experiment import RunConfig
+    from benchbd.pipeline import plan
+
+    results, _ = load_folder(RESULTS)
+    for result in results:
+        rebuilt = plan(RunConfig.from_result(result))
+        assert rebuilt == (result["poisoned_model_fingerprint"], result["fingerprint"]), result
+        assert result["runtime"]["kernels"]["level"] == "portable-avx2"
+        assert result["runtime"]["pretrain_kernels"] == "portable-avx2"
