@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 from benchbd.checks import check_fields, check_seed
+from benchbd.data import digits
 from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
 from benchbd.model import DEFAULT_MODEL
@@ -30,6 +31,11 @@ FINETUNE_RECIPE = TrainConfig(epochs=10.0, batch_size=64, lr=1e-5, warmup_steps=
 # A real source is read whole unless a size caps it; its clean and validation splits are set
 # aside from it, so they keep their caps.
 REAL_DATA_SIZES = DataSizes(train=0, test=0)
+# The digits set is small and fixed: its test, validation and clean splits are fixed shares of
+# it and every remaining scan trains (1,047 of 1,797).
+DIGITS_SIZES = DataSizes(
+    train=0, clean=digits.CLEAN, test=digits.TEST, validation=digits.VALIDATION
+)
 KINDS = {"attack": attacks, "defense": defenses}
 
 Settings = TypeVar("Settings", DataSizes, TrainConfig)
@@ -40,7 +46,15 @@ def is_synthetic(dataset: str) -> bool:
     return dataset.partition(":")[0] == "synthetic"
 
 
+def is_embedded(dataset: str) -> bool:
+    """Whether a --dataset string names a set shipped with benchbd or its dependencies
+    (synthetic, digits): one source with its own splits, never an --eval-dataset."""
+    return is_synthetic(dataset) or dataset.partition(":")[0] == "digits"
+
+
 def default_sizes(dataset: str) -> DataSizes:
+    if dataset.partition(":")[0] == "digits":
+        return DIGITS_SIZES
     return DataSizes() if is_synthetic(dataset) else REAL_DATA_SIZES
 
 

@@ -17,7 +17,7 @@ from benchbd.cli.progress import PlainObserver
 from benchbd.data.sources import DataSizes
 from benchbd.data.spec import compose
 from benchbd.errors import BenchbdError
-from benchbd.experiment import FINETUNE_RECIPE, RunConfig, is_synthetic
+from benchbd.experiment import FINETUNE_RECIPE, RunConfig, is_embedded
 from benchbd.model import DEFAULT_MODEL
 from benchbd.params import parse_assignments
 from benchbd.pipeline import Observer
@@ -146,7 +146,7 @@ def run(
     poison_count: int = typer.Option(None, help="number of pairs to poison (overrides rate)"),
     seed: int = typer.Option(0, help="seed for poisons, initialisation, batches and triggers"),
     dataset: str = typer.Option(
-        "synthetic", help="synthetic, csv:PATH, hf:NAME[:CONFIG] or imagefolder:PATH"
+        "synthetic", help="synthetic, digits, csv:PATH, hf:NAME[:CONFIG] or imagefolder:PATH"
     ),
     eval_dataset: str = typer.Option(
         None, help="labelled test set for a real dataset, e.g. imagefolder:PATH"
@@ -209,7 +209,7 @@ def run(
             raise BenchbdError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
     world = distributed.init_from_env()
-    if is_synthetic(dataset) and (eval_dataset or clean_dataset):
+    if is_embedded(dataset) and (eval_dataset or clean_dataset):
         raise BenchbdError("--eval-dataset and --clean-dataset apply to real datasets only")
     # Only what was given: RunConfig fills the rest (every row of a real dataset, the
     # finetuning recipe for --from-pretrained).

@@ -10,6 +10,7 @@ import typer
 from benchbd.cli.errors import friendly_errors
 from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
+from benchbd.experiment import default_sizes
 from benchbd.model import DEFAULT_MODEL
 from benchbd.params import parse_assignments
 from benchbd.pipeline import RunConfig, trigger_examples
@@ -58,8 +59,7 @@ def show(
     values = attack_params(attack, param)
     # The run's own config and attack: the same seed streams, image size and test split, so
     # that the picture is the trigger `benchbd run` measures with the same options.
-    real = dataset.partition(":")[0] != "synthetic"
-    sizes = DataSizes(train=0, test=0) if real else DataSizes()
+    sizes = default_sizes(dataset)
     if test_images is not None:
         sizes = replace(sizes, test=test_images)
     config = RunConfig(attack=attack, attack_params=values, dataset=dataset, model=model,

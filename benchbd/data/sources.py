@@ -1,6 +1,7 @@
 """The data layer's one interface: a source named on the command line yields BenchmarkData.
 
-`--dataset synthetic` is the embedded default; real sources (CSV of image paths and captions,
+`--dataset synthetic` is the embedded default and `--dataset digits` scikit-learn's bundled
+handwritten digits (benchbd.data.digits); real sources (CSV of image paths and captions,
 Hugging Face datasets, image folders) implement the same `DataSource` protocol and are added
 to SOURCES under their prefix (`csv:PATH`, `hf:NAME`, `imagefolder:PATH`).
 """
@@ -20,6 +21,7 @@ import torch
 from benchbd.cache import cache_dir, fingerprint, remove_stale_temporaries, temporary_prefix
 from benchbd.checks import check_fields
 from benchbd.data import synthetic
+from benchbd.data.digits import DigitsSource
 from benchbd.data.pairs import BenchmarkData, PairSet, ZeroShotTask
 from benchbd.data.real import RealSource
 from benchbd.errors import BenchbdError
@@ -158,6 +160,7 @@ def synonym_groups() -> list[list[str]]:
 
 SOURCES: dict[str, DataSource] = {
     "synthetic": SyntheticSource(),
+    "digits": DigitsSource(),
     "csv": RealSource("csv"),
     "hf": RealSource("hf"),
     "imagefolder": RealSource("imagefolder"),
@@ -165,7 +168,7 @@ SOURCES: dict[str, DataSource] = {
 
 
 def load_data(spec: str, sizes: DataSizes, image_size: int) -> BenchmarkData:
-    """'synthetic', 'synthetic:SEED', or a real source: 'csv:PATH', 'hf:NAME[:CONFIG]',
+    """'synthetic', 'synthetic:SEED', 'digits', or a real source: 'csv:PATH', 'hf:NAME[:CONFIG]',
     'imagefolder:PATH', each with '?key=value' options and '|eval=' / '|clean=' splits
     (see benchbd.data.spec)."""
     kind, _, argument = spec.partition(":")
