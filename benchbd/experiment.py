@@ -52,6 +52,12 @@ def is_embedded(dataset: str) -> bool:
     return is_synthetic(dataset) or dataset.partition(":")[0] == "digits"
 
 
+def default_target(dataset: str) -> str:
+    """The target class a run attacks when none is given: the embedded data's "heart" (the
+    reference grid's), "zero" on digits; other sources keep "heart" and say so if they lack it."""
+    return "zero" if dataset.partition(":")[0] == "digits" else "heart"
+
+
 def default_sizes(dataset: str) -> DataSizes:
     if dataset.partition(":")[0] == "digits":
         return DIGITS_SIZES
@@ -99,7 +105,7 @@ class RunConfig:
     defense_params: dict[str, Any] = field(default_factory=dict)
     dataset: str = "synthetic"
     model: str = DEFAULT_MODEL
-    target: str = "heart"
+    target: str | None = None  # None: the dataset's default target (default_target)
     poison_rate: float | None = 0.03
     poison_count: int | None = None
     seed: int = 0
@@ -129,6 +135,8 @@ class RunConfig:
             self.poison_rate is None or not 0 <= self.poison_rate <= 1
         ):
             raise BenchbdError(f"poison rate must be in [0, 1], got {self.poison_rate}")
+        if self.target is None:
+            object.__setattr__(self, "target", default_target(self.dataset))
         sizes = _settings(self.sizes, default_sizes(self.dataset), "sizes")
         pretrain = _settings(self.pretrain, default_recipe(self.from_pretrained), "pretrain recipe")
         object.__setattr__(self, "sizes", sizes)

@@ -176,3 +176,11 @@ def test_a_run_on_digits_completes(tmp_path):
     assert result.target == {"index": 7, "name": "seven"}
     assert 0 <= result.metrics["before"]["ca"] <= 1
     assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_run_without_a_target_attacks_the_dataset_default():
+    from benchbd.experiment import RunConfig
+
+    assert RunConfig(dataset="digits").target == "zero"
+    assert RunConfig().target == "heart"
+    assert RunConfig(dataset="digits", target="7").target == "7"

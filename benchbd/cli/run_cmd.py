@@ -139,7 +139,9 @@ def run(
     param: list[str] = typer.Option(
         [], "--param", "-p", help="plugin parameter NAME=VALUE or PLUGIN:NAME=VALUE"
     ),
-    target: str = typer.Option(RunConfig.target, help="target class name or index"),
+    target: str = typer.Option(
+        None, help="target class name or index [heart; digits: zero]", show_default=False
+    ),
     poison_rate: float = typer.Option(
         RunConfig.poison_rate, help="fraction of training pairs to poison"
     ),

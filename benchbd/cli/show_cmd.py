@@ -45,7 +45,9 @@ def show(
     param: list[str] = typer.Option(
         [], "--param", "-p", help="attack parameter NAME=VALUE or ATTACK:NAME=VALUE"
     ),
-    target: str = typer.Option(RunConfig.target, help="target class name or index"),
+    target: str = typer.Option(
+        None, help="target class name or index [heart; digits: zero]", show_default=False
+    ),
     seed: int = typer.Option(0, help="run seed (the trigger `benchbd run --seed` evaluates)"),
     images: int = typer.Option(8, min=1, max=32, help="how many test images"),
     dataset: str = typer.Option("synthetic", help="data source"),
