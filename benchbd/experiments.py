@@ -28,6 +28,7 @@ NOT_SETTINGS = frozenset(
         "extra.attack_state",  # e.g. WaNet's seeded warp field
         "extra.trigger_visibility",  # measured per run: a random trigger draws by seed
         "extra.defense_report",  # what the defense found or used at run time
+        "extra.der_basis",  # follows from the defense (its declared classifier), not a setting
         "pretrain_cached",  # whether this run trained the poisoned model or reused it
         "runtime",  # device, threads, CPU kernels: warned about, never split (see leaderboard)
         "timings",

@@ -17,7 +17,7 @@ def test_committed_leaderboard_is_the_table_of_the_committed_files():
     committed = (RESULTS / "LEADERBOARD.md").read_text()
     made = CliRunner().invoke(app, ["table", str(RESULTS), "--format", "markdown"])
     assert made.exit_code == 0, made.output
-    assert made.output == committed
+    assert made.stdout == committed
 
 
 def test_reference_grid_is_complete():
