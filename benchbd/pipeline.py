@@ -29,6 +29,7 @@ from benchbd.model_cache import MODEL_CACHE_VERSION  # noqa: F401  (re-exported)
 from benchbd.planning import (  # noqa: F401  (plan and ATTACKER_PAIRS re-exported)
     ATTACKER_PAIRS,
     attacker_data,
+    attacker_data_description,
     build_attack,
     load_experiment_data,
     plan,
@@ -326,7 +327,7 @@ def record(
     if measured.before_probe is not None:
         metrics["before_probe"] = measured.before_probe.to_dict()
     extra = {"attack_state": attack.state(), "defense_report": defense.report(),
-             "attacker_data": attacker_data(data, config.seed)[1]}  # fmt: skip
+             "attacker_data": attacker_data_description(data)}  # fmt: skip
     # What DER's "before" is: the zero-shot poisoned model, or a linear probe of its encoder
     # when the defense's "after" is measured with a trained head.
     extra["der_basis"] = "zero-shot" if measured.before_probe is None else "linear-probe"

@@ -49,14 +49,20 @@ def build_attack(
     return cls(config.attack_settings(), setup)
 
 
+def attacker_data_description(data: BenchmarkData) -> dict[str, Any]:
+    """What the attacker holds, as the result file records it (no pairs are drawn for it)."""
+    return {"source": "train", "pairs": min(ATTACKER_PAIRS, len(data.train))}
+
+
 def attacker_data(data: BenchmarkData, seed: int) -> tuple[PairSet, dict[str, Any]]:
     """The pairs the attacker holds, and their description for the result file: a seeded
     sample of the training pool (the pairs it poisons, before poisoning). The defender's clean
     split and the evaluation splits stay out of the attacker's reach."""
-    count = min(ATTACKER_PAIRS, len(data.train))
+    described = attacker_data_description(data)
     generator = torch.Generator().manual_seed(substream(seed, "attacker-data"))
-    rows = torch.randperm(len(data.train), generator=generator)[:count].sort().values
-    return data.train.subset(rows), {"source": "train", "pairs": count}
+    order = torch.randperm(len(data.train), generator=generator)
+    rows = order[: described["pairs"]].sort().values
+    return data.train.subset(rows), described
 
 
 def poisoned_fingerprint(config: RunConfig, data: BenchmarkData, attack: Attack) -> str:
