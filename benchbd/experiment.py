@@ -17,6 +17,7 @@ from benchbd.checks import check_fields, check_seed
 from benchbd.data import digits
 from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
+from benchbd.evaluate import evaluations_in, parse_evaluations
 from benchbd.model import DEFAULT_MODEL
 from benchbd.params import Params, build
 from benchbd.plugins import attacks, defenses
@@ -118,12 +119,16 @@ class RunConfig:
     from_pretrained: bool = False
     # The labelled split the metrics are measured on: "test" reports, "validation" tunes.
     split: str = "test"
+    # Opt-in measurements beside zero-shot CA / ASR ("probe", "retrieval": evaluate.EVALUATIONS;
+    # a comma string or a list). Measurements of the same experiment: not in its fingerprints.
+    eval: tuple[str, ...] | list[str] | str = ()
 
     def __post_init__(self) -> None:
         check_fields(self, owner="the run")
         check_seed(self.seed)
         if self.split not in SPLITS:
             raise BenchbdError(f"unknown split {self.split!r}: choose {' or '.join(SPLITS)}")
+        object.__setattr__(self, "eval", parse_evaluations(self.eval))
         for name, params in (("attack", self.attack_params), ("defense", self.defense_params)):
             if not isinstance(params, dict):
                 raise BenchbdError(f"{name} parameters must be a table of name = value")
@@ -151,6 +156,12 @@ class RunConfig:
     def defense_settings(self) -> Params:
         """The defense's typed parameters."""
         return plugin_params("defense", self.defense, self.defense_params)
+
+    def defense_settings_for(self, clean_pairs: int) -> Params:
+        """The defense's parameters for a defender holding `clean_pairs` clean pairs: what the
+        user left unset may scale with that size (`Params.scaled_to`), so a small real set
+        gets a recipe of sensible length. What runs, is recorded and is fingerprinted."""
+        return self.defense_settings().scaled_to(clean_pairs, frozenset(self.defense_params))
 
     @property
     def trains_poisoned_model(self) -> bool:
@@ -180,6 +191,7 @@ class RunConfig:
             pretrained=pretrained.get("weights"),
             from_pretrained=bool(pretrained.get("finetuned", False)),
             split=dataset.get("split", "test"),
+            eval=evaluations_in(result["metrics"]),
         )
 
     def poison_budget(self, n_pairs: int) -> int:

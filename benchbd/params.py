@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from benchbd.checks import base_type as _base_type
 from benchbd.checks import check_value
 from benchbd.errors import BenchbdError
 from benchbd.suggest import did_you_mean
+
+P = TypeVar("P", bound="Params")
 
 
 def param(
@@ -71,6 +74,34 @@ class Params:
             if f.metadata.get("recorded_at_default", True) is False and values[f.name] == f.default:
                 del values[f.name]
         return values
+
+    def scaled_to(self, clean_pairs: int, given: Collection[str]) -> Params:
+        """These parameters for a defender holding `clean_pairs` clean pairs. `given` names
+        the parameters the user set, which a plugin keeps as given; a recipe whose length is
+        counted in passes over the clean set overrides this (see `scale_epochs`). By default
+        nothing depends on the size."""
+        return self
+
+
+def scale_epochs(params: P, available: int, size_field: str, given: Collection[str]) -> P:
+    """`params` with `epochs` raised, when the user left it unset, so that a defender holding
+    fewer pairs than the recipe's reference size (the default of `size_field`, e.g. 5,000 clean
+    pairs) still takes as many optimizer steps as the recipe does at that size.
+
+    Why: a recipe counted in epochs shrinks with the data. CleanCLIP's 5 epochs are 195 steps
+    of 128 on 5,000 clean pairs but 10 steps on a small real set's 300, which leaves a
+    backdoor in place and says nothing about the defense. Epochs are never lowered, and the
+    scaled count is recorded, so the result file states the recipe that ran."""
+    if "epochs" in given:
+        return params
+    reference = next(f.default for f in fields(params) if f.name == size_field)
+    used = min(getattr(params, size_field) or available, available)
+    batch = params.batch_size  # type: ignore[attr-defined]
+    reference_steps = params.epochs * max(1, reference // batch)  # type: ignore[attr-defined]
+    per_epoch = max(1, used // batch)
+    if params.epochs * per_epoch >= reference_steps:  # type: ignore[attr-defined]
+        return params
+    return dataclasses.replace(params, epochs=reference_steps / per_epoch)
 
 
 @dataclass(frozen=True)

@@ -96,4 +96,5 @@ def plan(config: RunConfig) -> tuple[str, str]:
     without training anything."""
     data = load_experiment_data(config)
     model_fp = poisoned_fingerprint(config, data, build_attack(config, data))
-    return model_fp, run_fingerprint(model_fp, config, config.defense_settings().to_dict())
+    defense_params = config.defense_settings_for(len(data.clean)).to_dict()
+    return model_fp, run_fingerprint(model_fp, config, defense_params)

@@ -13,6 +13,7 @@ each modality to be learned on its own, which breaks the spurious trigger-captio
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,7 @@ from benchbd import distributed
 from benchbd.augment import ImageViews, TextViews, table_synonyms, wordnet_synonyms
 from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
-from benchbd.params import Params, param
+from benchbd.params import Params, param, scale_epochs
 from benchbd.plugins import Defense, DefenseContext
 from benchbd.seeds import substream
 from benchbd.train import Batch, TrainConfig, clip_loss, train
@@ -43,6 +44,11 @@ class FinetuneParams(Params):
 
     def train_config(self) -> TrainConfig:
         return TrainConfig.from_recipe(self)
+
+    def scaled_to(self, clean_pairs: int, given: Collection[str]) -> FinetuneParams:
+        """Epochs left unset are raised on a small clean set to the steps the recipe takes on
+        its reference 5,000 pairs (195 at batch 128): see `benchbd.params.scale_epochs`."""
+        return scale_epochs(self, clean_pairs, "clean_pairs", given)
 
 
 def check_batch(available: int, batch_size: int, what: str = "clean pairs") -> None:

@@ -17,6 +17,7 @@ the default: with 5, blended seed 1 kept ASR 0.128 on the validation images (the
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,7 @@ from benchbd.data.pairs import UNLABELLED, PairSet
 from benchbd.errors import BenchbdError
 from benchbd.evaluate import zero_shot_weights
 from benchbd.model import ClipBundle
-from benchbd.params import Params, param
+from benchbd.params import Params, param, scale_epochs
 from benchbd.plugins import Defense, DefenseContext
 from benchbd.train import Batch, TrainConfig, train
 
@@ -45,6 +46,11 @@ class SupervisedParams(Params):
         "random", "the head's start: random (a new layer) or zero-shot (the text classifier)",
         choices=("random", "zero-shot"),
     )  # fmt: skip
+
+    def scaled_to(self, clean_pairs: int, given: Collection[str]) -> SupervisedParams:
+        """Epochs left unset are raised on a small labelled set to the steps the recipe takes
+        on its reference 5,000 images (390 at batch 128): see `benchbd.params.scale_epochs`."""
+        return scale_epochs(self, clean_pairs, "labelled_images", given)
 
 
 class LinearHead(torch.nn.Module):
