@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from benchbd import distributed, kernels
+from benchbd import busy, distributed, kernels
 from benchbd.cli import KERNELS_HELP
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.progress import PlainObserver
@@ -18,7 +18,7 @@ from benchbd.data.sources import DataSizes
 from benchbd.data.spec import compose
 from benchbd.errors import BenchbdError
 from benchbd.experiment import FINETUNE_RECIPE, RunConfig, is_embedded
-from benchbd.model import DEFAULT_MODEL
+from benchbd.model import DEFAULT_MODEL, resolve_device
 from benchbd.params import parse_assignments
 from benchbd.pipeline import Observer
 from benchbd.pipeline import run as run_pipeline
@@ -242,6 +242,10 @@ def run(
     console = Console(stderr=True)
     live = console.is_terminal  # a log file gets plain lines at an interval, not a bar
     with RichObserver(console) if live else PlainObserver(console) as observer:
+        if resolve_device(config.device).type == "cpu":  # other ranks are this run's own
+            busy_note = busy.check(torch.get_num_threads(), "run", siblings=world.size == 1)
+            if busy_note:
+                observer.note(busy_note)
         result = run_pipeline(config, observer=observer, out=out)
     Console().print(summary(result))
     typer.echo(f"result: {out / result.filename}  ({result.timings['total_s']:.0f} s)")
