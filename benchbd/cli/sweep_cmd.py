@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -10,16 +11,18 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from benchbd import kernels
+from benchbd import busy, dry_run, kernels
 from benchbd.cli import KERNELS_HELP
 from benchbd.cli.errors import Terminated, fail, friendly_errors
 from benchbd.cli.progress import PlainSweepObserver
 from benchbd.errors import BenchbdError
+from benchbd.model import resolve_device
 from benchbd.sweep import (
     EXECUTORS,
     CellOutcome,
     Grid,
     SweepObserver,
+    existing_fingerprints,
     expand_names,
     load_grid,
     parse_seeds,
@@ -76,6 +79,28 @@ class RichSweepObserver(SweepObserver):
         self.progress.update(self.task, advance=1, running=self.running, failed=self.failed)
 
 
+def print_dry_run(plan: Grid, out: Path, jobs: int, timing_folders: list[Path]) -> None:
+    """--dry-run: the plan and its estimate, from the sweep's own planning; nothing is written."""
+    if jobs < 1:
+        raise BenchbdError(f"--jobs must be at least 1, got {jobs}")
+    done = existing_fingerprints(out) if out.is_dir() else set()
+    timings = dry_run.Timings.from_folders(f for f in timing_folders if f.is_dir())
+    for line in dry_run.report(dry_run.dry_run(plan.cells(), done, jobs, timings), out):
+        typer.echo(line)
+
+
+def note_if_busy(plan: Grid, jobs: int) -> None:
+    """One note when other processes leave too few cores for this sweep's CPU threads."""
+    try:
+        if resolve_device(str(plan.run.get("device", "auto"))).type != "cpu":
+            return
+    except BenchbdError:
+        return  # each cell reports it, as without this note
+    message = busy.check(dry_run.cell_threads(jobs) * jobs, "sweep")
+    if message:
+        logging.getLogger("benchbd").info(message)  # printed as `benchbd: note: ...`
+
+
 @friendly_errors
 def sweep_cmd(
     attacks: str = typer.Option("all", help="attack names, comma-separated, or 'all'"),
@@ -92,6 +117,13 @@ def sweep_cmd(
     kernel_mode: str = typer.Option(None, "--kernels", envvar=kernels.ENV, help=KERNELS_HELP),
     split: str = typer.Option(
         None, help="split to measure on: test (report) or validation; overrides the grid's"
+    ),
+    dry: bool = typer.Option(
+        False, "--dry-run", help="print the cells, cached models and estimated time; run nothing"
+    ),
+    timings: list[Path] = typer.Option(
+        None,
+        help="--dry-run: folders whose result files' timings estimate the time [--out, results]",
     ),
 ) -> None:
     """Run every (attack, defense, seed) cell; finished cells are skipped, so rerunning resumes.
@@ -113,6 +145,11 @@ def sweep_cmd(
         slurm |= {"slurm_partition": slurm_partition, "gpus_per_node": slurm_gpus,
                   "cpus_per_task": slurm_cpus}  # fmt: skip
         slurm = {k: v for k, v in slurm.items() if v is not None}
+    if dry:
+        print_dry_run(plan, out, jobs, timings or [out, Path("results")])
+        return
+    if executor == "local":
+        note_if_busy(plan, jobs)
     console = Console(stderr=True)
     start = time.perf_counter()
     try:
