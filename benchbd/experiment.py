@@ -37,6 +37,11 @@ REAL_DATA_SIZES = DataSizes(train=0, test=0)
 DIGITS_SIZES = DataSizes(
     train=0, clean=digits.CLEAN, test=digits.TEST, validation=digits.VALIDATION
 )
+# Digits pretraining: 30 epochs at batch 64 (480 steps). The embedded recipe's 8 epochs at 128
+# are 64 steps on digits' 1,047 training scans, too few for a backdoor to take: chosen on the
+# validation split (seed 0), badnet's ASR is 0.015 after 64 steps and 0.978 after 480 (clean
+# accuracy 0.933 -> 0.987), blended's 0.985 -> 1.000 (0.947 -> 0.973).
+DIGITS_RECIPE = TrainConfig(epochs=30.0, batch_size=64)
 KINDS = {"attack": attacks, "defense": defenses}
 
 Settings = TypeVar("Settings", DataSizes, TrainConfig)
@@ -65,8 +70,12 @@ def default_sizes(dataset: str) -> DataSizes:
     return DataSizes() if is_synthetic(dataset) else REAL_DATA_SIZES
 
 
-def default_recipe(from_pretrained: bool) -> TrainConfig:
-    return FINETUNE_RECIPE if from_pretrained else TrainConfig()
+def default_recipe(dataset: str, from_pretrained: bool) -> TrainConfig:
+    """The poisoning recipe a run uses when none is given: finetuning for pretrained weights,
+    else pretraining sized to the dataset (digits is small: see DIGITS_RECIPE)."""
+    if from_pretrained:
+        return FINETUNE_RECIPE
+    return DIGITS_RECIPE if dataset.partition(":")[0] == "digits" else TrainConfig()
 
 
 def plugin_params(kind: str, name: str, values: Mapping[str, Any]) -> Params:
@@ -143,7 +152,8 @@ class RunConfig:
         if self.target is None:
             object.__setattr__(self, "target", default_target(self.dataset))
         sizes = _settings(self.sizes, default_sizes(self.dataset), "sizes")
-        pretrain = _settings(self.pretrain, default_recipe(self.from_pretrained), "pretrain recipe")
+        recipe = default_recipe(self.dataset, self.from_pretrained)
+        pretrain = _settings(self.pretrain, recipe, "pretrain recipe")
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "pretrain", pretrain)
         self.attack_settings()  # every name and parameter checked now, before any work

@@ -3,8 +3,9 @@ small clean set, are recorded as run, and leave the embedded default's recipes u
 
 from __future__ import annotations
 
-from benchbd.experiment import RunConfig
+from benchbd.experiment import FINETUNE_RECIPE, RunConfig
 from benchbd.planning import plan
+from benchbd.train import TrainConfig
 from defenses.cleanclip import CleanCLIPParams
 from defenses.supervised import SupervisedParams
 
@@ -44,3 +45,13 @@ def test_a_run_records_and_fingerprints_the_scaled_recipe():
 def test_the_embedded_default_keeps_its_recipe():
     config = RunConfig(defense="cleanclip")
     assert config.defense_settings_for(5000) == config.defense_settings()
+
+
+def test_digits_pretrains_long_enough_for_a_backdoor_to_take():
+    recipe = RunConfig(dataset="digits").pretrain
+    assert (recipe.epochs, recipe.batch_size) == (30, 64)
+    assert recipe.steps(1047) == 480  # against 64 steps under the embedded recipe
+    assert RunConfig(dataset="digits", pretrain={"epochs": 2}).pretrain.batch_size == 64
+    assert RunConfig().pretrain == TrainConfig()  # the embedded default is unchanged
+    finetuned = RunConfig(dataset="digits", pretrained="weights.pt", from_pretrained=True)
+    assert finetuned.pretrain == FINETUNE_RECIPE
