@@ -2,7 +2,7 @@
 
 Why procedural: benchbd must run offline in minutes, yet zero-shot classification has to be a
 real test of a text encoder. Each image shows one of ten shape classes with a colour, size,
-position, rotation, fill texture and background drawn at random; its caption is one of eight
+position, rotation, fill texture and background drawn at random; its caption is one of ten
 templates filled with synonyms of those attributes, so the model must learn that "disc",
 "round dot" and "circle" name the same thing, and the class word is never the whole caption.
 Everything is a pure function of (seed, split, sizes): the same arguments give the same bytes.
