@@ -6,8 +6,8 @@ ASR's denominator is the number of test images whose true class is not the targe
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +18,43 @@ from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
 from benchbd.results import HIGHER_IS_BETTER  # noqa: F401  (re-exported: metric directions)
 from benchbd.seeds import substream
+from benchbd.suggest import did_you_mean
 
 TriggerFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 STREAM_BATCH = 256  # images per batch when a test set is read from disk
+
+# The measurements a run makes only when asked (`RunConfig.eval`, `benchbd run --eval`), each
+# with the flat fields it adds to `metrics.before` and `metrics.after`. Opt-in because each
+# costs about as much again as the zero-shot evaluation (benchmarks/extra_evaluations.py),
+# and a result file that did not ask for them stays exactly as it was.
+EVALUATIONS: dict[str, tuple[str, ...]] = {
+    "probe": ("probe_ca", "probe_asr", "probe_ra"),
+    "retrieval": ("i2t_recall_at_1", "i2t_recall_at_5", "t2i_recall_at_1", "t2i_recall_at_5",
+                  "retrieval_asr"),
+}  # fmt: skip
+
+
+def parse_evaluations(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The opt-in evaluations named by `value` ("probe,retrieval", or a list of names), in
+    EVALUATIONS order with repeats dropped, so that one choice written two ways is one
+    setting; a BenchbdError naming the unknown one otherwise."""
+    if isinstance(value, str):
+        names = value.split(",")
+    elif isinstance(value, (list, tuple)) and all(isinstance(n, str) for n in value):
+        names = list(value)
+    else:
+        raise BenchbdError(f"eval must be a list of evaluation names, got {value!r}")
+    names = [n.strip() for n in names if n.strip()]
+    for name in names:
+        if name not in EVALUATIONS:
+            raise BenchbdError(f"unknown evaluation {name!r}{did_you_mean(name, EVALUATIONS)}")
+    return tuple(name for name in EVALUATIONS if name in names)
+
+
+def evaluations_in(metrics: Mapping[str, Mapping]) -> tuple[str, ...]:
+    """The opt-in evaluations a result file's `metrics` hold: what its run asked for."""
+    before = metrics.get("before") or {}
+    return tuple(name for name, fields in EVALUATIONS.items() if fields[0] in before)
 
 
 def batch_stream(batch: int) -> str:
@@ -84,9 +118,14 @@ class Metrics:
     n_triggered: int
     classifier: str = "zero-shot"
     ca_top5: float | None = None  # reported for streamed (real) test sets with over 5 classes
+    # Opt-in measurements of the same model (EVALUATIONS' fields): flat in the result file
+    # beside the zero-shot ones, and absent from it when the run did not ask for them.
+    opt_in: Mapping[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        fields = asdict(self)
+        opt_in = fields.pop("opt_in")
+        return {**fields, **opt_in}
 
 
 def clean_accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from benchbd.planning import (  # noqa: F401  (plan and ATTACKER_PAIRS re-export
     run_fingerprint,
 )
 from benchbd.plugins import Attack, Defense, DefenseContext, attacks, defenses
-from benchbd.probe import linear_probe
+from benchbd.probe import labelled_rows, linear_probe, probe_metrics
 from benchbd.results import (
     PluginRecord,
     RunResult,
@@ -46,6 +46,7 @@ from benchbd.results import (
     result_filename,
     versions,
 )
+from benchbd.retrieval import retrieval_metrics
 from benchbd.seeds import substream
 from benchbd.train import StepReport, train
 from benchbd.visibility import trigger_visibility
@@ -122,6 +123,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
         data.clean, data.task, substream(config.seed, "defense"), observer.step
     )
     defense.check(context)  # before pretraining: a defense that cannot run fails now
+    check_opt_in(config, data)
     watch.lap("data_s")
 
     observer.stage("attack")
@@ -140,6 +142,9 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     observer.stage("evaluate")
     before, visibility = measure_poisoned(config, data, evaluation, attack, clip)
     watch.lap("evaluate_before_s")
+    if config.eval:  # before the defense, which may change `clip` in place
+        before = replace(before, opt_in=opt_in_metrics(config, data, evaluation, attack, clip))
+        watch.lap("evaluate_opt_in_before_s")
     before_probe = None
     if defense.classifier == "linear-head":
         before_probe = measure_probe(config, data, evaluation, attack, defense, context, clip)
@@ -153,6 +158,9 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     after = evaluate(defended, evaluation, data.task, attack.setup.target, trigger_of(attack),
                      substream(config.seed, "evaluate"))  # fmt: skip
     watch.lap("evaluate_after_s")
+    if config.eval:
+        after = replace(after, opt_in=opt_in_metrics(config, data, evaluation, attack, defended))
+        watch.lap("evaluate_opt_in_after_s")
 
     # Threads and CPU kernels of the defense and of pretraining: an exact rerun needs both.
     runtime = {"device": str(device), "threads": torch.get_num_threads(),
@@ -280,6 +288,31 @@ def measure_probe(
     probed = linear_probe(clip, labelled, classes, substream(config.seed, "probe"))
     return evaluate(probed, evaluation, data.task, attack.setup.target, trigger_of(attack),
                     substream(config.seed, "evaluate"))  # fmt: skip
+
+
+def check_opt_in(config: RunConfig, data: BenchmarkData) -> None:
+    """Refuse now, before pretraining, an opt-in evaluation the data cannot give: the probe
+    needs labelled clean images (a caption-only clean set has none)."""
+    if "probe" in config.eval:
+        labelled_rows(data.clean)
+
+
+def opt_in_metrics(
+    config: RunConfig, data: BenchmarkData, evaluation: PairSet, attack: Attack, clip: ClipBundle
+) -> dict[str, float | None]:
+    """The measurements `config.eval` asks for, of `clip` (the poisoned model, then the
+    defended one), on the triggered images the zero-shot ASR is measured on. The probe is
+    fitted on every labelled clean image, with its own named stream."""
+    trigger, target = trigger_of(attack), attack.setup.target
+    eval_seed = substream(config.seed, "evaluate")
+    measured: dict[str, float | None] = {}
+    if "probe" in config.eval:
+        labelled, probe_seed = labelled_rows(data.clean), substream(config.seed, "eval-probe")
+        measured |= probe_metrics(clip, labelled, evaluation, data.task, target, trigger,
+                                  eval_seed, probe_seed)  # fmt: skip
+    if "retrieval" in config.eval:
+        measured |= retrieval_metrics(clip, evaluation, target, trigger, eval_seed)
+    return measured
 
 
 def keep_other_numbers(out: Path, config: RunConfig, poisoned: PoisonedModel, level: str) -> None:

@@ -12,6 +12,10 @@ likewise reports linear-probe results next to zero-shot ones.
 The probe is a logistic regression (scikit-learn, lbfgs: deterministic) wrapped as a torch
 module, attached as `ClipBundle.head`, so `evaluate` measures it through `predict_with_head`
 exactly as it measures a defense's head.
+
+The same probe is also an opt-in metric of any run (`--eval probe`, `probe_metrics`): fitted on
+every labelled clean image, before and after the defense, it asks whether the backdoor lives in
+the image features themselves or only in how the text classifier reads them.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from benchbd.data.images import is_streamed
-from benchbd.data.pairs import PairSet
+from benchbd.data.pairs import UNLABELLED, PairSet, ZeroShotTask
 from benchbd.errors import BenchbdError
-from benchbd.evaluate import STREAM_BATCH
+from benchbd.evaluate import STREAM_BATCH, TriggerFn, evaluate
 from benchbd.model import ClipBundle
 
 # Inverse L2 strength on standardised features: scikit-learn's default. The features are
@@ -59,36 +63,39 @@ class ProbeHead(torch.nn.Module):
 
 
 @torch.no_grad()
-def probe_features(clip: ClipBundle, pairs: PairSet, batch_size: int = 512) -> torch.Tensor:
-    """(N, D) float32 image features on the CPU, computed as evaluation computes the features
-    it hands a head: pixel normalisation, image tower, float, L2 normalisation (and, for images
-    read from disk, the bfloat16 autocast `evaluate_streamed` uses on CUDA). A probe fitted on
-    other features than it is evaluated on would measure the mismatch, not the encoder."""
+def encode_images(
+    clip: ClipBundle, images: torch.Tensor, streamed: bool = False, batch_size: int = 512
+) -> torch.Tensor:
+    """(N, D) float32 image features of uint8 `images` on the CPU, computed as evaluation
+    computes the features it hands a head: pixel normalisation, image tower, float, L2
+    normalisation, and for images read from disk (`streamed`) the bfloat16 autocast
+    `evaluate_streamed` uses on CUDA. Features computed otherwise than evaluation computes them
+    would measure the mismatch, not the encoder."""
     model = clip.model
     device = next(model.parameters()).device
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-    def encode(images: torch.Tensor, streamed: bool) -> torch.Tensor:
-        batch = clip.normalize(images.to(device))
-        if streamed:
-            with autocast:
-                features = model.encode_image(batch)
-        else:
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16,
+                              enabled=streamed and device.type == "cuda")  # fmt: skip
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        batch = clip.normalize(images[start : start + batch_size].to(device))
+        with autocast:
             features = model.encode_image(batch)
-        return F.normalize(features.float(), dim=-1).cpu()
+        chunks.append(F.normalize(features.float(), dim=-1).cpu())
+    return torch.cat(chunks) if chunks else torch.empty(0, 0)
 
-    if is_streamed(pairs):
-        from benchbd.data.images import stream
 
-        starts = range(0, len(pairs), STREAM_BATCH)
-        batches = [list(range(i, min(i + STREAM_BATCH, len(pairs)))) for i in starts]
-        chunks = [encode(images, True) for images, _ in stream(pairs.images, batches)]
-    else:
-        chunks = [
-            encode(pairs.images[start : start + batch_size], False)
-            for start in range(0, len(pairs), batch_size)
-        ]
-    return torch.cat(chunks)
+def probe_features(clip: ClipBundle, pairs: PairSet, batch_size: int = 512) -> torch.Tensor:
+    """`encode_images` of every image of `pairs`, in memory or read from disk batch by batch
+    (the batches `evaluate_streamed` reads)."""
+    if not is_streamed(pairs):
+        return encode_images(clip, pairs.images, batch_size=batch_size)
+    from benchbd.data.images import stream
+
+    starts = range(0, len(pairs), STREAM_BATCH)
+    batches = [list(range(i, min(i + STREAM_BATCH, len(pairs)))) for i in starts]
+    chunks = [encode_images(clip, images, True, STREAM_BATCH)
+              for images, _ in stream(pairs.images, batches)]  # fmt: skip
+    return torch.cat(chunks) if chunks else torch.empty(0, 0)
 
 
 def _fit(features: np.ndarray, labels: np.ndarray, classes: int, seed: int):
@@ -146,3 +153,34 @@ def linear_probe(clip: ClipBundle, labelled: PairSet, classes: int, seed: int) -
     head = ProbeHead(torch.from_numpy(weight).float(), torch.from_numpy(bias).float())
     head.to(next(clip.model.parameters()).device)
     return replace(clip, head=head)
+
+
+def labelled_rows(pairs: PairSet) -> PairSet:
+    """The rows of `pairs` that carry a class: what `--eval probe` fits on (a caption-only
+    clean set has none, and is refused before any training)."""
+    rows = torch.nonzero(pairs.labels != UNLABELLED).flatten()
+    if len(rows) == 0:
+        raise BenchbdError(
+            "--eval probe fits a linear probe on the labelled clean images, and the clean "
+            "split has none: give a labelled clean set (--clean-dataset) or leave out probe"
+        )
+    return pairs.subset(rows)
+
+
+def probe_metrics(
+    clip: ClipBundle,
+    labelled: PairSet,
+    evaluation: PairSet,
+    task: ZeroShotTask,
+    target: int,
+    trigger: TriggerFn | None,
+    eval_seed: int,
+    probe_seed: int,
+) -> dict[str, float | None]:
+    """probe_ca, probe_asr and probe_ra: CA, ASR and RA of a linear probe of `clip`'s frozen
+    image features, fitted on `labelled` and measured on `evaluation` with the same triggered
+    images as the zero-shot metrics (`eval_seed`). The CleanCLIP paper reports these beside
+    the zero-shot numbers: a backdoor the probe still follows is in the features."""
+    probed = linear_probe(clip, labelled, len(task.classnames), probe_seed)
+    measured = evaluate(probed, evaluation, task, target, trigger, eval_seed)
+    return {"probe_ca": measured.ca, "probe_asr": measured.asr, "probe_ra": measured.ra}

@@ -31,6 +31,7 @@ from benchbd.cache import atomic_write_text, remove_stale_temporaries, writable_
 from benchbd.checks import check_seed
 from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
+from benchbd.evaluate import evaluations_in
 from benchbd.experiment import RunConfig, plugin_params
 from benchbd.pipeline import run
 from benchbd.planning import plan
@@ -42,7 +43,7 @@ from benchbd.train import TrainConfig
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 RUN_OPTIONS = {"target", "poison_rate", "poison_count", "dataset", "model", "device", "split",
-               "pretrained", "from_pretrained"}  # fmt: skip
+               "pretrained", "from_pretrained", "eval"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def load_grid(path: Path) -> Grid:
     attacks = ["badnet", "blended"]     # or "all"
     defenses = "all"
     seeds = [0, 1, 2]
-    [run]                               # target, poison_rate, dataset, model, pretrained, ...
+    [run]                               # target, poison_rate, dataset, model, eval, ...
     poison_rate = 0.01
     [attack_params.blended]
     alpha = 0.3
@@ -270,13 +271,19 @@ class SweepSummary:
     seconds: float = 0.0
 
 
-def existing_fingerprints(out: Path) -> set[str]:
+def existing_fingerprints(out: Path, evaluations: Sequence[str] = ()) -> set[str]:
+    """The fingerprints of the result files in `out` that hold every opt-in evaluation named
+    in `evaluations`: the opt-in metrics are not part of a fingerprint, so a file made without
+    them is no finished cell for a sweep that asks for them (rerun, it is replaced by one
+    that has them)."""
     found = set()
     for path in Path(out).glob("*.json"):
         try:
-            found.add(read_result(path).get("fingerprint"))
+            result = read_result(path)
         except ValueError:
             continue
+        if set(evaluations) <= set(evaluations_in(result.get("metrics") or {})):
+            found.add(result.get("fingerprint"))
     return found
 
 
@@ -369,7 +376,7 @@ def sweep(
         remove_stale_temporaries(folder)
     configs = grid.cells()
     planned = [plan(config) for config in configs]  # validates every cell before any training
-    have = existing_fingerprints(out)
+    have = existing_fingerprints(out, configs[0].eval)  # a grid's cells share its [run]
     summary = SweepSummary(total=len(configs))
     pending = [(c, m) for c, (m, r) in zip(configs, planned, strict=True) if r not in have]
     summary.skipped = len(configs) - len(pending)

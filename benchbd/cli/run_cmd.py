@@ -17,6 +17,7 @@ from benchbd.cli.progress import PlainObserver
 from benchbd.data.sources import DataSizes
 from benchbd.data.spec import compose
 from benchbd.errors import BenchbdError
+from benchbd.evaluate import EVALUATIONS, evaluations_in
 from benchbd.experiment import FINETUNE_RECIPE, RunConfig, is_embedded
 from benchbd.model import DEFAULT_MODEL, resolve_device
 from benchbd.params import parse_assignments
@@ -28,6 +29,8 @@ from benchbd.suggest import did_you_mean
 from benchbd.train import StepReport, TrainConfig
 
 FROM_PRETRAINED = "--from-pretrained: "
+EVAL_HELP = (f"measurements beside zero-shot CA / ASR, comma-separated: {', '.join(EVALUATIONS)} "
+             "(see docs/evaluation.md)")  # fmt: skip
 
 
 def given(**options: object) -> dict[str, object]:
@@ -129,6 +132,9 @@ def summary(result: RunResult) -> Table:
         values = [result.metrics[w][key] for w in ("before", "after")]
         table.add_row(label, *["-" if v is None else f"{v:.3f}" for v in values])
     table.add_row("DER", "", "-" if result.der is None else f"{result.der:.3f}")
+    for key in (k for name in evaluations_in(result.metrics) for k in EVALUATIONS[name]):
+        values = [result.metrics[w][key] for w in ("before", "after")]
+        table.add_row(key, *["-" if v is None else f"{v:.3f}" for v in values])
     return table
 
 
@@ -178,6 +184,7 @@ def run(
     split: str = typer.Option(
         "test", help="split to measure on: test (report) or validation (choose defaults)"
     ),
+    evaluations: str = typer.Option("", "--eval", help=EVAL_HELP),
     epochs: float = typer.Option(
         None,
         help=f"pretraining epochs [{TrainConfig.epochs:g}; {FROM_PRETRAINED}"
@@ -235,6 +242,7 @@ def run(
         pretrained=pretrained,
         from_pretrained=from_pretrained,
         split=split,
+        eval=evaluations,
     )
     if not world.is_main:  # the other ranks train their slices silently and write nothing
         run_pipeline(config, observer=Observer(), out=None)

@@ -15,6 +15,7 @@ from benchbd import busy, dry_run, kernels
 from benchbd.cli import KERNELS_HELP
 from benchbd.cli.errors import Terminated, fail, friendly_errors
 from benchbd.cli.progress import PlainSweepObserver
+from benchbd.cli.run_cmd import EVAL_HELP
 from benchbd.errors import BenchbdError
 from benchbd.model import resolve_device
 from benchbd.sweep import (
@@ -118,6 +119,7 @@ def sweep_cmd(
     split: str = typer.Option(
         None, help="split to measure on: test (report) or validation; overrides the grid's"
     ),
+    evaluations: str = typer.Option(None, "--eval", help=f"{EVAL_HELP}; overrides the grid's"),
     dry: bool = typer.Option(
         False, "--dry-run", help="print the cells, cached models and estimated time; run nothing"
     ),
@@ -138,6 +140,9 @@ def sweep_cmd(
     if split is not None:
         plan = replace(plan, run={**plan.run, "split": split})
         plan.cells()  # an unknown split is refused before any cell runs
+    if evaluations is not None:
+        plan = replace(plan, run={**plan.run, "eval": evaluations})
+        plan.cells()  # as is an unknown evaluation
     if executor not in EXECUTORS:
         raise BenchbdError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     slurm = {"timeout_min": slurm_time}
