@@ -118,7 +118,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     observer.stage("data")
     data = load_experiment_data(config)
     evaluation = data.evaluation(config.split)  # refused now, not after pretraining
-    defense = defenses.get(config.defense)(config.defense_settings())
+    defense = defenses.get(config.defense)(config.defense_settings_for(len(data.clean)))
     context = DefenseContext(
         data.clean, data.task, substream(config.seed, "defense"), observer.step
     )
@@ -132,7 +132,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
                        pretrained=config.pretrained)  # fmt: skip
     poisoned = poison(config, data, attack, clip, kernel_info["level"], observer)
     if out is not None:  # before pretraining: a run that may not write its result stops now
-        keep_other_numbers(out, config, poisoned, kernel_info["level"])
+        keep_other_numbers(out, config, poisoned, kernel_info["level"], defense.params.to_dict())
     watch.lap("attack_s")
 
     observer.stage("pretrain")
@@ -315,7 +315,8 @@ def opt_in_metrics(
     return measured
 
 
-def keep_other_numbers(out: Path, config: RunConfig, poisoned: PoisonedModel, level: str) -> None:
+def keep_other_numbers(out: Path, config: RunConfig, poisoned: PoisonedModel, level: str,
+                       defense_params: dict[str, Any]) -> None:
     """Refuse to replace a result file of the same experiment whose numbers were made with
     other CPU threads or kernels: its name is the same (threads and kernels are not part of the
     experiment), its numbers are not, and a reference result must never be silently replaced
@@ -323,7 +324,6 @@ def keep_other_numbers(out: Path, config: RunConfig, poisoned: PoisonedModel, le
     planned = {"threads": torch.get_num_threads(), "kernels": level,
                "pretrain_threads": poisoned.threads,
                "pretrain_kernels": poisoned.kernels}  # fmt: skip
-    defense_params = config.defense_settings().to_dict()
     run_fp = run_fingerprint(poisoned.fingerprint, config, defense_params)
     path = Path(out) / result_filename(config.attack, config.defense, config.seed, run_fp)
     if not path.exists():
