@@ -204,7 +204,7 @@ def run(
     threads: int = typer.Option(
         None, help="CPU threads [one per core]; recorded, as exact reruns need the same count"
     ),
-    out: Path = typer.Option(Path("results"), help="folder for the result file"),
+    out: Path = typer.Option(Path("runs"), help="folder for the result file"),
     kernel_mode: str = typer.Option(None, "--kernels", envvar=kernels.ENV, help=KERNELS_HELP),
 ) -> None:
     """Poison, pretrain, evaluate, defend, evaluate, and record one result file.

@@ -110,7 +110,7 @@ def sweep_cmd(
     grid: Path = typer.Option(None, help="TOML grid file (replaces the three options above)"),
     jobs: int = typer.Option(1, "--jobs", "-j", help="cells run in parallel (CPU threads split)"),
     executor: str = typer.Option("local", help="|".join(EXECUTORS)),
-    out: Path = typer.Option(Path("results"), help="folder for the result files"),
+    out: Path = typer.Option(Path("runs"), help="folder for the result files"),
     slurm_partition: str = typer.Option(None, help="Slurm partition (--executor slurm)"),
     slurm_time: int = typer.Option(120, help="Slurm time limit per cell, minutes"),
     slurm_gpus: int = typer.Option(1, help="GPUs per Slurm job"),
