@@ -26,6 +26,7 @@ COMMANDS = {
     "table": ("benchbd.cli.table_cmd", "table"),
     "plot": ("benchbd.cli.plot_cmd", "plot"),
     "show": ("benchbd.cli.show_cmd", "show"),
+    "report": ("benchbd.cli.report_cmd", "report"),
 }
 LIGHT = ("table", "plot")  # commands that need no model code
 KERNELS_HELP = (
