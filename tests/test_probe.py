@@ -13,7 +13,13 @@ from benchbd.evaluate import evaluate, predict_with_head
 from benchbd.model import create_clip
 from benchbd.params import build
 from benchbd.plugins import DefenseContext, defenses
-from benchbd.probe import linear_probe, probe_features
+from benchbd.probe import (
+    encode_images,
+    labelled_rows,
+    linear_probe,
+    probe_features,
+    probe_metrics,
+)
 
 CLASSES = 4
 
@@ -120,3 +126,59 @@ def test_defenses_declare_their_classifier_and_the_probe_images(tiny_data):
     assert len(probe_set) == 100
     assert torch.equal(probe_set.images, trained_on.images)
     assert torch.equal(probe_set.labels, trained_on.labels)
+
+
+def test_probe_metrics_are_a_fitted_probe_measured_as_evaluate_measures_a_head(clip, train_set):
+    """`--eval probe`: CA / ASR / RA of `linear_probe` through `evaluate`, on the triggered
+    images of the zero-shot ASR, under the declared field names."""
+    from benchbd.data.pairs import ZeroShotTask
+    from benchbd.evaluate import EVALUATIONS
+
+    task = ZeroShotTask([f"class {k}" for k in range(CLASSES)], ["a photo of {}."])
+    test = coloured(12, seed=4)
+
+    def to_class_zero(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return test.images[:1].expand_as(images).clone()  # every image a class-0 image
+
+    measured = probe_metrics(clip, train_set, test, task, 0, to_class_zero, 5, 6)
+    assert tuple(measured) == EVALUATIONS["probe"]
+    expected = evaluate(linear_probe(clip, train_set, CLASSES, 6), test, task, 0,
+                        to_class_zero, seed=5)  # fmt: skip
+    assert measured == {"probe_ca": expected.ca, "probe_asr": expected.asr,
+                        "probe_ra": expected.ra}  # fmt: skip
+    assert measured["probe_ca"] >= 0.95 and measured["probe_asr"] == 1.0
+    assert probe_metrics(clip, train_set, test, task, 0, None, 5, 6)["probe_asr"] is None
+
+
+def test_the_probe_evaluation_fits_on_the_labelled_rows_only(train_set):
+    labels = train_set.labels.clone()
+    labels[::3] = UNLABELLED
+    kept = labelled_rows(train_set.with_changes(labels=labels))
+    assert torch.equal(kept.labels, train_set.labels[labels != UNLABELLED])
+    assert torch.equal(kept.images, train_set.images[labels != UNLABELLED])
+    unlabelled = torch.full_like(labels, UNLABELLED)
+    with pytest.raises(BenchbdError, match="labelled clean images"):
+        labelled_rows(train_set.with_changes(labels=unlabelled))
+
+
+def test_encode_images_gives_probe_features_of_a_tensor(clip, train_set):
+    assert torch.equal(encode_images(clip, train_set.images, batch_size=40),
+                       probe_features(clip, train_set))  # fmt: skip
+
+
+def test_a_caption_only_clean_set_refuses_eval_probe_before_training(tmp_path, monkeypatch):
+    from conftest import write_folder, write_pairs
+
+    from benchbd.cache import cache_dir
+    from benchbd.pipeline import RunConfig, run
+
+    monkeypatch.setenv("BENCHBD_WORKERS", "0")
+    dataset = (f"csv:{write_pairs(tmp_path / 'cc')}|eval=imagefolder:"
+               f"{write_folder(tmp_path / 'val')}?classes=classes.json")  # fmt: skip
+    config = RunConfig(dataset=dataset, defense="none", sizes={"clean": 8}, device="cpu",
+                       pretrain={"epochs": 1, "batch_size": 8}, eval="probe")  # fmt: skip
+    models = set(cache_dir().glob("models/*"))
+    with pytest.raises(BenchbdError, match="^--eval probe .* labelled clean images"):
+        run(config, out=tmp_path / "results")
+    assert set(cache_dir().glob("models/*")) == models  # nothing trained
+    assert not list((tmp_path / "results").iterdir())
