@@ -18,7 +18,13 @@ from benchbd.cache import atomic_write_text
 SCHEMA_VERSION = 1
 
 # Whether a larger value is better, per metric: tables sort and highlight from this.
-HIGHER_IS_BETTER = {"ca": True, "ca_top5": True, "asr": False, "ra": True, "der": True}
+HIGHER_IS_BETTER = {
+    "ca": True, "ca_top5": True, "asr": False, "ra": True, "der": True,
+    # opt-in evaluations (benchbd.evaluate.EVALUATIONS)
+    "probe_ca": True, "probe_asr": False, "probe_ra": True,
+    "i2t_recall_at_1": True, "i2t_recall_at_5": True,
+    "t2i_recall_at_1": True, "t2i_recall_at_5": True, "retrieval_asr": False,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

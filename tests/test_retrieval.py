@@ -264,3 +264,12 @@ def test_a_sweep_reruns_a_finished_cell_that_lacks_the_asked_metrics(tmp_path):
     assert shown.exit_code == 0, shown.output
     assert "i2t_recall_at_1" in shown.stdout and "retrieval_asr" in shown.stdout
     assert "probe_ca" not in shown.stdout
+
+
+def test_every_opt_in_metric_declares_its_direction():
+    from benchbd.evaluate import EVALUATIONS
+    from benchbd.results import HIGHER_IS_BETTER
+
+    fields = [name for names in EVALUATIONS.values() for name in names]
+    assert all(name in HIGHER_IS_BETTER for name in fields)
+    assert [n for n in fields if not HIGHER_IS_BETTER[n]] == ["probe_asr", "retrieval_asr"]
