@@ -1,0 +1,105 @@
+"""How close a pretraining step comes to the machine's limit: FLOP rates measured side by side.
+
+In one run, at this process's thread count and CPU kernels (portable by default; set
+BENCHBD_KERNELS=native to measure the other mode), and in this order:
+
+- the machine's fp32 matrix multiply rate: a large `torch.mm` (2 n^3 FLOPs), the best of a
+  few repeats, timed before and after the training measurements (the mean is the reference);
+- the FLOPs of one pretraining step of the model, counted with torch's `FlopCounterMode` over
+  the forward and backward of the contrastive objective (it counts matrix multiplies and
+  convolutions, not elementwise work, so the rate below is a rate of useful FLOPs);
+- benchbd's harness: steady-state pairs/s of `train()` on uint8 pairs in memory, and so its
+  FLOP rate and its utilisation (harness FLOP/s / matmul FLOP/s);
+- open_clip's own trainer `open_clip_train` on the same model, pairs and batch size (PNG files
+  and a CSV, 2 loader workers, fp32; `benchmarks/throughput.py` does the same at a larger
+  size), which inherits this process's kernel pins.
+
+    python benchmarks/flop_rate.py [--pairs 2048] [--batch-size 128] [--size 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+# isort: off
+import benchbd  # noqa: F401  (first: it pins the CPU kernels, which torch reads as it loads)
+
+# isort: on
+import torch
+from throughput import benchbd_rate, open_clip_rate, write_png_dataset
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchbd import distributed, kernels
+from benchbd.data import synthetic
+from benchbd.data.pairs import PairSet
+from benchbd.model import DEFAULT_MODEL, create_clip
+from benchbd.train import TrainConfig, contrastive_objective, memory_batches
+
+
+def matmul_rate(n: int, repeats: int = 5) -> float:
+    """FLOP/s of the best of `repeats` n x n fp32 products (after one untimed warm-up)."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=generator)
+    b = torch.randn(n, n, generator=generator)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def step_flops(model: str, pairs: PairSet, batch_size: int) -> int:
+    """FLOPs of one training step's forward and backward (the optimizer's update is
+    elementwise, which the counter does not count)."""
+    clip = create_clip(model, seed=0)
+    clip.model.train()
+    config = TrainConfig(batch_size=batch_size)
+    batch = next(memory_batches(clip, pairs, config, 1, 0, distributed.world()))
+    with FlopCounterMode(display=False) as counter:
+        contrastive_objective(clip, batch).backward()
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--size", type=int, default=2048, help="matmul side n")
+    args = parser.parse_args()
+    threads = torch.get_num_threads()
+    size = create_clip(args.model).image_size
+    images, captions, labels = synthetic.generate_split(
+        synthetic.SyntheticSpec(image_size=size), "train", args.pairs
+    )
+    pairs = PairSet(torch.from_numpy(images), captions, torch.from_numpy(labels))
+    flops = step_flops(args.model, pairs, args.batch_size)
+    peak_before = matmul_rate(args.size)
+    ours = benchbd_rate(pairs, args.model, args.batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        table = write_png_dataset(folder, pairs)
+        reference = open_clip_rate(table, folder, args.model, args.batch_size, args.pairs)
+    peak_after = matmul_rate(args.size)
+    peak = (peak_before + peak_after) / 2
+    per_pair = flops / args.batch_size
+    level = kernels.describe()["level"]
+    print(f"model {args.model}, batch {args.batch_size}, {args.pairs} pairs, {threads} threads, "
+          f"{level} kernels")  # fmt: skip
+    print(f"matmul {args.size}x{args.size} fp32:   {peak / 1e9:8.1f} GFLOP/s "
+          f"(before {peak_before / 1e9:.1f}, after {peak_after / 1e9:.1f})")  # fmt: skip
+    print(f"one step, forward + backward: {flops / 1e9:8.2f} GFLOP ({per_pair / 1e6:.1f} MFLOP "
+          "a pair, matmuls and convolutions)")  # fmt: skip
+    for name, rate in (("benchbd harness", ours), ("open_clip_train", reference)):
+        print(f"{name}: {rate:8.1f} pairs/s = {rate * per_pair / 1e9:6.1f} GFLOP/s, "
+              f"utilisation {rate * per_pair / peak:6.1%} of matmul")  # fmt: skip
+    print(f"harness / open_clip_train: {ours / reference:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
