@@ -215,9 +215,11 @@ def report(dry: DryRun, out: Path) -> list[str]:
     seconds, unknown = dry.seconds()
     left_out = f" ({unknown} with no timing recorded not counted)" if unknown else ""
     wall = seconds / max(1, min(dry.jobs, len(pending)))
-    lines.append(f"estimated time: {minutes(seconds)} of cell time{left_out}, about "
-                 f"{minutes(wall)} wall clock with {dry.jobs} at a time (from "
-                 f"{dry.timing_files} recorded result files)")  # fmt: skip
+    files = f"{dry.timing_files} recorded result file{'s' * (dry.timing_files != 1)}"
+    lines.append(
+        f"estimated time: {minutes(seconds)} of cell time{left_out}, about "
+        f"{minutes(wall)} wall clock with {dry.jobs} at a time (from {files})"
+    )
     return [line.rstrip() for line in lines]
 
 
