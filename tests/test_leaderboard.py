@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 
 import pytest
@@ -12,10 +13,12 @@ from benchbd.leaderboard import (
     COLUMNS,
     SORT_CHOICES,
     apply_filters,
+    group_text,
     leaderboard,
     load_folder,
     parse_filters,
     render,
+    results_frame,
     tabulate,
 )
 from benchbd.results import read_result
@@ -120,7 +123,8 @@ def test_filters_and_group_by(results):
 def test_every_format(results):
     rows = leaderboard(results)
     html = render(rows, "html")
-    assert html.count("<tr") == len(rows) + 1 and html.count('class="best"') == 2
+    assert html.count("<tr") == len(rows) + 1  # the best rows' cells are <strong>
+    assert html.count("<td><strong>") == 2 * 8 and "<td><strong>cleanclip</strong></td>" in html
     csv = render(rows, "csv").splitlines()
     assert csv[0].startswith("attack,defense,seeds,best,before_ca_mean,before_ca_std")
     assert csv[1].startswith("badnet,cleanclip,2,1,0.850000,")
@@ -384,3 +388,200 @@ def test_visibility_columns_are_means_over_seeds_and_dash_without_them(results):
     )
     assert render(rows, "html", visibility=True).count("<th>L-inf</th>") == 1
     assert "L-inf" in render(rows, "latex", visibility=True)
+
+
+def test_ra_is_sorted_by_only_as_a_column_the_table_shows(results):
+    ra = {"finetune": 0.3, "cleanclip": 0.7, "none": 0.0}  # higher is better, as for CA
+    for r in results:
+        r["metrics"]["after"]["ra"] = ra[r["defense"]["name"]]
+    shown = ["after_ca", "after_asr", "after_ra"]
+    board = tabulate(results, sort="after_ra", columns=shown)
+    assert [(r.attack, r.defense) for r in board.rows] == [
+        ("badnet", "cleanclip"), ("badnet", "finetune"), ("badnet", "none"),
+        ("blended", "cleanclip"), ("blended", "finetune"),
+    ]  # fmt: skip
+    assert {(r.attack, r.defense) for r in board.rows if r.best} == {
+        ("badnet", "cleanclip"), ("blended", "cleanclip")}  # fmt: skip
+    markdown = render(board.rows, "markdown", columns=shown).splitlines()
+    assert markdown[0] == "| attack | defense | seeds | CA after | ASR after | RA after |"
+    assert markdown[2].endswith("| **0.700** |")
+    csv = render(board.rows, "csv", columns=shown).splitlines()
+    assert csv[0].endswith(",after_asr_mean,after_asr_std,after_ra_mean,after_ra_std")
+    # every row carries every recorded metric, shown or not
+    assert board.rows[0].spreads["before_ra"].mean == 0.0
+    # the default table does not show RA, so it does not sort by it either
+    with pytest.raises(BenchbdError, match=r"cannot sort by 'after_ra'.*--columns"):
+        tabulate(results, sort="after_ra")
+
+
+def with_recall(results):
+    for i, r in enumerate(results):
+        r["metrics"]["before"]["recall_at_1"] = 0.5
+        r["metrics"]["after"]["recall_at_1"] = 0.1 * (i + 1)
+    return results
+
+
+def test_any_numeric_metric_recorded_is_a_column_and_a_sort_key(results):
+    with_recall(results)
+    shown = ["after_ca", "after_asr", "metrics.after.recall_at_1"]  # a dotted path works too
+    board = tabulate(results, sort="after_recall_at_1", columns=shown)
+    best = {(r.attack, r.defense) for r in board.rows if r.best}
+    assert best == {("badnet", "cleanclip"), ("blended", "cleanclip")}  # the highest recall
+    assert any("after_recall_at_1" in w and "HIGHER_IS_BETTER" in w for w in board.warnings)
+    text = render(board.rows, "markdown", columns=shown)
+    assert text.splitlines()[0].endswith("| ASR after | recall_at_1 after |")
+    with pytest.raises(BenchbdError, match="did you mean 'after_recall_at_1'"):
+        tabulate(results, columns=["after_recal_at_1"])
+    with pytest.raises(BenchbdError, match="numeric"):  # recorded, but text
+        tabulate(results, columns=["after_classifier"], sort="after_classifier")
+
+
+def test_table_command_takes_columns_and_documents_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from benchbd.cli import app
+
+    for i, data in enumerate(with_recall([
+        result("badnet", "finetune", 0, (0.9, 0.95), (0.88, 0.60)),
+        result("badnet", "cleanclip", 0, (0.9, 0.95), (0.86, 0.10)),
+    ])):  # fmt: skip
+        write(tmp_path, f"r{i}.json", data)
+    runner = CliRunner()
+    args = ["table", str(tmp_path), "--format", "csv", "--columns", "after_ca,after_asr",
+            "--columns", "after_recall_at_1", "--sort", "after_recall_at_1"]  # fmt: skip
+    made = runner.invoke(app, args)
+    assert made.exit_code == 0, made.output
+    assert made.stdout.splitlines()[0] == (
+        "attack,defense,seeds,best,after_ca_mean,after_ca_std,after_asr_mean,after_asr_std,"
+        "after_recall_at_1_mean,after_recall_at_1_std")  # fmt: skip
+    assert made.stdout.splitlines()[1].startswith("badnet,cleanclip,1,1,")
+    # without --sort, the table ranks by ASR after when shown, else by its first column
+    made = runner.invoke(app, ["table", str(tmp_path), "-f", "csv", "-c", "after_recall_at_1"])
+    assert made.exit_code == 0, made.output
+    wrong = runner.invoke(app, ["table", str(tmp_path), "--columns", "after_recal_at_1"])
+    assert wrong.exit_code == 2 and "did you mean 'after_recall_at_1'" in wrong.output
+    shown = runner.invoke(app, ["table", "--help"], env={"COLUMNS": "200"})
+    assert "--columns" in shown.output and "after_ra" in shown.output
+
+
+def cells(line):
+    """The cells of a GFM table line (no cell of these tables holds an escaped pipe)."""
+    assert line.startswith("|") and line.endswith("|"), line
+    return [cell.strip() for cell in line[1:-1].split("|")]
+
+
+def test_each_format_is_what_its_readers_expect(results):
+    import io
+    import re
+    from html.parser import HTMLParser
+
+    import pandas as pd
+
+    board = tabulate(results, group_by=["poison_rate"])
+    rows, heads = board.rows, ["poison_rate", "attack", "defense", "seeds", "CA before",
+                               "ASR before", "CA after", "ASR after", "DER"]  # fmt: skip
+    # markdown: a GFM table, header, delimiter row, one line per row, as many cells in each
+    lines = render(rows, "markdown", board.group_by).splitlines()
+    assert cells(lines[0]) == heads and len(lines) == len(rows) + 2
+    assert all(re.fullmatch(r":?-+:?", c) for c in cells(lines[1]))
+    assert all(len(cells(line)) == len(heads) for line in lines)
+    # CSV: one header row, numbers as numbers
+    frame = pd.read_csv(io.StringIO(render(rows, "csv", board.group_by)))
+    assert len(frame) == len(rows) and list(frame.columns[:5]) == [
+        "poison_rate", "attack", "defense", "seeds", "best"]  # fmt: skip
+    assert frame["best"].sum() == 2 and frame["seeds"].tolist() == [r.seeds for r in rows]
+    assert frame["after_asr_mean"].tolist() == pytest.approx(
+        [r.spreads["after_asr"].mean for r in rows])  # fmt: skip
+    # LaTeX: one booktabs tabular, a column spec per column, a line per row
+    latex = render(rows, "latex", board.group_by).splitlines()
+    assert latex[0] == r"\begin{tabular}{lllrrrrrr}" and latex[-1] == r"\end{tabular}"
+    assert latex[1] == r"\toprule" and latex[3] == r"\midrule" and latex[-2] == r"\bottomrule"
+    body = latex[2:3] + latex[4:-2]
+    assert len(body) == len(rows) + 1
+    assert all(line.endswith(r"\\") and line.count("&") == len(heads) - 1 for line in body)
+    assert r"poison\_rate" in latex[2] and r"$\pm$" in "\n".join(latex)
+
+    class Table(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.rows = 0, []
+
+        def handle_starttag(self, tag, attrs):
+            self.tables += tag == "table"
+            if tag == "tr":
+                self.rows.append([])
+            if tag in ("td", "th"):
+                self.rows[-1].append("")
+
+        def handle_data(self, data):
+            if self.rows and self.rows[-1] and data.strip():
+                self.rows[-1][-1] += data.strip()
+
+    parsed = Table()
+    parsed.feed(render(rows, "html", board.group_by))
+    assert parsed.tables == 1 and parsed.rows[0] == heads and len(parsed.rows) == len(rows) + 1
+    assert [r[2] for r in parsed.rows[1:]] == [r.defense for r in rows]
+
+
+def test_results_are_one_frame_without_the_big_per_run_lists(results):
+    results[0]["poison"]["indices"] = list(range(600))
+    results[0]["metrics"]["after"]["asr"] = float("nan")  # recorded NaN: not "not recorded"
+    results[1]["metrics"]["after"]["asr"] = None
+    frame = results_frame(results)
+    assert len(frame) == len(results) and "poison.indices" not in frame.columns
+    assert {"attack.name", "poison.rate", "metrics.after.asr", "der"} <= set(frame.columns)
+    assert frame["metrics.after.asr"].iloc[0] == float("inf")
+    assert frame["metrics.after.asr"].isna().tolist()[:2] == [False, True]
+    # a field the frame leaves out is still found in the files by --filter and --group-by
+    assert apply_filters(results, parse_filters(["poison.indices=[]"])) == []
+
+
+def test_importing_the_leaderboard_does_not_import_pandas():
+    import subprocess
+    import sys
+
+    code = "import sys, benchbd.leaderboard; assert 'pandas' not in sys.modules"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex")
+def test_latex_compiles(results, tmp_path):
+    import subprocess
+
+    board = tabulate(results, group_by=["attack"])  # a header shown twice, escapes, ±
+    (tmp_path / "table.tex").write_text(render(board.rows, "latex", board.group_by, True))
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+        "\\input{table.tex}\n\\end{document}\n"
+    )
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_group_text_is_what_a_group_column_shows(results):
+    results[0]["dataset"]["sizes"] = {"train": 3_000_000}  # whole numbers in full, in any column
+    results[1]["runtime"] = {"kernels": {"level": None}}
+    board = tabulate(results, group_by=["dataset.sizes.train"])
+    assert {r.groups for r in board.rows} == {("3000000",), ("-",)}
+    for r in results:
+        for name in ("poison_rate", "attack", "defense.params", "dataset.sizes.train",
+                     "runtime.kernels.level", "seed"):  # fmt: skip
+            try:
+                shown = leaderboard([r], group_by=[name])[0].groups[0]
+            except BenchbdError:
+                shown = None
+            assert group_text(r, name) == shown, (name, r)
+
+
+def test_a_metric_that_declares_its_direction_ranks_by_it_without_a_warning(results):
+    for r in results:  # the opt-in linear probe's ASR, better low (results.HIGHER_IS_BETTER)
+        r["metrics"]["after"]["probe_asr"] = 1.0 - r["metrics"]["after"]["asr"]
+    board = tabulate(results, sort="after_probe_asr", columns=["after_asr", "after_probe_asr"])
+    assert not board.warnings
+    assert {(r.attack, r.defense) for r in board.rows if r.best} == {
+        ("badnet", "finetune"), ("blended", "cleanclip")}  # fmt: skip
+    assert render(board.rows, "markdown", columns=["after_asr", "after_probe_asr"]).startswith(
+        "| attack | defense | seeds | ASR after | probe_asr after |"
+    )

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.reading import read_results, warn
@@ -14,10 +12,26 @@ from benchbd.leaderboard import (
     FORMATS,
     SORT_CHOICES,
     check_sort,
+    default_sort,
     headers,
+    parse_columns,
     render,
     row_texts,
     tabulate,
+)
+
+COLUMNS_HELP = (
+    "metric columns to show, in order: comma-separated or repeated (default "
+    f"{','.join(SORT_CHOICES)}). Any number a result file records under metrics.before.NAME or "
+    "metrics.after.NAME is the column before_NAME or after_NAME, e.g. after_ra, after_ca_top5 or "
+    "a new metric such as after_recall_at_1 (the dotted path works too); der; psnr_db, ssim, "
+    "linf. A name the files do not record is an error that lists the ones they do"
+)
+SORT_HELP = (
+    "the column to rank by: one of those shown (default after_asr, or the first of --columns "
+    "when they leave it out). The direction follows the metric (benchbd.results."
+    "HIGHER_IS_BETTER: ASR best low; CA, RA and DER best high); a metric that declares none "
+    "ranks high first, with a warning"
 )
 
 
@@ -37,7 +51,8 @@ def table(
     filter: list[str] = typer.Option(
         [], "--filter", help="FIELD=VALUE: keep only matching results; repeatable"
     ),
-    sort: str = typer.Option("after_asr", help="|".join(SORT_CHOICES)),
+    columns: list[str] = typer.Option([], "--columns", "-c", help=COLUMNS_HELP),
+    sort: str | None = typer.Option(None, "--sort", help=SORT_HELP),
     visibility: bool = typer.Option(
         False,
         "--visibility",
@@ -45,22 +60,28 @@ def table(
         "(a fraction of 255), means over seeds; - for files that do not record it",
     ),
 ) -> None:
-    """Print the leaderboard: rows attack x defense, CA and ASR before and after, DER, seeds.
-    The best defense of each attack is in bold. Results whose settings differ are rows apart,
-    with the differing settings as columns and a warning."""
+    """Print the leaderboard: rows attack x defense, CA and ASR before and after, DER, seeds
+    (--columns shows any other recorded metric). The best defense of each attack is in bold.
+    Results whose settings differ are rows apart, with the differing settings as columns and
+    a warning."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
-    check_sort(sort)
+    keys = parse_columns(columns)
+    sort = sort or default_sort(keys)
+    check_sort(sort, keys)
     results, skipped = read_results(folder, filter)
-    board = tabulate(results, group_by=group_by, sort=sort)
+    board = tabulate(results, group_by=group_by, sort=sort, columns=keys)
     warn(skipped + board.warnings)
     if format != "rich":
-        typer.echo(render(board.rows, format, board.group_by, visibility), nl=False)
+        typer.echo(render(board.rows, format, board.group_by, visibility, keys), nl=False)
         return
+    from rich.console import Console
+    from rich.table import Table
+
     view = Table(title=f"benchbd leaderboard: {folder} ({len(results)} runs)")
     n_left = len(board.group_by) + 2
-    for i, header in enumerate(headers(board.group_by, visibility)):
+    for i, header in enumerate(headers(board.group_by, visibility, keys)):
         view.add_column(header, justify="left" if i < n_left else "right")
     for row in board.rows:
-        view.add_row(*row_texts(row, visibility), style="bold green" if row.best else None)
+        view.add_row(*row_texts(row, visibility, keys), style="bold green" if row.best else None)
     Console().print(view)
