@@ -81,18 +81,29 @@ def test_note_only_when_the_threads_do_not_fit():
 
 @pytest.mark.slow  # a few seconds alone; far more beside a spinning worker on every core
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
-def test_run_prints_the_note_before_it_starts(busy_sweep):
-    """A run on a busy machine says so in one note line, and still runs (here it stops at
-    its bad target, the first check that needs the data)."""
+def test_run_prints_the_note_before_it_starts(busy_sweep, tmp_path):
+    """A run on a busy machine says so in one note line when training is about to start, and
+    still runs."""
     cores = busy.usable_cores()
     ran = CliRunner().invoke(app, [
-        "run", "--defense", "none", "--threads", str(cores), "--target", "no-such-class",
-        "--train-pairs", "128", "--clean-pairs", "32", "--test-images", "32",
-        "--validation-images", "0", "--device", "cpu", "--out", "unused",
+        "run", "--defense", "none", "--threads", str(cores), "--train-pairs", "128",
+        "--clean-pairs", "32", "--test-images", "32", "--validation-images", "0",
+        "--epochs", "1", "--batch-size", "64", "--device", "cpu", "--out", str(tmp_path),
     ])  # fmt: skip
-    lines = ran.output.splitlines()
-    notes = [line for line in lines if "the machine is busy" in line]
+    notes = [line for line in ran.output.splitlines() if "the machine is busy" in line]
     assert len(notes) == 1, ran.output
-    assert lines.index(notes[0]) < len(lines) - 1  # before the run's own error
-    assert ran.exit_code == 2 and "no-such-class" in lines[-1]
-    assert "Traceback" not in ran.output
+    assert ran.exit_code == 0 and "Traceback" not in ran.output
+    assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc")
+def test_bad_input_on_a_busy_machine_is_still_one_line(busy_sweep, tmp_path):
+    """The note is about work about to start: input refused before any work gets the error
+    line alone."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "--target", "no-such-class", "--train-pairs", "200",
+                                 "--clean-pairs", "64", "--test-images", "40",
+                                 "--validation-images", "20", "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("benchbd: error:"), result.output

@@ -138,6 +138,29 @@ def summary(result: RunResult) -> Table:
     return table
 
 
+class NoteWhenWorkStarts(Observer):
+    """Passes everything on to `observer`, and checks for a busy machine when training is
+    about to start (the pretrain stage, after the data, the attack and the output folder were
+    checked): input the run refuses gets its error line alone."""
+
+    def __init__(self, observer: Observer, siblings: bool) -> None:
+        self.observer, self.siblings, self.checked = observer, siblings, False
+
+    def stage(self, name: str) -> None:
+        if name == "pretrain" and not self.checked:
+            self.checked = True
+            message = busy.check(torch.get_num_threads(), "run", siblings=self.siblings)
+            if message:
+                self.observer.note(message)
+        self.observer.stage(name)
+
+    def step(self, report) -> None:
+        self.observer.step(report)
+
+    def note(self, message: str) -> None:
+        self.observer.note(message)
+
+
 @friendly_errors
 def run(
     attack: str = typer.Option(RunConfig.attack, help="attack plugin (see `benchbd list`)"),
@@ -251,9 +274,7 @@ def run(
     live = console.is_terminal  # a log file gets plain lines at an interval, not a bar
     with RichObserver(console) if live else PlainObserver(console) as observer:
         if resolve_device(config.device).type == "cpu":  # other ranks are this run's own
-            busy_note = busy.check(torch.get_num_threads(), "run", siblings=world.size == 1)
-            if busy_note:
-                observer.note(busy_note)
+            observer = NoteWhenWorkStarts(observer, world.size == 1)
         result = run_pipeline(config, observer=observer, out=out)
     Console().print(summary(result))
     typer.echo(f"result: {out / result.filename}  ({result.timings['total_s']:.0f} s)")
