@@ -19,9 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchbd.errors import BenchbdError
 from benchbd.experiments import experiment_key, newest_per_seed, settings, split_columns, varying
-from benchbd.leaderboard import Row, leaderboard
+from benchbd.leaderboard import Row, group_text, leaderboard
 
 
 @dataclass(frozen=True)
@@ -71,11 +70,8 @@ def _experiments(results: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str,
 
 def _field_text(result: Mapping[str, Any], path: str) -> str | None:
     """A recorded field as `leaderboard()` writes it in a group column; None when this result
-    does not record it (the leaderboard refuses a field that no result records)."""
-    try:
-        return leaderboard([dict(result)], group_by=[path])[0].groups[0]
-    except BenchbdError:
-        return None
+    does not record it."""
+    return group_text(result, path)
 
 
 def _fits(row: Row, result: Mapping[str, Any], texts: list[str | None]) -> bool:
