@@ -20,6 +20,12 @@ def test_committed_leaderboard_is_the_table_of_the_committed_files():
     assert made.stdout == committed
 
 
+def test_the_docs_quote_the_committed_leaderboard():
+    """docs/reference-results.md shows the table itself; it must be the generated one."""
+    docs = (RESULTS.parent / "docs" / "reference-results.md").read_text()
+    assert (RESULTS / "LEADERBOARD.md").read_text().strip() in docs
+
+
 def test_reference_grid_is_complete():
     results, warnings = load_folder(RESULTS)
     assert not warnings
