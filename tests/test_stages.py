@@ -6,6 +6,8 @@ poisoned model's and every finetune-stage fingerprint stay as they were."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 from conftest import builtin
@@ -26,6 +28,7 @@ from benchbd.plugins import (
 )
 from benchbd.results import read_result
 from benchbd.stages import detect
+from benchbd.sweep import Grid, SweepObserver, sweep
 
 SIZES = DataSizes(train=256, clean=128, test=60, validation=0)
 PRETRAIN = {"epochs": 2, "batch_size": 32}
@@ -164,3 +167,29 @@ def test_every_builtin_screen_scores_every_pair_and_drops_its_share(name, undefe
     drop = getattr(screen_config.defense_settings(), "drop", None)
     if drop is not None:
         assert metrics["dropped"] == round(drop * SIZES.train)
+
+
+class Outcomes(SweepObserver):
+    def __init__(self) -> None:
+        self.finished: dict[str, dict] = {}
+
+    def cell_finished(self, outcome) -> None:
+        self.finished[outcome.name] = outcome.metrics
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_a_screen_beside_the_defenses_sharing_its_poisoned_model(undefended, tmp_path):
+    grid = Grid(["badnet"], ["none", "kdistance"], [0], attack_params={"badnet": ATTACK},
+                defense_params={"kdistance": {"k": 4}},
+                run={"poison_rate": 0.08, "device": "cpu"}, sizes=asdict(SIZES),
+                pretrain=PRETRAIN)  # fmt: skip
+    observer = Outcomes()
+    summary = sweep(grid, tmp_path, observer=observer)
+    assert summary.done == 2 and not summary.failed
+    written = {r["defense"]["name"]: r for r in map(read_result, tmp_path.glob("*.json"))}
+    assert (written["kdistance"]["poisoned_model_fingerprint"]
+            == written["none"]["poisoned_model_fingerprint"]
+            == undefended.poisoned_model_fingerprint)  # fmt: skip
+    auroc = written["kdistance"]["metrics"]["detection"]["auroc"]
+    assert observer.finished["badnet__kdistance__seed0"]["auroc"] == auroc
+    assert "auroc" not in observer.finished["badnet__none__seed0"]

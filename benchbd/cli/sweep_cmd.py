@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from benchbd import kernels
 from benchbd.cli import KERNELS_HELP
 from benchbd.cli.errors import Terminated, fail, friendly_errors
-from benchbd.cli.progress import PlainSweepObserver
+from benchbd.cli.progress import PlainSweepObserver, auroc_text
 from benchbd.errors import BenchbdError
 from benchbd.sweep import (
     EXECUTORS,
@@ -71,8 +71,8 @@ class RichSweepObserver(SweepObserver):
         else:
             m = outcome.metrics
             self.console.print(f"done   {outcome.name}: CA {m['ca']:.3f}  ASR "
-                               f"{'-' if m['asr'] is None else format(m['asr'], '.3f')}  "
-                               f"({outcome.seconds:.0f} s)")  # fmt: skip
+                               f"{'-' if m['asr'] is None else format(m['asr'], '.3f')}"
+                               f"{auroc_text(m)}  ({outcome.seconds:.0f} s)")  # fmt: skip
         self.progress.update(self.task, advance=1, running=self.running, failed=self.failed)
 
 
