@@ -10,10 +10,11 @@ Which model embeds matters more here than for the density detectors. SafeCLIP me
 similarities with a model that has not yet learned the poisoned pairs (warmed up on in-modal
 losses, then one epoch of the CLIP loss), where a poisoned pair, an image of one class
 captioned with another, is mismatched and so dissimilar. A model trained on the poisoned pairs
-has learned exactly those pairs, and ranks them as the MOST similar (measured on a tiny badnet
-run, 82 poisons in 1,024 pairs: AUROC 0.23 with the poisoned model). The default is therefore
-the defender's clean model: the run's model and recipe trained on the clean split, which has
-never seen a poisoned pair. The public SafeCLIP code's first safe set is the pairs with
+has learned exactly those pairs, and ranks them as the MOST similar (`python
+benchmarks/detection.py`, tiny badnet run, 82 poisons in 1,024 pairs: AUROC 0.291 with the
+poisoned model, 0.603 with the clean one). The default is therefore the defender's clean
+model: the run's model and recipe trained on the clean split, which has never seen a poisoned
+pair. The public SafeCLIP code's first safe set is the pairs with
 posterior at least 0.9 of the high-similarity component, hence the default threshold.
 """
 

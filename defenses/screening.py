@@ -13,12 +13,13 @@ The sign of that rule depends on the reference set. benchbd poisons 3 % of 20,00
 rows whose images the poisoned model maps to one tight cluster. Against the training pairs
 themselves, with k below the number of poisons, a poisoned row's neighbours are other poisoned
 rows, so poisons are far DENSER than clean pairs and "sparser is more suspicious" ranks them
-last (measured on a tiny badnet run, 82 poisons in 1,024 pairs: k-distance AUROC 0.33 at k=16,
-0.98 at k=128). The default reference is therefore the defender's clean split: it holds no
-poisoned pair, a poisoned row's neighbours there are clean images far from the trigger's
-cluster, and higher-is-sparser-is-suspicious holds at any poison rate (same run: AUROC 0.997 at
-k=16). `reference=train` scores against the training pairs themselves (each row against the
-others), as Detect-CLIP does, for comparison.
+last. The default reference is therefore the defender's clean split: it holds no poisoned pair,
+a poisoned row's neighbours there are clean images far from the trigger's cluster, and
+higher-is-sparser-is-suspicious holds at any poison rate. `reference=train` scores against the
+training pairs themselves (each row against the others), as Detect-CLIP does, for comparison.
+Measured (`python benchmarks/detection.py`, tiny badnet run, 82 poisons in 1,024 pairs, seed
+0): k-distance AUROC 0.993 against the clean split, 0.305 against the training pairs at k = 16,
+0.976 against them at k = 128, above the number of poisons.
 """
 
 from __future__ import annotations
