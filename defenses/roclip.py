@@ -120,10 +120,12 @@ class RoCLIP(PretrainingDefense):
     Params = RoCLIPParams
     test_params = {"pool": 64}
 
-    def pretraining(self, pairs: PairSet, context: DefenseContext) -> PretrainingHooks:
-        if distributed.world().size > 1:
+    def check(self, context: DefenseContext) -> None:
+        if distributed.world().size > 1:  # before pretraining, like every check
             raise BenchbdError("roclip's matched loss is not gathered across ranks: run it "
                                "without torchrun")  # fmt: skip
+
+    def pretraining(self, pairs: PairSet, context: DefenseContext) -> PretrainingHooks:
         views = None
         if self.params.augment:
             synonyms, self.synonym_source = resolve_synonyms(self.params.synonyms, context)

@@ -140,10 +140,12 @@ class SafeCLIP(PretrainingDefense):
     Params = SafeCLIPParams
     test_params = {"inmodal_epochs": 1, "clip_epochs": 0}
 
-    def pretraining(self, pairs: PairSet, context: DefenseContext) -> PretrainingHooks:
-        if distributed.world().size > 1:
+    def check(self, context: DefenseContext) -> None:
+        if distributed.world().size > 1:  # before pretraining, like every check
             raise BenchbdError("safeclip's split losses are not gathered across ranks: run it "
                                "without torchrun")  # fmt: skip
+
+    def pretraining(self, pairs: PairSet, context: DefenseContext) -> PretrainingHooks:
         synonyms, self.synonym_source = resolve_synonyms(self.params.synonyms, context)
         self.objective = SafeCLIPObjective(self.params, TextViews(synonyms), context.seed)
         return PretrainingHooks(self.objective, self.objective.start_epoch)
