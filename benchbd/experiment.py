@@ -20,7 +20,7 @@ from benchbd.errors import BenchbdError
 from benchbd.evaluate import evaluations_in, parse_evaluations
 from benchbd.model import DEFAULT_MODEL
 from benchbd.params import Params, build
-from benchbd.plugins import attacks, defenses
+from benchbd.plugins import attacks, defenses, stage_of
 from benchbd.suggest import did_you_mean
 from benchbd.train import TrainConfig
 
@@ -158,6 +158,11 @@ class RunConfig:
         object.__setattr__(self, "pretrain", pretrain)
         self.attack_settings()  # every name and parameter checked now, before any work
         self.defense_settings()
+        stage = stage_of(defenses.get(self.defense))
+        if stage != "finetune" and not self.trains_poisoned_model:
+            raise BenchbdError(f"defense {self.defense!r} acts at the {stage} stage, so it needs "
+                               "pretraining on the poisoned pairs: add --from-pretrained, or "
+                               "leave --pretrained out")  # fmt: skip
 
     def attack_settings(self) -> Params:
         """The attack's typed parameters."""

@@ -29,6 +29,8 @@ NOT_SETTINGS = frozenset(
         "extra.trigger_visibility",  # measured per run: a random trigger draws by seed
         "extra.defense_report",  # what the defense found or used at run time
         "extra.der_basis",  # follows from the defense (its declared classifier), not a setting
+        "extra.stage",  # the model a screen or pretraining defense trained: hashes, threads
+        "extra.screen",  # the rows a screen dropped and its ROC curve: outcomes
         "pretrain_cached",  # whether this run trained the poisoned model or reused it
         "runtime",  # device, threads, CPU kernels: warned about, never split (see leaderboard)
         "timings",

@@ -10,6 +10,11 @@ checkpoint without a usable record counts as absent.
 
 The interface is small: `lookup` (load a usable entry into a model), `has` (would `lookup`
 find one, without loading it), `store`, and `describe` (the record alone).
+
+A screen or pretraining defense trains its own model on the poisoned pairs (on the rows kept,
+or under the defense); it is cached the same way under its own fingerprint, and a screened
+model's record also keeps the rows the screen dropped. Models that are not trained on the
+poisoned pairs (an attacker's surrogate, a defender's model of the clean split) need no record.
 """
 
 from __future__ import annotations
@@ -44,10 +49,13 @@ class PoisonedModelRecord:
     threads: int
     kernels: str = UNRECORDED
     sha256: str | None = None  # None in records written before digests were kept
+    dropped: list[int] | None = None  # the rows a screen dropped before training it
 
     def to_json(self) -> str:
         record = {"poison_indices": self.poison_indices, "threads": self.threads,
                   "kernels": self.kernels, "sha256": self.sha256}  # fmt: skip
+        if self.dropped is not None:  # only for a screened model: other records stay as they were
+            record["dropped"] = self.dropped
         return json.dumps(record) + "\n"
 
 
@@ -93,7 +101,7 @@ def describe(model_fp: str) -> PoisonedModelRecord | None:
         if usable and raw.get("sha256") in (None, file_digest(checkpoint)):
             kernels = raw.get("kernels", UNRECORDED)
             return PoisonedModelRecord(raw["poison_indices"], raw["threads"], kernels,
-                                       raw.get("sha256"))  # fmt: skip
+                                       raw.get("sha256"), raw.get("dropped"))  # fmt: skip
     except (OSError, ValueError, AttributeError):
         pass
     return None  # unreadable or damaged: trained again and overwritten
@@ -122,12 +130,13 @@ def lookup(model_fp: str, level: str, clip: ClipBundle) -> Lookup:
     return Lookup(False)
 
 
-def store(model_fp: str, clip: ClipBundle, indices: list[int], threads: int, level: str) -> None:
+def store(model_fp: str, clip: ClipBundle, indices: list[int], threads: int, level: str,
+          dropped: list[int] | None = None) -> None:  # fmt: skip
     """Keep `clip` as the poisoned model `model_fp`, with its record (written second, so a
-    checkpoint is never described before it is whole)."""
+    checkpoint is never described before it is whole); `dropped` for a screened model."""
     checkpoint = checkpoint_path(model_fp)
     save_state(checkpoint, clip.model.state_dict())
-    record = PoisonedModelRecord(indices, threads, level, file_digest(checkpoint))
+    record = PoisonedModelRecord(indices, threads, level, file_digest(checkpoint), dropped)
     atomic_write_text(_record_path(model_fp), record.to_json())
 
 
@@ -136,23 +145,25 @@ def surrogate_fingerprint(key: dict[str, Any]) -> str:
     return fingerprint({"version": MODEL_CACHE_VERSION, **key})
 
 
-def _surrogate_path(surrogate_fp: str) -> Path:
-    return models_dir() / f"surrogate-{surrogate_fp}.pt"
+def _surrogate_path(surrogate_fp: str, kind: str = "surrogate") -> Path:
+    return models_dir() / f"{kind}-{surrogate_fp}.pt"
 
 
-def lookup_surrogate(surrogate_fp: str, clip: ClipBundle) -> Lookup:
+def lookup_surrogate(surrogate_fp: str, clip: ClipBundle, kind: str = "surrogate") -> Lookup:
     """Load the cached surrogate into `clip`; a surrogate needs no record (an attack's clean
-    model: nothing but its weights is reused)."""
-    if _restore(clip, load_cached_state(_surrogate_path(surrogate_fp))):
+    model: nothing but its weights is reused). `kind` names other such models in the file
+    name (`clean`: a defender's model of the clean split)."""
+    path = _surrogate_path(surrogate_fp, kind)
+    if _restore(clip, load_cached_state(path)):
         return Lookup(True)
-    if _surrogate_path(surrogate_fp).exists():
-        return Lookup(False, why_not=f"cached surrogate model surrogate-{surrogate_fp} is "
+    if path.exists():
+        return Lookup(False, why_not=f"cached {kind} model {kind}-{surrogate_fp} is "
                                      "damaged; training it again")  # fmt: skip
     return Lookup(False)
 
 
-def store_surrogate(surrogate_fp: str, clip: ClipBundle) -> None:
-    save_state(_surrogate_path(surrogate_fp), clip.model.state_dict())
+def store_surrogate(surrogate_fp: str, clip: ClipBundle, kind: str = "surrogate") -> None:
+    save_state(_surrogate_path(surrogate_fp, kind), clip.model.state_dict())
 
 
 def _restore(clip: ClipBundle, state: dict | None) -> bool:

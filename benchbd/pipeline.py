@@ -1,7 +1,10 @@
 """The run pipeline, in the order a reader expects: data, attack, pretrain, evaluate, defend,
 evaluate, record.
 
-`run()` is that sequence and nothing else; each step is a small function below it. What a run
+`run()` is that sequence and nothing else; each step is a small function below it. The defend
+step is the same for every stage a defense declares: `benchbd.stages` first makes the model
+the defense's `apply` gets (the poisoned one; or one pretrained on the rows a screen kept, or
+under a pretraining defense), and "before" is always the undefended poisoned model. What a run
 is comes from `benchbd.experiment` (the description), `benchbd.planning` (its attack and
 fingerprints) and `benchbd.model_cache` (the poisoned model, trained once and reused by every
 run against the same attack, which says so).
@@ -48,6 +51,7 @@ from benchbd.results import (
 )
 from benchbd.retrieval import retrieval_metrics
 from benchbd.seeds import substream
+from benchbd.stages import PoisonedModel, StagedModel, StageInputs, defended_model
 from benchbd.train import StepReport, train
 from benchbd.visibility import trigger_visibility
 
@@ -78,20 +82,6 @@ class Stopwatch:
 
     def total(self) -> dict[str, float]:
         return {**self.timings, "total_s": round(time.perf_counter() - self.start, 3)}
-
-
-@dataclass(frozen=True)
-class PoisonedModel:
-    """What the attack step hands on: the poisoned model's fingerprint and poisoned rows, and
-    either the poisoned pairs still to be trained on or the fact that the model came from the
-    cache (or, for pretrained weights used as they are, that nothing is trained)."""
-
-    fingerprint: str
-    indices: list[int]
-    pairs: PairSet | None  # to pretrain on; None when the model is cached or used as given
-    cached: bool
-    threads: int | None  # CPU threads and kernel level it was (or will be) trained with;
-    kernels: str | None  # None for weights used as given
 
 
 @dataclass(frozen=True)
@@ -150,8 +140,10 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
         before_probe = measure_probe(config, data, evaluation, attack, defense, context, clip)
         watch.lap("evaluate_probe_s")
 
-    observer.stage("defend")
-    defended: ClipBundle = defense.apply(clip, context)
+    observer.stage("defend")  # a screen or pretraining defense first trains a model of its own
+    staged = defended_model(StageInputs(config, data, attack, defense, context, poisoned, clip,
+                                        device, observer.note, observer.step))  # fmt: skip
+    defended: ClipBundle = defense.apply(staged.clip, context)
     watch.lap("defense_s")
 
     observer.stage("evaluate")
@@ -172,6 +164,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
         attack=attack,
         defense=defense,
         poisoned=poisoned,
+        staged=staged,
         measured=Measurements(before, after, before_probe, visibility),
         timings=watch.total(),
         runtime=runtime,
@@ -353,14 +346,20 @@ def record(
     measured: Measurements,
     timings: dict[str, float],
     runtime: dict[str, Any],
+    staged: StagedModel | None = None,
 ) -> RunResult:
-    """The result file's content: what ran, on what, and what it measured."""
+    """The result file's content: what ran, on what, and what it measured. A screen's
+    detection numbers sit beside the metrics (`metrics.detection`); what a screen or
+    pretraining defense trained is under `extra.stage` (and `extra.screen`)."""
     defense_dict = defense.params.to_dict()
     metrics = {"before": measured.before.to_dict(), "after": measured.after.to_dict()}
     if measured.before_probe is not None:
         metrics["before_probe"] = measured.before_probe.to_dict()
+    if staged is not None and staged.detection is not None:
+        metrics["detection"] = staged.detection
     extra = {"attack_state": attack.state(), "defense_report": defense.report(),
-             "attacker_data": attacker_data_description(data)}  # fmt: skip
+             "attacker_data": attacker_data_description(data),
+             **(staged.extra() if staged is not None else {})}  # fmt: skip
     # What DER's "before" is: the zero-shot poisoned model, or a linear probe of its encoder
     # when the defense's "after" is measured with a trained head.
     extra["der_basis"] = "zero-shot" if measured.before_probe is None else "linear-probe"

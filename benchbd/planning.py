@@ -3,7 +3,8 @@ of its poisoned model and of its result.
 
 `plan(config)` is what a sweep asks before running anything: it validates the cell, names the
 poisoned model it shares with other cells (so that model is trained once) and the result file
-it would write (so a finished cell is skipped).
+it would write (so a finished cell is skipped). A screen or pretraining defense trains a model
+of its own on the poisoned pairs besides; `stage_fingerprint` names it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from benchbd.errors import BenchbdError
 from benchbd.experiment import RunConfig
 from benchbd.model import ClipBundle, image_size
 from benchbd.model_cache import MODEL_CACHE_VERSION
-from benchbd.plugins import Attack, AttackSetup, attacks
+from benchbd.plugins import Attack, AttackSetup, attacks, defenses, stage_of
 from benchbd.pretrained import pretrained_key
 from benchbd.seeds import substream
 
@@ -89,6 +90,21 @@ def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict[str, 
     """A result's identity: its poisoned model, the defense and the split measured on."""
     return fingerprint({"poisoned": model_fp, "defense": config.defense,
                         "defense_params": defense_params, "split": config.split})  # fmt: skip
+
+
+def stage_fingerprint(model_fp: str, config: RunConfig, data: BenchmarkData) -> str | None:
+    """The identity of the model a screen or pretraining defense trains on the poisoned pairs
+    (on the rows it kept, or with its own loss and data choice): the undefended poisoned
+    model's (data, attack, recipe, seed), the defense's stage, name and parameters, and the
+    dataset's fingerprint, since a screen may read the clean pairs. None for a finetune-stage
+    defense, which trains no model on the poisoned pairs: those fingerprints are as they were."""
+    stage = stage_of(defenses.get(config.defense))
+    if stage == "finetune":
+        return None
+    return fingerprint({"version": MODEL_CACHE_VERSION, "poisoned": model_fp, "stage": stage,
+                        "defense": config.defense,
+                        "defense_params": config.defense_settings().to_dict(),
+                        "data": data.fingerprint})  # fmt: skip
 
 
 def plan(config: RunConfig) -> tuple[str, str]:

@@ -1,8 +1,11 @@
 """The two plugin contracts, and the registries that find plugins through entry points.
 
-An Attack poisons training pairs and triggers test images. A Defense takes a model and clean
-data and returns a model. Each declares its parameters as a `Params` dataclass; the engine never
-names a concrete plugin.
+An Attack poisons training pairs and triggers test images. A Defense acts at one stage of a
+run, which it declares (`Defense.stage`): after pretraining it takes a model and clean data and
+returns a model ("finetune", the default); before pretraining it screens the poisoned training
+pairs and names the rows to drop ("screen", `ScreeningDefense`); or it shapes pretraining itself
+through the one training loop ("pretrain", `PretrainingDefense`). Each plugin declares its
+parameters as a `Params` dataclass; the engine never names a concrete plugin.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -20,6 +23,13 @@ from benchbd.model import ClipBundle
 from benchbd.params import Params
 from benchbd.registry import Registry
 from benchbd.step_report import StepReport
+
+if TYPE_CHECKING:  # the contracts name the loop's hook types without importing the loop
+    from benchbd.train import EpochHook, Objective
+
+# Where a defense acts: on the trained model, on the training pairs before pretraining, or in
+# pretraining itself. `Defense.stage` declares one; the pipeline runs each the same way.
+STAGES = ("finetune", "screen", "pretrain")
 
 
 @dataclass(frozen=True)
@@ -124,10 +134,15 @@ class DefenseContext:
 
 
 class Defense(ABC):
-    """A backdoor defense: model in, model out. The input model may be changed in place."""
+    """A backdoor defense: model in, model out. The input model may be changed in place.
+
+    `stage` says when it acts: "finetune" (this contract: `apply` on the poisoned model),
+    "screen" (`ScreeningDefense`) or "pretrain" (`PretrainingDefense`). The two others subclass
+    this one, so every defense is found through the same entry-point group."""
 
     Params: ClassVar[type[Params]] = NoParams
     description: ClassVar[str] = ""
+    stage: ClassVar[str] = "finetune"
     # The classifier the "after" metrics are measured with (`Metrics.classifier`): "zero-shot"
     # (the text classifier) or "linear-head" (a head the defense trains and attaches as
     # `ClipBundle.head`). DER is only fair between like classifiers, so for a linear-head
@@ -162,6 +177,91 @@ class Defense(ABC):
     def report(self) -> dict:
         """Facts about how the defense ran (recorded in the result file), after `apply`."""
         return {}
+
+
+@dataclass(frozen=True)
+class TrainingPairs:
+    """What a screen is given: the training pairs as the attack left them (which rows it
+    poisoned is not said) and the models a defender may have. Each model is built on first
+    call: the poisoned model (trained on these pairs, already measured) or a clean one (the
+    run's model and recipe trained on the clean split, cached like every model)."""
+
+    pairs: PairSet
+    poisoned_model: Callable[[], ClipBundle] = field(compare=False)
+    clean_model: Callable[[], ClipBundle] = field(compare=False)
+
+    def model(self, which: str) -> ClipBundle:
+        """The model named "poisoned" or "clean", as a screen's `model` parameter says."""
+        if which not in ("poisoned", "clean"):
+            raise BenchbdError(f"a screen scores with the poisoned or the clean model, "
+                               f"not {which!r}")  # fmt: skip
+        return self.poisoned_model() if which == "poisoned" else self.clean_model()
+
+
+@dataclass(frozen=True)
+class Screening:
+    """A screen's answer: a score per training row (higher = more suspicious; the pipeline
+    measures AUROC and TPR at low FPR from it) and the rows to drop before pretraining again."""
+
+    scores: torch.Tensor  # float, one per training row
+    dropped: list[int]  # row indices, sorted, unique
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scores", torch.as_tensor(self.scores, dtype=torch.float64))
+        object.__setattr__(self, "dropped", sorted({int(i) for i in self.dropped}))
+
+
+class ScreeningDefense(Defense):
+    """A defense that acts before pretraining: it scores the poisoned training pairs and drops
+    the rows it suspects. The pipeline then pretrains a fresh model on the rows kept (same
+    recipe, same seeds) and measures it as the defended model; the undefended poisoned model is
+    "before". Implement `screen`; `apply` is the identity (nothing is finetuned after)."""
+
+    stage: ClassVar[str] = "screen"
+
+    @abstractmethod
+    def screen(self, training: TrainingPairs, context: DefenseContext) -> Screening:
+        """Score every row of `training.pairs` and name the rows to drop."""
+
+    def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
+        return clip
+
+
+@dataclass
+class PretrainingHooks:
+    """How a defense shapes pretraining inside the one training loop (`benchbd.train.train`):
+    its own loss, and a hook called at the start of every epoch (epoch 0 included) that may
+    return the pairs the epoch trains on (the same rows in the same order; captions may
+    differ). None keeps the loop's own."""
+
+    objective: Objective | None = None
+    epoch_start: EpochHook | None = None
+
+
+class PretrainingDefense(Defense):
+    """A defense that shapes pretraining on the poisoned pairs (its own loss, its per-epoch
+    choice of data). The pipeline pretrains a fresh model with it (same recipe, same seeds) and
+    measures it as the defended model; the undefended poisoned model is "before". Implement
+    `pretraining`; `apply` is the identity."""
+
+    stage: ClassVar[str] = "pretrain"
+
+    @abstractmethod
+    def pretraining(self, pairs: PairSet, context: DefenseContext) -> PretrainingHooks:
+        """The hooks pretraining on `pairs` runs with (called once, before the first step)."""
+
+    def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
+        return clip
+
+
+def stage_of(defense: type[Defense] | Defense) -> str:
+    """The stage a defense declares, checked: an unknown one is refused by name."""
+    stage = getattr(defense, "stage", "finetune")
+    if stage not in STAGES:
+        name = defense.__name__ if isinstance(defense, type) else type(defense).__name__
+        raise BenchbdError(f"defense {name} declares stage {stage!r}; a defense acts at one of "
+                           f"{', '.join(STAGES)}")  # fmt: skip
+    return stage
 
 
 attacks: Registry[Attack] = Registry("benchbd.attacks", Attack)

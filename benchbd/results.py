@@ -17,14 +17,19 @@ from benchbd.cache import atomic_write_text
 
 SCHEMA_VERSION = 1
 
-# Whether a larger value is better, per metric: tables sort and highlight from this.
+# Whether a larger value is better, per metric: tables sort and highlight from this. The
+# detection numbers are a screening defense's (`metrics.detection`, benchbd.detection).
 HIGHER_IS_BETTER = {
     "ca": True, "ca_top5": True, "asr": False, "ra": True, "der": True,
     # opt-in evaluations (benchbd.evaluate.EVALUATIONS)
     "probe_ca": True, "probe_asr": False, "probe_ra": True,
     "i2t_recall_at_1": True, "i2t_recall_at_5": True,
     "t2i_recall_at_1": True, "t2i_recall_at_5": True, "retrieval_asr": False,
+    # detection
+    "auroc": True, "ap": True, "tpr_at_1fpr": True, "tpr_at_5fpr": True,
+    "poisons_removed": True, "clean_lost": False,
 }  # fmt: skip
+DETECTION = ("auroc", "ap", "tpr_at_1fpr", "tpr_at_5fpr", "poisons_removed", "clean_lost")
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,8 @@ class RunResult:
     target: dict[str, Any]
     poison: dict[str, Any]
     pretrain: dict[str, Any]
-    metrics: dict[str, dict[str, Any]]  # "before" and "after": Metrics.to_dict()
+    # "before" and "after": Metrics.to_dict(); a screen's "detection" (benchbd.detection)
+    metrics: dict[str, dict[str, Any]]
     der: float | None
     fingerprint: str
     poisoned_model_fingerprint: str
@@ -219,6 +225,14 @@ def _shape_problem(data: Any) -> str | None:
             value = values.get(name)
             if value is not None and not _is_number(value):
                 return f"metrics.{when}.{name} must be a number or null, got {_brief(value)}"
+    detection = metrics.get("detection")
+    if detection is not None:
+        if not isinstance(detection, dict):
+            return f"metrics.detection must be an object, got {_brief(detection)}"
+        for name in DETECTION:
+            value = detection.get(name)
+            if value is not None and not _is_number(value):
+                return f"metrics.detection.{name} must be a number or null, got {_brief(value)}"
     der = data.get("der")
     if der is not None and not _is_number(der):
         return f"der must be a number or null, got {_brief(der)}"

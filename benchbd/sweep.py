@@ -1,9 +1,11 @@
 """The sweep: every (attack, defense, seed) cell of a grid, resumable and parallel.
 
 Each poisoned model is trained once per (attack, seed): the first cell of a group is its leader
-and the group's other cells start only after it, reusing the cached model. A cell whose result
-file already exists with the same fingerprint is skipped, so a killed sweep resumes where it
-stopped. A failing cell is recorded in `<out>/failed/` and never stops the others.
+and the group's other cells start only after it, reusing the cached model. A screen or
+pretraining defense's cell is in its poisoned model's group like any other (its "before" is
+that model) and trains its own model besides, cached under the stage's fingerprint. A cell
+whose result file already exists with the same fingerprint is skipped, so a killed sweep
+resumes where it stopped. A failing cell is recorded in `<out>/failed/` and never stops the others.
 
 Cells run inline (`jobs=1`), in a local process pool that splits the CPU threads between its
 workers, or as submitit jobs (Slurm on a cluster, submitit's local executor for tests). All
@@ -244,9 +246,11 @@ def run_cell(config: RunConfig, out: str, threads: int | None = None) -> CellOut
         return CellOutcome(name, "failed", time.perf_counter() - start, error=error)
     failure_path(out, name).unlink(missing_ok=True)
     after = result.metrics["after"]
+    metrics = {"ca": after["ca"], "asr": after["asr"]}
+    if "detection" in result.metrics:  # a screen's: how well it found the poisoned pairs
+        metrics["auroc"] = result.metrics["detection"]["auroc"]
     return CellOutcome(name, "done", time.perf_counter() - start,
-                       path=str(Path(out) / result.filename),
-                       metrics={"ca": after["ca"], "asr": after["asr"]})  # fmt: skip
+                       path=str(Path(out) / result.filename), metrics=metrics)  # fmt: skip
 
 
 class SweepObserver:

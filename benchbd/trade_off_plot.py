@@ -6,6 +6,11 @@ seed error bars. When the table splits an attack's rows by a setting (two poison
 each setting gets its own panel and bar group, titled with it, so no two experiments share a
 point. A mean that is not a number (every seed NaN) is not drawn. matplotlib's Agg backend: no
 display needed.
+
+Screening defenses also get a ROC picture: one panel per attack, one curve per screen (the mean
+over seeds of the 101-point curve each result file keeps under `extra.screen.roc`), labelled
+with its mean detection AUROC. Settings that differ between results of one attack and screen
+(two poison rates, say) give separate curves, labelled with them.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchbd.cache import atomic_write_bytes
+from benchbd.experiments import experiment_key, settings, varying
 from benchbd.leaderboard import Board, Row, tabulate
 
 
@@ -96,13 +102,82 @@ def leaderboard_figure(source: list[dict] | Board):
     return fig
 
 
-def write_plot(source: list[dict] | Board, out: Path, dpi: int = 110) -> Path:
-    """Render and write the PNG atomically (an interrupted plot never leaves half a file)."""
+def _roc_of(result: dict) -> dict | None:
+    return ((result.get("extra") or {}).get("screen") or {}).get("roc")
+
+
+def screened(results: list[dict]) -> list[dict]:
+    """The results of screening defenses that kept a ROC curve."""
+    return [r for r in results if _roc_of(r)]
+
+
+def roc_curves(results: list[dict]) -> dict[str, list[tuple[str, list[float], list[float]]]]:
+    """Per attack, (label, FPR grid, mean TPR over seeds) of each screen's experiment; the
+    label names the screen, its mean AUROC, and the settings that tell apart experiments of the
+    same attack and screen."""
+    experiments: dict[tuple, list[dict]] = defaultdict(list)
+    for result in screened(results):
+        experiments[experiment_key(settings(result))].append(result)
+    by_pair: dict[tuple[str, str], list[list[dict]]] = defaultdict(list)
+    for group in experiments.values():
+        by_pair[(group[0]["attack"]["name"], group[0]["defense"]["name"])].append(group)
+    curves: dict[str, list[tuple[str, list[float], list[float]]]] = defaultdict(list)
+    for (attack, defense), groups in sorted(by_pair.items()):
+        differ = sorted(varying([[settings(g[0]) for g in groups]]))
+        for group in groups:
+            fpr = _roc_of(group[0])["fpr"]
+            tprs = [_roc_of(r)["tpr"] for r in group]
+            mean = [sum(column) / len(column) for column in zip(*tprs, strict=True)]
+            aurocs = [r["metrics"]["detection"]["auroc"] for r in group]
+            aurocs = [a for a in aurocs if a is not None]
+            label = defense
+            if aurocs:
+                label += f" (AUROC {sum(aurocs) / len(aurocs):.3f})"
+            flat = settings(group[0])
+            label += "".join(f"\n{path}={flat.get(path, '-')}" for path in differ)
+            curves[attack].append((label, fpr, mean))
+    return dict(sorted(curves.items()))
+
+
+def roc_figure(results: list[dict]):
+    """One ROC panel per attack with a curve per screen; chance is the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = leaderboard_figure(source)
+    curves = roc_curves(results)
+    n = max(1, len(curves))
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.8), layout="constrained", squeeze=False)
+    for ax, (attack, drawn) in zip(axes[0], curves.items(), strict=False):
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
+        for label, fpr, tpr in drawn:
+            ax.step(fpr, tpr, where="post", label=label, lw=1.4)
+        ax.set_title(attack)
+        ax.set_xlabel("false-positive rate (clean pairs dropped)")
+        ax.set_ylabel("true-positive rate (poisons dropped)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def _write_png(fig, out: Path, dpi: int) -> Path:
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     atomic_write_bytes(Path(out), buffer.getvalue())
     return Path(out)
+
+
+def write_plot(source: list[dict] | Board, out: Path, dpi: int = 110) -> Path:
+    """Render and write the PNG atomically (an interrupted plot never leaves half a file)."""
+    return _write_png(leaderboard_figure(source), out, dpi)
+
+
+def write_roc_plot(results: list[dict], out: Path, dpi: int = 110) -> Path:
+    """The screens' ROC picture as a PNG, written atomically."""
+    return _write_png(roc_figure(results), out, dpi)

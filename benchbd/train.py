@@ -5,6 +5,10 @@ norms and the logit scale; a linear warmup that really warms up followed by a co
 exactly at the last step; the logit scale clamped at 100; a fresh optimizer for every stage;
 everything seeded. Images stay uint8 until a batch is drawn, then are augmented and normalised
 as a batch, so the loop never decodes a file.
+
+A defense that shapes pretraining does it through this loop, not a second one: its objective,
+and an `EpochHook` called at each epoch's start that may change the pairs the epoch sees
+(RoCLIP's and SafeCLIP's per-epoch choices). Without a hook the loop is exactly what it was.
 """
 
 from __future__ import annotations
@@ -72,10 +76,22 @@ class Batch:
     tokens: torch.Tensor
     labels: torch.Tensor
     step: int
+    # The batch's row indices into the pairs being trained on, and its epoch (0-based): what an
+    # objective needs to treat rows by what an epoch hook decided about them.
+    rows: torch.Tensor | None = None
+    epoch: int = 0
 
 
 class Objective(Protocol):
     def __call__(self, clip: ClipBundle, batch: Batch) -> torch.Tensor: ...
+
+
+class EpochHook(Protocol):
+    """Called at the start of every epoch (0-based), in eval mode and under `torch.no_grad()`,
+    with the model as trained so far and the pairs training started with. Returns the pairs
+    this epoch trains on: the same rows in the same order (captions may differ), or `pairs`."""
+
+    def __call__(self, clip: ClipBundle, epoch: int, pairs: PairSet) -> PairSet: ...
 
 
 def clip_loss(
@@ -153,13 +169,16 @@ def train(
     stage: str = "train",
     progress: ProgressFn | None = None,
     trainable: torch.nn.Module | None = None,
+    epoch_start: EpochHook | None = None,
 ) -> list[float]:
     """Train `clip.model` in place on `pairs`; returns the loss of every step.
 
     A fresh optimizer and schedule every call: stages never share optimizer state.
     `trainable` names the module whose parameters are optimised (default: the whole model),
-    for a defense that trains a tower plus a head. Pairs held in memory are batched by
-    indexing; pairs read from disk (`StreamedPairSet`) are decoded by loader workers. Under
+    for a defense that trains a tower plus a head. `epoch_start` lets a pretraining defense
+    choose each epoch's pairs (see `EpochHook`); it draws nothing from the loop's generator, so
+    the batch order and shifts are those of a run without it. Pairs held in memory are batched
+    by indexing; pairs read from disk (`StreamedPairSet`) are decoded by loader workers. Under
     torchrun each rank trains on its slice of every global batch (benchbd.distributed).
     """
     if len(pairs) < config.batch_size:
@@ -175,10 +194,11 @@ def train(
     optimizer = build_optimizer(trainable or model, config.lr, config.weight_decay)
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     total = config.steps(len(pairs))
+    epochs = EpochPairs(clip, pairs, epoch_start)
     if is_streamed(pairs):
-        batches = streamed_batches(clip, pairs, config, total, seed, current)
+        batches = streamed_batches(clip, pairs, config, total, seed, current, epochs)
     else:
-        batches = memory_batches(clip, pairs, config, total, seed, current)
+        batches = memory_batches(clip, pairs, config, total, seed, current, epochs)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     losses: list[float] = []
     model.train()
@@ -212,14 +232,38 @@ def train(
     return losses
 
 
+class EpochPairs:
+    """The pairs each epoch trains on: the pairs given, or what the epoch hook returns at the
+    epoch's start (checked to keep the rows; the model is put back in training mode after)."""
+
+    def __init__(self, clip: ClipBundle, pairs: PairSet, hook: EpochHook | None) -> None:
+        self.clip, self.pairs, self.hook = clip, pairs, hook
+
+    def at(self, epoch: int) -> PairSet:
+        if self.hook is None:
+            return self.pairs
+        model = self.clip.model
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            chosen = self.hook(self.clip, epoch, self.pairs)
+        model.train(was_training)
+        if len(chosen) != len(self.pairs):
+            raise BenchbdError(f"an epoch hook returned {len(chosen)} pairs for "
+                               f"{len(self.pairs)}: it may change captions, not rows")  # fmt: skip
+        return chosen
+
+
 def _local(batch: Batch, rows: slice | None) -> Batch:
     if rows is None:
         return batch
     return Batch(batch.images[rows], batch.captions[rows], batch.tokens[rows],
-                 batch.labels[rows], batch.step)  # fmt: skip
+                 batch.labels[rows], batch.step, None if batch.rows is None
+                 else batch.rows[rows], batch.epoch)  # fmt: skip
 
 
-def memory_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed: int, world):
+def memory_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed: int, world,
+                   epochs: EpochPairs | None = None):  # fmt: skip
     """Batches of in-memory pairs: one seeded generator draws each epoch's order and each
     batch's shifts, then (under torchrun) each rank keeps its rows of the global batch."""
     generator = torch.Generator().manual_seed(seed)
@@ -227,17 +271,23 @@ def memory_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed: 
     per_epoch = max(1, len(pairs) // config.batch_size)
     rows = world.rows(config.batch_size) if world.size > 1 else None
     order = torch.empty(0, dtype=torch.long)
+    current = pairs
     for step in range(total):
         if step % per_epoch == 0:
+            if epochs is not None and epochs.hook is not None:
+                current = epochs.at(step // per_epoch)
+                tokens = clip.tokenize(current.captions)
             order = torch.randperm(len(pairs), generator=generator)
         offset = (step % per_epoch) * config.batch_size
         index = order[offset : offset + config.batch_size]
         batch = Batch(
-            images=random_shift(pairs.images[index], config.shift, generator),
-            captions=[pairs.captions[i] for i in index.tolist()],
+            images=random_shift(current.images[index], config.shift, generator),
+            captions=[current.captions[i] for i in index.tolist()],
             tokens=tokens[index],
-            labels=pairs.labels[index],
+            labels=current.labels[index],
             step=step,
+            rows=index,
+            epoch=step // per_epoch,
         )
         yield _local(batch, rows)
 
@@ -263,22 +313,29 @@ class EpochOrder:
             yield order[offset : offset + self.batch_size][self.rows].tolist()
 
 
-def streamed_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed: int, world):
+def streamed_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed: int, world,
+                     epochs: EpochPairs | None = None):  # fmt: skip
     """Batches of pairs read from disk, decoded by loader workers. Shifts are drawn for the
     whole global batch so every rank agrees with one process, from their own named substream
-    of the seed (the batch order draws from the seed itself)."""
+    of the seed (the batch order draws from the seed itself). An epoch hook chooses captions;
+    the images are always the ones on disk (with the attack's overlay)."""
     from benchbd.data.images import release_freed_memory, stream
 
     rows = world.rows(config.batch_size) if world.size > 1 else slice(None)
     sampler = EpochOrder(len(pairs), config.batch_size, total, seed, rows)
     shifts = torch.Generator().manual_seed(substream(seed, "shifts"))
     pad = int(round(config.shift * pairs.image_size))
+    per_epoch = max(1, len(pairs) // config.batch_size)
+    current = pairs
     for step, (images, positions) in enumerate(stream(pairs.images, sampler)):
         if step % 16 == 15:
             release_freed_memory()
+        if step % per_epoch == 0 and epochs is not None and epochs.hook is not None:
+            current = epochs.at(step // per_epoch)
         if pad:
             dy = torch.randint(0, 2 * pad + 1, (config.batch_size,), generator=shifts)[rows]
             dx = torch.randint(0, 2 * pad + 1, (config.batch_size,), generator=shifts)[rows]
             images = shift_by(images, pad, dy, dx)
-        captions = [pairs.captions[i] for i in positions]
-        yield Batch(images, captions, clip.tokenize(captions), pairs.labels[positions], step)
+        captions = [current.captions[i] for i in positions]
+        yield Batch(images, captions, clip.tokenize(captions), pairs.labels[positions], step,
+                    torch.as_tensor(positions, dtype=torch.long), step // per_epoch)  # fmt: skip

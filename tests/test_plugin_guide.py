@@ -1,6 +1,8 @@
-"""docs/plugins.md's two example packages work as written: their files are taken from the
-page, installed with pip, listed by `benchbd list`, and run together in a tiny experiment whose
-result file names both plugins with their packages, versions and parameters.
+"""docs/plugins.md's three example packages work as written: their files are taken from the
+page, installed with pip, listed by `benchbd list`, and run in tiny experiments whose result
+files name the plugins with their packages, versions and parameters: the attack against the
+finetuning defense, and the screening defense against a built-in attack, its detection numbers
+measured against the rows the attack poisoned.
 
 pip installs them into a folder of the test's own (`--target`) that only the subprocesses see
 on PYTHONPATH, so the Python environment running the test is never changed: nothing to
@@ -22,15 +24,21 @@ import pytest
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 # A fenced block whose first line is a comment naming the file it holds.
 BLOCK = re.compile(r"^```[a-z]*\n# (?P<path>acme_\w+/\S+)\n(?P<body>.*?)^```", re.S | re.M)
-PACKAGES = {"acme_sig": "acme-sig", "acme_shrink": "acme-shrink"}
+PACKAGES = {"acme_sig": "acme-sig", "acme_shrink": "acme-shrink", "acme_dupes": "acme-dupes"}
 FILES = {"acme_sig/pyproject.toml", "acme_sig/acme_sig/__init__.py",
-         "acme_shrink/pyproject.toml", "acme_shrink/acme_shrink/__init__.py"}  # fmt: skip
+         "acme_shrink/pyproject.toml", "acme_shrink/acme_shrink/__init__.py",
+         "acme_dupes/pyproject.toml", "acme_dupes/acme_dupes/__init__.py"}  # fmt: skip
 RUN = ["--attack", "acme_sig", "--defense", "acme_shrink", "--train-pairs", "256",
        "--clean-pairs", "128", "--test-images", "60", "--validation-images", "0",
        "--epochs", "1", "--batch-size", "64", "--threads", "1", "--device", "cpu",
        "--param", "acme_sig:delta=30", "--param", "attack.f=4", "--param", "anchor=0.05",
        "--param", "acme_shrink:epochs=1", "--param", "acme_shrink:batch_size=64",
        "--param", "acme_shrink:clean_pairs=0", "--param", "acme_shrink:warmup_steps=0"]  # fmt: skip
+# 26 dirty-label poisons captioned from six prompt templates: their captions repeat
+SCREEN_RUN = ["--attack", "badnet", "--defense", "acme_dupes", "--poison-rate", "0.1",
+              "--train-pairs", "256", "--clean-pairs", "128", "--test-images", "60",
+              "--validation-images", "0", "--epochs", "1", "--batch-size", "64",
+              "--threads", "1", "--device", "cpu", "--param", "max_copies=3"]  # fmt: skip
 
 
 def canonical(name: str) -> str:
@@ -121,3 +129,21 @@ def test_the_guides_example_packages_install_list_and_run(installed, tmp_path):
     report = result["extra"]["defense_report"]
     assert report["pairs"] == 128 and math.isfinite(report["final_loss"])
     assert report["distance"] > 0  # the defense trained the model it was given
+
+    screened = tmp_path / "screened"
+    call([sys.executable, "-m", "benchbd", "run", *SCREEN_RUN, "--out", str(screened)], env,
+         timeout=600)  # fmt: skip
+    (path,) = screened.glob("badnet__acme_dupes__seed0__*.json")
+    result = json.loads(path.read_text())
+    record = result["defense"]
+    assert (record["name"], canonical(record["package"])) == ("acme_dupes", "acme-dupes")
+    assert record["params"] == {"max_copies": 3} and record["baseline"] is False
+    detection, dropped = result["metrics"]["detection"], result["extra"]["screen"]["dropped"]
+    assert detection["scored"] == 256 and len(result["poison"]["indices"]) == 26
+    # repeated captions are mostly the poisons' (the pipeline's numbers, from its own rows)
+    assert detection["auroc"] > 0.9 and detection["poisons_removed"] > detection["clean_lost"]
+    assert detection["dropped"] == len(dropped) == result["extra"]["defense_report"]["dropped"]
+    assert result["extra"]["screen"]["kept"] == 256 - len(dropped)
+    stage = result["extra"]["stage"]
+    assert stage["stage"] == "screen"
+    assert stage["model_fingerprint"] != result["poisoned_model_fingerprint"]

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from benchbd.cli.errors import fail, friendly_errors
 from benchbd.params import describe
-from benchbd.plugins import attacks, defenses
+from benchbd.plugins import Defense, attacks, defenses
 from benchbd.registry import PluginError, Registry
 
 KINDS = {"attacks": attacks, "defenses": defenses}
@@ -36,7 +36,11 @@ def plugin_table(title: str, registry: Registry) -> Table:
             + f"  [dim]{escape(p.help)}[/dim]"
             for p in describe(plugin.Params)
         )
-        table.add_row(name, info.package, plugin.description, params or "-")
+        description = plugin.description
+        stage = getattr(plugin, "stage", "finetune")
+        if issubclass(plugin, Defense) and stage != "finetune":  # when it acts, if not after
+            description += f"\n[dim]stage: {escape(str(stage))}[/dim]"
+        table.add_row(name, info.package, description, params or "-")
     return table
 
 

@@ -1,4 +1,5 @@
-"""`benchbd plot DIR --out leaderboard.png`: the leaderboard as a picture."""
+"""`benchbd plot DIR --out leaderboard.png`: the leaderboard as a picture, and, when the folder
+holds results of screening defenses, their ROC curves per attack beside it."""
 
 from __future__ import annotations
 
@@ -17,13 +18,20 @@ def plot(
     ),  # benchbd says what is wrong with the folder, in one line
     out: Path = typer.Option(Path("leaderboard.png"), help="PNG file to write"),
     filter: list[str] = typer.Option([], "--filter", help="FIELD=VALUE; repeatable"),
+    roc: Path = typer.Option(
+        None, help="PNG for the screening defenses' ROC curves [OUT's name with -roc]"
+    ),
 ) -> None:
-    """CA against ASR per attack (arrows from poisoned to defended) and ASR bars per defense."""
+    """CA against ASR per attack (arrows from poisoned to defended) and ASR bars per defense;
+    the ROC curves of screening defenses per attack, when there are any."""
     from benchbd.leaderboard import tabulate
-    from benchbd.trade_off_plot import write_plot
+    from benchbd.trade_off_plot import screened, write_plot, write_roc_plot
 
     results, skipped = read_results(folder, filter)
     board = tabulate(results)
     path = write_plot(board, out)
     warn(skipped + board.warnings)
     typer.echo(f"plot: {path}")
+    if screened(results):
+        roc_path = roc if roc is not None else out.with_name(f"{out.stem}-roc{out.suffix}")
+        typer.echo(f"roc: {write_roc_plot(results, roc_path)}")

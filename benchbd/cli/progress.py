@@ -19,6 +19,15 @@ from benchbd.pipeline import Observer
 from benchbd.step_report import StepReport
 from benchbd.sweep import CellOutcome, SweepObserver
 
+
+def auroc_text(metrics: dict) -> str:
+    """A screen's detection AUROC for a finished cell's line; nothing for other defenses."""
+    if "auroc" not in metrics:
+        return ""
+    value = metrics["auroc"]
+    return f"  AUROC {'-' if value is None else format(value, '.3f')}"
+
+
 DEFAULT_INTERVAL_S = 30.0
 
 
@@ -113,8 +122,8 @@ class PlainSweepObserver(SweepObserver):
         else:
             m = outcome.metrics
             asr = "-" if m["asr"] is None else format(m["asr"], ".3f")
-            self.log.line(f"done    {outcome.name}: CA {m['ca']:.3f}  ASR {asr}  "
-                          f"({outcome.seconds:.0f} s)")  # fmt: skip
+            self.log.line(f"done    {outcome.name}: CA {m['ca']:.3f}  ASR {asr}"
+                          f"{auroc_text(m)}  ({outcome.seconds:.0f} s)")  # fmt: skip
 
     def tick(self) -> None:
         now = time.monotonic()

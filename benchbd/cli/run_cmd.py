@@ -135,6 +135,13 @@ def summary(result: RunResult) -> Table:
     for key in (k for name in evaluations_in(result.metrics) for k in EVALUATIONS[name]):
         values = [result.metrics[w][key] for w in ("before", "after")]
         table.add_row(key, *["-" if v is None else f"{v:.3f}" for v in values])
+    detection = result.metrics.get("detection")
+    if detection is not None:  # a screen: how well it found the poisoned pairs it dropped
+        for key, label in (("auroc", "detection AUROC"), ("tpr_at_1fpr", "TPR at 1% FPR"),
+                           ("poisons_removed", "poisons removed"),
+                           ("clean_lost", "clean pairs lost")):  # fmt: skip
+            value = detection[key]
+            table.add_row(label, "", "-" if value is None else f"{value:.3f}")
     return table
 
 

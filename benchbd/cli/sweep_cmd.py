@@ -14,7 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from benchbd import busy, dry_run, kernels
 from benchbd.cli import KERNELS_HELP
 from benchbd.cli.errors import Terminated, fail, friendly_errors
-from benchbd.cli.progress import PlainSweepObserver
+from benchbd.cli.progress import PlainSweepObserver, auroc_text
 from benchbd.cli.run_cmd import EVAL_HELP
 from benchbd.errors import BenchbdError
 from benchbd.model import resolve_device
@@ -75,8 +75,8 @@ class RichSweepObserver(SweepObserver):
         else:
             m = outcome.metrics
             self.console.print(f"done   {outcome.name}: CA {m['ca']:.3f}  ASR "
-                               f"{'-' if m['asr'] is None else format(m['asr'], '.3f')}  "
-                               f"({outcome.seconds:.0f} s)")  # fmt: skip
+                               f"{'-' if m['asr'] is None else format(m['asr'], '.3f')}"
+                               f"{auroc_text(m)}  ({outcome.seconds:.0f} s)")  # fmt: skip
         self.progress.update(self.task, advance=1, running=self.running, failed=self.failed)
 
 

@@ -1,0 +1,41 @@
+"""DAO, the dimensionality-aware outlier score Detect-CLIP finds best (Huang et al., ICLR
+2025, after Anderberg et al., 2024): for a pair x with neighbours j = 1..k,
+
+    DAO(x) = mean_j  LID(j) * log( d_k(x) / d_k(j) )
+
+where d_k is the distance to the k-th nearest reference and LID(j) the maximum-likelihood local
+intrinsic dimensionality at j, -k / sum_i log(d_i(j) / d_k(j) + 1e-4) over j's own k
+neighbours, as in Detect-CLIP's `DAODetector`. A pair farther out than its neighbours, weighted
+by how many dimensions their neighbourhood spans, scores high. Neighbours by scikit-learn's
+`NearestNeighbors`; k = 16. Reference set and sign: `defenses/screening.py`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchbd.plugins import DefenseContext
+from defenses.screening import EmbeddingScreen, neighbours
+
+TINY = 1e-12  # keeps a zero distance (a duplicate image) from giving log(0)
+
+
+def lid_mle(distances: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood LID of each row from its sorted distances to k neighbours."""
+    k = distances.shape[1]
+    ratios = distances / (distances[:, -1:] + TINY) + 1e-4
+    return -k / np.log(ratios).sum(axis=1)
+
+
+class DAO(EmbeddingScreen):
+    description = "Screen: drop the pairs of highest dimensionality-aware outlier score (DAO)."
+
+    def score(self, queries: np.ndarray, references: np.ndarray, itself: np.ndarray | None,
+              context: DefenseContext) -> np.ndarray:  # fmt: skip
+        k = self.params.k
+        distances, found = neighbours(queries, references, k, itself)
+        own, _ = neighbours(references, references, k, np.arange(len(references)))
+        reach, lid = own[:, -1], lid_mle(own)
+        ratio = np.log((distances[:, -1:] + TINY) / (reach[found] + TINY))
+        scores = (lid[found] * ratio).mean(axis=1)
+        return np.nan_to_num(scores, nan=0.0, posinf=1e3, neginf=-1e3)

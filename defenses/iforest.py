@@ -1,0 +1,37 @@
+"""Isolation forest (Liu et al., 2008), one of the detectors Detect-CLIP compares: a pair
+isolated by fewer random splits is more anomalous. scikit-learn's `IsolationForest` with 100
+trees (Detect-CLIP's setting), fitted on the reference embeddings (the clean split, or the
+training pairs themselves with `reference=train`) and scoring the training pairs' image
+embeddings; the score is minus scikit-learn's `score_samples`, so higher is more anomalous.
+The forest is seeded from the defense's seed. Reference set and sign: `defenses/screening.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchbd.params import param
+from benchbd.plugins import DefenseContext
+from benchbd.seeds import substream
+from defenses.screening import EmbeddingScreen, ReferenceParams
+
+
+@dataclass(frozen=True)
+class ForestParams(ReferenceParams):
+    trees: int = param(100, "trees in the forest", min=1)
+
+
+class IsolationForestScreen(EmbeddingScreen):
+    description = "Screen: drop the pairs an isolation forest isolates fastest (scikit-learn)."
+    Params = ForestParams
+    test_params = {"trees": 10}
+
+    def score(self, queries: np.ndarray, references: np.ndarray, itself: np.ndarray | None,
+              context: DefenseContext) -> np.ndarray:  # fmt: skip
+        from sklearn.ensemble import IsolationForest
+
+        seed = substream(context.seed, "iforest")  # in [0, 2**32), as scikit-learn takes
+        forest = IsolationForest(n_estimators=self.params.trees, random_state=seed)
+        return -forest.fit(references).score_samples(queries)
