@@ -57,8 +57,12 @@ VISIBILITY_KEYS = frozenset(key for key, _ in VISIBILITY_COLUMNS)
 SORT_CHOICES = tuple(key for key, _ in COLUMNS)
 DEFAULT_SORT = "after_asr"
 FORMATS = ("rich", "markdown", "csv", "latex", "html")
-WHEN = ("before", "after")  # metrics.<when>.<name> is the column <when>_<name>
-METRIC_LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "ca_top5": "CA top-5"}
+# metrics.<when>.<name> is the column <when>_<name>; a screening defense records how well it
+# found the poisoned pairs under metrics.detection (detection_auroc, detection_tpr_at_1fpr, ...)
+WHEN = ("before", "after", "detection")
+METRIC_LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "ca_top5": "CA top-5", "auroc": "AUROC",
+                 "ap": "AP", "tpr_at_1fpr": "TPR@1%FPR", "tpr_at_5fpr": "TPR@5%FPR",
+                 "poisons_removed": "poisons removed", "clean_lost": "clean lost"}  # fmt: skip
 # Short names for the recorded fields people filter and group by most.
 FIELD_ALIASES = {
     "attack": "attack.name",  # the recorded field is an object; its name is what people mean
@@ -410,6 +414,8 @@ def column_header(key: str) -> str:
     if key in known:
         return known[key]
     when, _, metric = key.partition("_")
+    if when == "detection" and metric:
+        return f"detection {METRIC_LABELS.get(metric, metric)}"
     if when in WHEN and metric:
         return f"{METRIC_LABELS.get(metric, metric)} {when}"
     return key

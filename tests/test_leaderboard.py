@@ -585,3 +585,29 @@ def test_a_metric_that_declares_its_direction_ranks_by_it_without_a_warning(resu
     assert render(board.rows, "markdown", columns=["after_asr", "after_probe_asr"]).startswith(
         "| attack | defense | seeds | ASR after | probe_asr after |"
     )
+
+
+def test_a_screens_detection_numbers_are_columns_sorted_by_their_direction():
+    """metrics.detection.* (a screening defense's AUROC, TPR at 1 % FPR, poisons removed) are
+    columns like the before / after metrics, each sorted the way it is better."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from benchbd.leaderboard import column_header, tabulate
+
+    reference = Path(__file__).resolve().parent.parent / "results"
+    base = json.loads(next(reference.glob("badnet__finetune__seed0__*.json")).read_text())
+    results = []
+    for name, auroc in (("lof", 0.70), ("kdistance", 0.99)):
+        result = copy.deepcopy(base)
+        result["defense"]["name"] = name
+        result["metrics"]["detection"] = {"auroc": auroc, "tpr_at_1fpr": auroc / 2,
+                                          "poisons_removed": auroc}  # fmt: skip
+        results.append(result)
+    columns = ["after_ca", "after_asr", "detection_auroc", "detection_tpr_at_1fpr",
+               "metrics.detection.poisons_removed"]  # fmt: skip
+    board = tabulate(results, columns=columns, sort="detection_auroc")
+    assert [row.defense for row in board.rows] == ["kdistance", "lof"]
+    assert board.rows[0].spreads["detection_auroc"].mean == 0.99
+    assert column_header("detection_tpr_at_1fpr") == "detection TPR@1%FPR"
