@@ -20,10 +20,25 @@ def test_committed_leaderboard_is_the_table_of_the_committed_files():
     assert made.stdout == committed
 
 
-def test_the_docs_quote_the_committed_leaderboard():
-    """docs/reference-results.md shows the table itself; it must be the generated one."""
+@pytest.mark.parametrize("folder", [RESULTS, RESULTS / "digits"], ids=["synthetic", "digits"])
+def test_the_docs_quote_the_committed_leaderboards(folder):
+    """docs/reference-results.md shows the tables themselves; they must be the generated
+    ones, and each is what `benchbd table` makes of its folder."""
     docs = (RESULTS.parent / "docs" / "reference-results.md").read_text()
-    assert (RESULTS / "LEADERBOARD.md").read_text().strip() in docs
+    committed = (folder / "LEADERBOARD.md").read_text()
+    assert committed.strip() in docs
+    made = CliRunner().invoke(app, ["table", str(folder), "--format", "markdown"])
+    assert made.exit_code == 0 and made.stdout == committed, made.output
+
+
+def test_the_digits_grid_is_complete_for_the_finetuning_defenses():
+    results, warnings = load_folder(RESULTS / "digits")
+    assert not warnings and {r["dataset"]["name"] for r in results} == {"digits"}
+    cells = {(r["attack"]["name"], r["defense"]["name"], r["seed"]) for r in results}
+    attacks = {"badnet", "blended", "wanet", "label_consistent"}
+    defenses = {"none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised"}
+    assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    assert len(results) == len(cells)
 
 
 def test_reference_grid_is_complete():
@@ -43,13 +58,14 @@ def test_reference_plot_is_committed(name):
 
 @pytest.mark.slow
 def test_committed_results_are_what_the_engine_would_run_now():
-    """Each committed result rebuilds into the experiment it records, with the same
+    """Each committed result (the embedded grid and the digits grid) rebuilds into the
+    experiment it records, with the same
     fingerprints (so a sweep over them skips every cell, and a rerun writes the same file),
     and every one ran with the portable kernels."""
     from benchbd.experiment import RunConfig
     from benchbd.pipeline import plan
 
-    results, _ = load_folder(RESULTS)
+    results = load_folder(RESULTS)[0] + load_folder(RESULTS / "digits")[0]
     for result in results:
         rebuilt = plan(RunConfig.from_result(result))
         assert rebuilt == (result["poisoned_model_fingerprint"], result["fingerprint"]), result
