@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _table_problem(values: Any, where: str, names: Iterable[str]) -> str | None:
+    """What is wrong with one metrics table: not an object, or a named metric that is neither
+    a number nor null."""
+    if not isinstance(values, dict):
+        return f"{where} must be an object, got {_brief(values)}"
+    for name in names:
+        value = values.get(name)
+        if value is not None and not _is_number(value):
+            return f"{where}.{name} must be a number or null, got {_brief(value)}"
+    return None
+
+
 def _shape_problem(data: Any) -> str | None:
     """Why `data` is not a result the leaderboard can read, or None if it is one."""
     if not isinstance(data, dict):
@@ -218,21 +230,13 @@ def _shape_problem(data: Any) -> str | None:
     if not isinstance(metrics, dict):
         return f"metrics must be an object, got {_brief(metrics)}"
     for when in ("before", "after"):
-        values = metrics.get(when)
-        if not isinstance(values, dict):
-            return f"metrics.{when} must be an object, got {_brief(values)}"
-        for name in HIGHER_IS_BETTER:
-            value = values.get(name)
-            if value is not None and not _is_number(value):
-                return f"metrics.{when}.{name} must be a number or null, got {_brief(value)}"
-    detection = metrics.get("detection")
-    if detection is not None:
-        if not isinstance(detection, dict):
-            return f"metrics.detection must be an object, got {_brief(detection)}"
-        for name in DETECTION:
-            value = detection.get(name)
-            if value is not None and not _is_number(value):
-                return f"metrics.detection.{name} must be a number or null, got {_brief(value)}"
+        problem = _table_problem(metrics.get(when), f"metrics.{when}", HIGHER_IS_BETTER)
+        if problem:
+            return problem
+    if metrics.get("detection") is not None:
+        problem = _table_problem(metrics["detection"], "metrics.detection", DETECTION)
+        if problem:
+            return problem
     der = data.get("der")
     if der is not None and not _is_number(der):
         return f"der must be a number or null, got {_brief(der)}"
