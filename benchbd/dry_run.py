@@ -32,7 +32,7 @@ from benchbd import kernels, model_cache
 from benchbd.experiment import RunConfig
 from benchbd.planning import plan
 from benchbd.results import read_result
-from benchbd.sweep import cell_name
+from benchbd.sweep import names_of
 
 
 @dataclass(frozen=True)
@@ -177,10 +177,10 @@ def dry_run(configs: list[RunConfig], done: set[str], jobs: int, timings: Timing
     threads = cell_threads(jobs)
     level = kernels.describe()["level"]
     cells, groups = [], {}
-    for config in configs:
+    for config, name in zip(configs, names_of(configs), strict=True):
         model_fp, run_fp = plan(config)
         finished = run_fp in done
-        cells.append(CellPlan(cell_name(config), finished,
+        cells.append(CellPlan(name, finished,
                               None if finished else timings.cell(config, threads)))  # fmt: skip
         group = groups.setdefault(model_fp, [config, False])
         group[1] = group[1] or not finished

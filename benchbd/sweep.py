@@ -35,6 +35,7 @@ from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
 from benchbd.evaluate import evaluations_in
 from benchbd.experiment import RunConfig, plugin_params
+from benchbd.param_lists import cell_names, expand
 from benchbd.pipeline import run
 from benchbd.planning import plan
 from benchbd.plugins import attacks, defenses
@@ -63,27 +64,35 @@ class Grid:
 
     def cells(self) -> list[RunConfig]:
         """Grouped by (attack, seed) so each group's leader comes first. [sizes] and
-        [pretrain] set what they name; RunConfig fills the rest as for any run."""
+        [pretrain] set what they name; RunConfig fills the rest as for any run. A list given
+        for a scalar plugin parameter is a cell per value (several lists: their product; see
+        benchbd.param_lists), the values of one defense following each other in a group."""
         try:
             return self._cells()
         except TypeError as exc:  # an option RunConfig does not take
             raise BenchbdError(f"grid: {exc}") from None
 
     def _cells(self) -> list[RunConfig]:
+        attack_tables = {a: expand("attack", a, self.attack_params.get(a, {}))
+                         for a in self.attacks}  # fmt: skip
+        defense_tables = {d: expand("defense", d, self.defense_params.get(d, {}))
+                          for d in self.defenses}  # fmt: skip
         return [
             RunConfig(
                 attack=attack,
                 defense=defense,
                 seed=seed,
-                attack_params=dict(self.attack_params.get(attack, {})),
-                defense_params=dict(self.defense_params.get(defense, {})),
+                attack_params=dict(attack_params),
+                defense_params=dict(defense_params),
                 sizes=dict(self.sizes),
                 pretrain=dict(self.pretrain),
                 **self.run,
             )  # fmt: skip
             for attack in self.attacks
+            for attack_params in attack_tables[attack]
             for seed in self.seeds
             for defense in self.defenses
+            for defense_params in defense_tables[defense]
         ]
 
 
@@ -155,7 +164,8 @@ def _plugin_params(data: dict, kind: str) -> dict[str, dict[str, Any]]:
         if not isinstance(values, dict):
             raise BenchbdError(f"grid file: {where} must be a table of name = value")
         try:
-            plugin_params(kind, name, values)  # also for a plugin the grid does not run
+            for table in expand(kind, name, values):  # a list: each of its values
+                plugin_params(kind, name, table)  # also for a plugin the grid does not run
         except (PluginError, BenchbdError) as exc:  # an unknown name comes with a suggestion
             raise BenchbdError(f"grid file: {where}: {exc}") from None
     return tables
@@ -171,6 +181,8 @@ def load_grid(path: Path) -> Grid:
     poison_rate = 0.01
     [attack_params.blended]
     alpha = 0.3
+    [defense_params.cleanclip]
+    lr = [1e-5, 1e-4, 1e-3]            # a list: one cell per value (the product of lists)
 
     Every section is checked here, before anything runs: a misspelt key or plugin name, a
     value of the wrong type or a non-finite number is one error naming its place.
@@ -214,6 +226,12 @@ def cell_name(config: RunConfig) -> str:
     return f"{config.attack}__{config.defense}__seed{config.seed}"
 
 
+def names_of(configs: Sequence[RunConfig]) -> list[str]:
+    """A distinct name per cell (progress lines, failure records): `cell_name`, with the
+    parameters that tell apart cells of one attack, defense and seed appended."""
+    return cell_names(configs, [cell_name(c) for c in configs])
+
+
 @dataclass(frozen=True)
 class CellOutcome:
     name: str
@@ -228,13 +246,15 @@ def failure_path(out: Path, name: str) -> Path:
     return Path(out) / "failed" / f"{name}.json"
 
 
-def run_cell(config: RunConfig, out: str, threads: int | None = None) -> CellOutcome:
-    """One cell, wherever it runs: its result file on success, a failure record otherwise."""
+def run_cell(config: RunConfig, out: str, threads: int | None = None,
+             name: str | None = None) -> CellOutcome:  # fmt: skip
+    """One cell, wherever it runs: its result file on success, a failure record otherwise;
+    `name` is the cell's in its sweep (`names_of`), `cell_name` when not given."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    name = cell_name(config)
+    name = name or cell_name(config)
     start = time.perf_counter()
     try:
         result = run(config, out=Path(out))
@@ -382,6 +402,7 @@ def sweep(
     planned = [plan(config) for config in configs]  # validates every cell before any training
     have = existing_fingerprints(out, configs[0].eval)  # a grid's cells share its [run]
     summary = SweepSummary(total=len(configs))
+    name_of = dict(zip(map(id, configs), names_of(configs), strict=True))
     pending = [(c, m) for c, (m, r) in zip(configs, planned, strict=True) if r not in have]
     summary.skipped = len(configs) - len(pending)
     observer.start(len(configs), summary.skipped)
@@ -399,7 +420,7 @@ def sweep(
         else:
             ready.append(members[0])
             waiting[model_fp] = members[1:]
-    leader_of = {cell_name(members[0]): fp for fp, members in groups.items()}
+    leader_of = {name_of[id(members[0])]: fp for fp, members in groups.items()}
 
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     pool = make_executor(executor, jobs, out, slurm)
@@ -409,9 +430,9 @@ def sweep(
         while ready or running:
             while ready and len(running) < jobs:
                 config = ready.pop(0)
-                name = cell_name(config)
+                name = name_of[id(config)]
                 observer.cell_started(name)
-                running[name] = pool.submit(run_cell, config, str(out), threads)
+                running[name] = pool.submit(run_cell, config, str(out), threads, name)
             finished = [name for name, job in running.items() if job.done()]
             if not finished:
                 observer.tick()

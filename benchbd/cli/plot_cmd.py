@@ -1,5 +1,6 @@
 """`benchbd plot DIR --out leaderboard.png`: the leaderboard as a picture, and, when the folder
-holds results of screening defenses, their ROC curves per attack beside it."""
+holds results of screening defenses, their ROC curves per attack beside it; when it holds a
+defense at several strengths, the trade-off curves (benchbd.curves) too."""
 
 from __future__ import annotations
 
@@ -21,9 +22,15 @@ def plot(
     roc: Path = typer.Option(
         None, help="PNG for the screening defenses' ROC curves [OUT's name with -roc]"
     ),
+    curves: Path = typer.Option(
+        None,
+        help="PNG for the trade-off curves of defenses run at several strengths [OUT's name "
+        "with -curves]",
+    ),
 ) -> None:
     """CA against ASR per attack (arrows from poisoned to defended) and ASR bars per defense;
-    the ROC curves of screening defenses per attack, when there are any."""
+    the ROC curves of screening defenses per attack, and the ASR-CA curve of each defense run
+    at several strengths with its Pareto front, when there are any."""
     from benchbd.leaderboard import tabulate
     from benchbd.trade_off_plot import screened, write_plot, write_roc_plot
 
@@ -35,3 +42,11 @@ def plot(
     if screened(results):
         roc_path = roc if roc is not None else out.with_name(f"{out.stem}-roc{out.suffix}")
         typer.echo(f"roc: {write_roc_plot(results, roc_path)}")
+    from benchbd.curve_plot import write_curve_plot
+    from benchbd.curves import curves as find_curves
+    from benchbd.curves import has_curves
+
+    found = find_curves(results)
+    if has_curves(found):
+        curves_path = curves or out.with_name(f"{out.stem}-curves{out.suffix}")
+        typer.echo(f"curves: {write_curve_plot(found, curves_path)}")

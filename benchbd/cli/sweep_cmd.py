@@ -18,6 +18,7 @@ from benchbd.cli.progress import PlainSweepObserver, auroc_text
 from benchbd.cli.run_cmd import EVAL_HELP
 from benchbd.errors import BenchbdError
 from benchbd.model import resolve_device
+from benchbd.param_lists import merged, sweep_params
 from benchbd.sweep import (
     EXECUTORS,
     CellOutcome,
@@ -102,12 +103,29 @@ def note_if_busy(plan: Grid, jobs: int) -> None:
         logging.getLogger("benchbd").info(message)  # printed as `benchbd: note: ...`
 
 
+PARAM_HELP = (
+    "plugin parameter PLUGIN.NAME=VALUE (or PLUGIN:NAME=VALUE) for an attack or defense of the "
+    "sweep; a number or boolean may be a comma list, one cell per value (e.g. "
+    "cleanclip.lr=1e-5,3e-5,1e-4: a trade-off curve); repeatable, over the grid's own"
+)
+
+
+def with_params(plan: Grid, items: list[str]) -> Grid:
+    """The grid with the command line's --param over its per-plugin tables, checked whole."""
+    attack_params, defense_params = sweep_params(items, plan.attacks, plan.defenses)
+    plan = replace(plan, attack_params=merged(plan.attack_params, attack_params),
+                   defense_params=merged(plan.defense_params, defense_params))  # fmt: skip
+    plan.cells()  # every value of every list checked before any cell runs
+    return plan
+
+
 @friendly_errors
 def sweep_cmd(
     attacks: str = typer.Option("all", help="attack names, comma-separated, or 'all'"),
     defenses: str = typer.Option("all", help="defense names, comma-separated, or 'all'"),
     seeds: str = typer.Option("0", help="seeds, comma-separated"),
     grid: Path = typer.Option(None, help="TOML grid file (replaces the three options above)"),
+    param: list[str] = typer.Option([], "--param", "-p", help=PARAM_HELP),
     jobs: int = typer.Option(1, "--jobs", "-j", help="cells run in parallel (CPU threads split)"),
     executor: str = typer.Option("local", help="|".join(EXECUTORS)),
     out: Path = typer.Option(Path("runs"), help="folder for the result files"),
@@ -120,6 +138,11 @@ def sweep_cmd(
         None, help="split to measure on: test (report) or validation; overrides the grid's"
     ),
     evaluations: str = typer.Option(None, "--eval", help=f"{EVAL_HELP}; overrides the grid's"),
+    inmodal_weight: float = typer.Option(
+        None,
+        help="weight of the in-modal terms added to the CLIP loss in pretraining [0: the CLIP "
+        "loss alone]; overrides the grid's [pretrain]",
+    ),
     dry: bool = typer.Option(
         False, "--dry-run", help="print the cells, cached models and estimated time; run nothing"
     ),
@@ -137,12 +160,17 @@ def sweep_cmd(
     else:
         plan = Grid(expand_names(attacks, "attack"), expand_names(defenses, "defense"),
                     parse_seeds(seeds))  # fmt: skip
+    if param:
+        plan = with_params(plan, param)
     if split is not None:
         plan = replace(plan, run={**plan.run, "split": split})
         plan.cells()  # an unknown split is refused before any cell runs
     if evaluations is not None:
         plan = replace(plan, run={**plan.run, "eval": evaluations})
         plan.cells()  # as is an unknown evaluation
+    if inmodal_weight is not None:
+        plan = replace(plan, pretrain={**plan.pretrain, "inmodal_weight": inmodal_weight})
+        plan.cells()  # and a weight out of range
     if executor not in EXECUTORS:
         raise BenchbdError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     slurm = {"timeout_min": slurm_time}

@@ -59,6 +59,16 @@ def table(
         help="add the trigger's visibility on the test images: PSNR (dB), SSIM and L-inf "
         "(a fraction of 255), means over seeds; - for files that do not record it",
     ),
+    curves: bool = typer.Option(
+        False,
+        "--curves",
+        help="one row per trade-off curve (a defense at several strengths): points, strengths, "
+        "best CA at ASR <= --asr-threshold and the area under the Pareto front "
+        "(docs/curves.md)",
+    ),
+    asr_threshold: float = typer.Option(
+        0.05, "--asr-threshold", help="--curves: the ASR a point must reach for best CA"
+    ),
 ) -> None:
     """Print the leaderboard: rows attack x defense, CA and ASR before and after, DER, seeds
     (--columns shows any other recorded metric). The best defense of each attack is in bold.
@@ -66,6 +76,11 @@ def table(
     a warning."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    if curves:
+        if group_by or columns or sort or visibility:
+            raise ValueError("--curves takes none of --group-by, --columns, --sort, "
+                             "--visibility: its columns are fixed (docs/curves.md)")  # fmt: skip
+        return curve_table(folder, filter, format, asr_threshold)
     keys = parse_columns(columns)
     sort = sort or default_sort(keys)
     check_sort(sort, keys)
@@ -84,4 +99,27 @@ def table(
         view.add_column(header, justify="left" if i < n_left else "right")
     for row in board.rows:
         view.add_row(*row_texts(row, visibility, keys), style="bold green" if row.best else None)
+    Console().print(view)
+
+
+def curve_table(folder: Path, filters: list[str], format: str, threshold: float) -> None:
+    """`--curves`: a row per (attack, defense) curve, its summaries, best area in bold."""
+    from benchbd import curves
+
+    curves.check_threshold(threshold)
+    results, skipped = read_results(folder, filters)
+    frame = curves.curve_frame(curves.curves(results), threshold)
+    warn(skipped)
+    if format != "rich":
+        typer.echo(curves.render(frame, format, threshold), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    view = Table(title=f"benchbd trade-off curves: {folder} ({len(results)} runs)")
+    heads = curves.headers(frame, threshold)
+    for i, header in enumerate(heads):  # points, front and the two summaries are numbers
+        view.add_column(header, justify="right" if i >= len(heads) - 4 else "left")
+    for line, best in zip(curves.texts(frame), frame["best"], strict=True):
+        view.add_row(*line, style="bold green" if best else None)
     Console().print(view)
