@@ -6,6 +6,7 @@ ASR's denominator is the number of test images whose true class is not the targe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -16,7 +17,10 @@ from benchbd.data.images import is_streamed
 from benchbd.data.pairs import PairSet, ZeroShotTask
 from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
-from benchbd.results import HIGHER_IS_BETTER  # noqa: F401  (re-exported: metric directions)
+from benchbd.results import (
+    HIGHER_IS_BETTER,  # noqa: F401  (re-exported: metric directions)
+    PER_TRIGGER,
+)
 from benchbd.seeds import substream
 from benchbd.suggest import did_you_mean
 
@@ -108,8 +112,49 @@ def triggered_examples(
 
 
 @dataclass(frozen=True)
+class TriggerPart:
+    """One of several triggers an attack plants (`Attack.trigger_parts`), each its own backdoor
+    with its own target class. Evaluation measures each part on its own: its ASR and RA over
+    the test images outside its target, triggered with its trigger alone."""
+
+    trigger: TriggerFn
+    target: int
+
+
+def part_stream(name: str) -> str:
+    """The name of a trigger part's stream under the evaluation seed: each part triggers its
+    images with its own generator, so adding a part never changes another's draws."""
+    return f"trigger-{name}"
+
+
+# What one evaluation triggers: (part name, or None for an attack's one trigger; the trigger;
+# its target; the seed of its generator).
+Measured = list[tuple[str | None, TriggerFn, int, int]]
+
+
+def measured_triggers(
+    trigger: TriggerFn | None, target: int, seed: int, parts: Mapping[str, TriggerPart] | None
+) -> Measured:
+    """The triggers an evaluation measures: every part of a several-trigger attack, each with
+    its named stream; else the one trigger with the evaluation seed itself, as always."""
+    if parts:
+        for name in parts:
+            if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+                raise BenchbdError(f"trigger part name {name!r} must be letters, digits and "
+                                   f"underscores: it names result fields (asr_<name>)")  # fmt: skip
+        return [(name, part.trigger, part.target, substream(seed, part_stream(name)))
+                for name, part in parts.items()]  # fmt: skip
+    return [] if trigger is None else [(None, trigger, target, seed)]
+
+
+@dataclass(frozen=True)
 class Metrics:
-    """One evaluation. Fractions in [0, 1]; asr and ra are None when there is no trigger."""
+    """One evaluation. Fractions in [0, 1]; asr and ra are None when there is no trigger.
+
+    For an attack with several triggers (`TriggerPart`), `per_trigger` holds each part's ASR
+    and RA against its own target (`asr_<part>`, `ra_<part>`), `asr` and `ra` are their means
+    (each part weighs the same, whatever its target) and `n_triggered` counts the triggered
+    images of every part."""
 
     ca: float
     asr: float | None
@@ -121,11 +166,39 @@ class Metrics:
     # Opt-in measurements of the same model (EVALUATIONS' fields): flat in the result file
     # beside the zero-shot ones, and absent from it when the run did not ask for them.
     opt_in: Mapping[str, float | None] = field(default_factory=dict)
+    # Per-trigger fields of a several-trigger attack, flat beside the headline ones; absent
+    # from the result file of an attack with one trigger.
+    per_trigger: Mapping[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         fields = asdict(self)
-        opt_in = fields.pop("opt_in")
-        return {**fields, **opt_in}
+        opt_in, per_trigger = fields.pop("opt_in"), fields.pop("per_trigger")
+        return {**fields, **per_trigger, **opt_in}
+
+
+def combined(
+    ca: float,
+    rates: Mapping[str | None, tuple[float, float, int]],
+    n_test: int,
+    classifier: str,
+    ca_top5: float | None = None,
+) -> Metrics:
+    """Metrics from CA and each measured trigger's (ASR, RA, triggered images): one trigger's
+    numbers as they are; several triggers' per part, with their means as the headline."""
+    if not rates:
+        return Metrics(ca, None, None, n_test, 0, classifier, ca_top5)
+    if list(rates) == [None]:
+        asr, ra, n = rates[None]
+        return Metrics(ca, asr, ra, n_test, n, classifier, ca_top5)
+    per_trigger = {
+        f"{metric}_{name}": values[k]
+        for k, metric in enumerate(PER_TRIGGER)
+        for name, values in rates.items()
+    }
+    asrs, ras = [v[0] for v in rates.values()], [v[1] for v in rates.values()]
+    return Metrics(ca, sum(asrs) / len(asrs), sum(ras) / len(ras), n_test,
+                   sum(v[2] for v in rates.values()), classifier, ca_top5,
+                   per_trigger=per_trigger)  # fmt: skip
 
 
 def clean_accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
@@ -208,14 +281,17 @@ def evaluate(
     target: int,
     trigger: TriggerFn | None,
     seed: int,
+    parts: Mapping[str, TriggerPart] | None = None,
 ) -> Metrics:
     """CA on the clean test set; ASR and RA on the triggered non-target images.
 
     The trigger gets its own seeded generator, so a random trigger (fresh noise per image)
-    is the same at every evaluation of the same run.
+    is the same at every evaluation of the same run. With `parts` (an attack with several
+    triggers) each part is measured instead, on the same test images, against its own target
+    and with its own named generator (`part_stream`); ASR and RA are the parts' means.
     """
     if is_streamed(test):
-        return evaluate_streamed(clip, test, task, target, trigger, seed)
+        return evaluate_streamed(clip, test, task, target, trigger, seed, parts=parts)
     if clip.head is not None:
         classifier = "linear-head"
 
@@ -230,20 +306,19 @@ def evaluate(
 
     clean = classify(test.images)
     ca = clean_accuracy(clean, test.labels)
-    if trigger is None:
-        return Metrics(ca, None, None, len(test), 0, classifier)
-    eligible = test.labels != target
-    triggered = trigger_test_images(test.images, test.labels, target, trigger, seed)
-    predictions = classify(triggered)
-    labels = test.labels[eligible]
-    return Metrics(
-        ca=ca,
-        asr=attack_success_rate(predictions, labels, target),
-        ra=robust_accuracy(predictions, labels, target),
-        n_test=len(test),
-        n_triggered=int(eligible.sum()),
-        classifier=classifier,
-    )
+    rates = {}
+    for name, part_trigger, part_target, part_seed in measured_triggers(
+        trigger, target, seed, parts
+    ):
+        eligible = test.labels != part_target
+        triggered = trigger_test_images(test.images, test.labels, part_target, part_trigger,
+                                        part_seed)  # fmt: skip
+        predictions = classify(triggered)
+        labels = test.labels[eligible]
+        rates[name] = (attack_success_rate(predictions, labels, part_target),
+                       robust_accuracy(predictions, labels, part_target),
+                       int(eligible.sum()))  # fmt: skip
+    return combined(ca, rates, len(test), classifier)
 
 
 def evaluate_streamed(
@@ -254,14 +329,16 @@ def evaluate_streamed(
     trigger: TriggerFn | None,
     seed: int,
     batch_size: int = STREAM_BATCH,
+    parts: Mapping[str, TriggerPart] | None = None,
 ) -> Metrics:
     """`evaluate` for test sets read from disk: one pass, memory bounded by the batch.
 
     Each batch is decoded by the loader workers, classified clean, then its non-target images
     are triggered (a generator seeded by the run's seed and the batch number) and classified
-    again. Only per-image predictions are kept. Under torchrun each rank evaluates every N-th
-    batch and the predictions are gathered: the same numbers as one process. Adds top-5 CA
-    when there are more than five classes."""
+    again (each part of a several-trigger attack in turn, as `evaluate`). Only per-image
+    predictions are kept. Under torchrun each rank evaluates every N-th batch and the
+    predictions are gathered: the same numbers as one process. Adds top-5 CA when there are
+    more than five classes."""
     from benchbd import distributed
     from benchbd.data.images import release_freed_memory, stream
 
@@ -279,6 +356,7 @@ def evaluate_streamed(
         features = F.normalize(features.float(), dim=-1)
         return (head(features) if head is not None else features @ weights).float().cpu()
 
+    measured = measured_triggers(trigger, target, seed, parts)
     world = distributed.world()
     starts = range(0, len(test), batch_size)
     batches = [list(range(i, min(i + batch_size, len(test)))) for i in starts]
@@ -291,32 +369,29 @@ def evaluate_streamed(
         labels = test.labels[positions]
         clean = scores(images)
         hits = (clean.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
-        eligible = labels != target
-        hit = torch.empty(0, dtype=torch.long)
-        if trigger is not None and eligible.any():
-            triggered = trigger_test_images(images, labels, target, trigger, seed, number)
-            hit = scores(triggered).argmax(dim=1)
-        done[number] = (clean.argmax(dim=1), hits, hit, labels[eligible])
+        by_trigger = {}
+        for name, part_trigger, part_target, part_seed in measured:
+            eligible = labels != part_target
+            hit = torch.empty(0, dtype=torch.long)
+            if eligible.any():
+                triggered = trigger_test_images(images, labels, part_target, part_trigger,
+                                                part_seed, number)  # fmt: skip
+                hit = scores(triggered).argmax(dim=1)
+            by_trigger[name] = (hit, labels[eligible])
+        done[number] = (clean.argmax(dim=1), hits, by_trigger)
     if world.size > 1:
         done = {n: r for part in distributed.gather_objects(done) for n, r in part.items()}
-    top1, topk, triggered, labels_triggered = zip(
-        *(done[n] for n in range(len(batches))), strict=True
-    )
+    top1, topk, by_trigger = zip(*(done[n] for n in range(len(batches))), strict=True)
     predictions = torch.cat(top1)
     ca = clean_accuracy(predictions, test.labels)
     ca_top5 = torch.cat(topk).float().mean().item() if len(task.classnames) > 5 else None
     classifier = "linear-head" if head is not None else "zero-shot"
-    if trigger is None:
-        return Metrics(ca, None, None, len(test), 0, classifier, ca_top5)
-    hit, truth = torch.cat(triggered), torch.cat(labels_triggered)
-    if not len(truth):
-        raise BenchbdError("no test image outside the target class: ASR is undefined")
-    return Metrics(
-        ca=ca,
-        asr=attack_success_rate(hit, truth, target),
-        ra=robust_accuracy(hit, truth, target),
-        n_test=len(test),
-        n_triggered=len(truth),
-        classifier=classifier,
-        ca_top5=ca_top5,
-    )
+    rates = {}
+    for name, _, part_target, _ in measured:
+        hit = torch.cat([batch[name][0] for batch in by_trigger])
+        truth = torch.cat([batch[name][1] for batch in by_trigger])
+        if not len(truth):
+            raise BenchbdError("no test image outside the target class: ASR is undefined")
+        rates[name] = (attack_success_rate(hit, truth, part_target),
+                       robust_accuracy(hit, truth, part_target), len(truth))  # fmt: skip
+    return combined(ca, rates, len(test), classifier, ca_top5)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchbd.errors import BenchbdError
 from benchbd.experiments import NOT_SETTINGS, split_columns
-from benchbd.results import HIGHER_IS_BETTER, is_baseline, read_result
+from benchbd.results import higher_is_better, is_baseline, read_result
 
 if TYPE_CHECKING:
     import numpy as np
@@ -444,7 +444,7 @@ def _direction(key: str) -> int | None:
     """+1 when a larger value of this column is better, -1 when smaller is, None when the
     metric declares no direction in HIGHER_IS_BETTER."""
     metric = key.split("_", 1)[1] if key.startswith(tuple(f"{w}_" for w in WHEN)) else key
-    higher = HIGHER_IS_BETTER.get(metric)
+    higher = higher_is_better(metric)
     return None if higher is None else (1 if higher else -1)
 
 

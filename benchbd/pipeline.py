@@ -25,7 +25,13 @@ from benchbd import kernels, model_cache
 from benchbd.cache import remove_stale_temporaries, writable_folder
 from benchbd.data.pairs import BenchmarkData, PairSet
 from benchbd.errors import BenchbdError
-from benchbd.evaluate import Metrics, defense_effectiveness, evaluate, triggered_examples
+from benchbd.evaluate import (
+    Metrics,
+    TriggerPart,
+    defense_effectiveness,
+    evaluate,
+    triggered_examples,
+)
 from benchbd.experiment import SPLITS, RunConfig  # noqa: F401  (re-exported)
 from benchbd.model import ClipBundle, create_clip, resolve_device
 from benchbd.model_cache import MODEL_CACHE_VERSION  # noqa: F401  (re-exported)
@@ -148,7 +154,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
 
     observer.stage("evaluate")
     after = evaluate(defended, evaluation, data.task, attack.setup.target, trigger_of(attack),
-                     substream(config.seed, "evaluate"))  # fmt: skip
+                     substream(config.seed, "evaluate"), parts_of(attack))  # fmt: skip
     watch.lap("evaluate_after_s")
     if config.eval:
         after = replace(after, opt_in=opt_in_metrics(config, data, evaluation, attack, defended))
@@ -248,6 +254,12 @@ def trigger_of(attack: Attack):
     return attack.apply_trigger if attack.poisons else None
 
 
+def parts_of(attack: Attack) -> dict[str, TriggerPart]:
+    """The triggers evaluation measures one by one (`Attack.trigger_parts`): empty for an
+    attack with one trigger, or none."""
+    return dict(attack.trigger_parts()) if attack.poisons else {}
+
+
 def measure_poisoned(
     config: RunConfig, data: BenchmarkData, evaluation: PairSet, attack: Attack, clip: ClipBundle
 ) -> tuple[Metrics, dict[str, Any] | None]:
@@ -256,7 +268,7 @@ def measure_poisoned(
     not equal."""
     trigger, target = trigger_of(attack), attack.setup.target
     eval_seed = substream(config.seed, "evaluate")
-    before = evaluate(clip, evaluation, data.task, target, trigger, eval_seed)
+    before = evaluate(clip, evaluation, data.task, target, trigger, eval_seed, parts_of(attack))
     visibility = None
     if trigger is not None and before.n_triggered:
         visibility = trigger_visibility(*triggered_examples(
@@ -280,7 +292,7 @@ def measure_probe(
     classes = len(data.task.classnames)
     probed = linear_probe(clip, labelled, classes, substream(config.seed, "probe"))
     return evaluate(probed, evaluation, data.task, attack.setup.target, trigger_of(attack),
-                    substream(config.seed, "evaluate"))  # fmt: skip
+                    substream(config.seed, "evaluate"), parts_of(attack))  # fmt: skip
 
 
 def check_opt_in(config: RunConfig, data: BenchmarkData) -> None:

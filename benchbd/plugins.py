@@ -19,6 +19,7 @@ import torch
 
 from benchbd.data.pairs import PairSet, ZeroShotTask
 from benchbd.errors import BenchbdError
+from benchbd.evaluate import TriggerPart  # noqa: F401  (re-exported: the contract names it)
 from benchbd.model import ClipBundle
 from benchbd.params import Params
 from benchbd.registry import Registry
@@ -93,6 +94,17 @@ class Attack(ABC):
 
     def state(self) -> dict:
         """Anything drawn at random that a re-evaluation needs (recorded in the result file)."""
+        return {}
+
+    def trigger_parts(self) -> Mapping[str, TriggerPart]:
+        """The backdoors of an attack that plants several, by name (letters, digits,
+        underscores): each part's test-time trigger and its own target. Empty (the default) for
+        an attack with one trigger, measured through `apply_trigger` against the run's target.
+
+        With parts, evaluation measures each one on its own (`asr_<name>` and `ra_<name>` in
+        `metrics.before` / `metrics.after`), and the headline ASR and RA are the parts' means.
+        `apply_trigger` still stands for the attack as a whole where one trigger is needed:
+        `benchbd show`, the trigger's visibility and the opt-in evaluations."""
         return {}
 
     def eligible(self, pairs: PairSet) -> torch.Tensor:

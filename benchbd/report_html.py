@@ -20,7 +20,7 @@ from typing import Any
 from benchbd.leaderboard import SeedSpread
 from benchbd.report_cells import Cell, Table
 from benchbd.report_gallery import Trigger
-from benchbd.results import HIGHER_IS_BETTER
+from benchbd.results import higher_is_better
 
 GENERATOR = "benchbd report"  # the page's <meta name="generator">: marks a folder as a site
 LABELS = {  # the columns, in order: a spread's key -> (header, what it measures)
@@ -109,7 +109,7 @@ def _keys(cells: list[Cell]) -> list[str]:
 def _better(key: str) -> bool | None:
     """Whether a column is better high (True), low (False), or neither (visibility)."""
     metric = key.split("_", 1)[1] if key.startswith(("before_", "after_")) else key
-    return HIGHER_IS_BETTER.get(metric)
+    return higher_is_better(metric)
 
 
 def _direction(key: str) -> str:

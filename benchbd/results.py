@@ -30,6 +30,18 @@ HIGHER_IS_BETTER = {
     "poisons_removed": True, "clean_lost": False,
 }  # fmt: skip
 DETECTION = ("auroc", "ap", "tpr_at_1fpr", "tpr_at_5fpr", "poisons_removed", "clean_lost")
+# The metrics an attack with several triggers records once per trigger (`asr_<part>`,
+# `ra_<part>`, benchbd.evaluate.TriggerPart), each with the direction of its kind.
+PER_TRIGGER = ("asr", "ra")
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """Whether a larger value of `metric` is better: HIGHER_IS_BETTER's word, a per-trigger
+    metric (asr_badnet) taking its kind's; None for a metric that declares no direction."""
+    if metric in HIGHER_IS_BETTER:
+        return HIGHER_IS_BETTER[metric]
+    kind, _, part = metric.partition("_")
+    return HIGHER_IS_BETTER[kind] if part and kind in PER_TRIGGER else None
 
 
 @dataclass(frozen=True)
