@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchbd.errors import BenchbdError
 from benchbd.experiments import NOT_SETTINGS, split_columns
-from benchbd.results import higher_is_better, is_baseline, read_result
+from benchbd.results import OMITTED_AT_DEFAULT, higher_is_better, is_baseline, read_result
 
 if TYPE_CHECKING:
     import numpy as np
@@ -228,10 +228,23 @@ def _inf_for_nan(value: Any) -> Any:
     return math.inf if value != value else value
 
 
+def _with_omitted(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`result` with every setting it leaves out at its default (`OMITTED_AT_DEFAULT`, e.g. a
+    CLIP-only recipe's pretrain.inmodal_weight) filled in, so a table reads it as that value,
+    not as missing (copies only the objects it changes)."""
+    for path, default in OMITTED_AT_DEFAULT.items():
+        parent, _, leaf = path.rpartition(".")
+        node = result.get(parent)
+        if isinstance(node, Mapping) and node.get(leaf) is None:
+            result = {**result, parent: {**node, leaf: default}}
+    return result
+
+
 def _flat_record(result: Mapping[str, Any]) -> dict[str, Any]:
-    """What `results_frame` flattens of one result: no unread per-run field, non-finite
-    measurements as infinity, `runtime` only for RUNTIME_FIELDS."""
-    record = _pruned(result, UNREAD)
+    """What `results_frame` flattens of one result: no unread per-run field, settings left out
+    at their default filled in, non-finite measurements as infinity, `runtime` only for
+    RUNTIME_FIELDS."""
+    record = _pruned(_with_omitted(result), UNREAD)
     for key in ("metrics", "der"):
         if key in record:
             record[key] = _inf_for_nan(record[key])
@@ -257,8 +270,8 @@ def results_frame(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 def _lookup(result: Mapping[str, Any], name: str) -> tuple[bool, Any]:
     """(found, value) of a recorded field by dotted path ('defense.params.inmodal_weight') or
-    alias ('dataset')."""
-    value: Any = result
+    alias ('dataset'); a setting left out at its default is found, with that value."""
+    value: Any = _with_omitted(result)
     for part in FIELD_ALIASES.get(name, name).split("."):
         if not isinstance(value, Mapping) or part not in value:
             return False, None

@@ -23,7 +23,7 @@ import torch
 
 from benchbd import kernels, model_cache
 from benchbd.cache import remove_stale_temporaries, writable_folder
-from benchbd.data.pairs import BenchmarkData, PairSet
+from benchbd.data.pairs import BenchmarkData, PairSet, ZeroShotTask
 from benchbd.errors import BenchbdError
 from benchbd.evaluate import (
     Metrics,
@@ -35,6 +35,7 @@ from benchbd.evaluate import (
 from benchbd.experiment import SPLITS, RunConfig  # noqa: F401  (re-exported)
 from benchbd.model import ClipBundle, create_clip, resolve_device
 from benchbd.model_cache import MODEL_CACHE_VERSION  # noqa: F401  (re-exported)
+from benchbd.objectives import pretraining_objective
 from benchbd.planning import (  # noqa: F401  (plan and ATTACKER_PAIRS re-exported)
     ATTACKER_PAIRS,
     attacker_data,
@@ -132,7 +133,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     watch.lap("attack_s")
 
     observer.stage("pretrain")
-    pretrain(config, poisoned, clip, observer)
+    pretrain(config, poisoned, clip, observer, data.task)
     watch.lap("pretrain_s")
 
     observer.stage("evaluate")
@@ -199,8 +200,9 @@ def surrogate_model(config: RunConfig, data: BenchmarkData, device, observer: Ob
             return clip
         if found.why_not:
             observer.note(found.why_not)
-        train(clip, pairs, config.pretrain, seed=substream(config.seed, "surrogate"),
-              stage="surrogate", progress=observer.step)  # fmt: skip
+        seed = substream(config.seed, "surrogate")
+        train(clip, pairs, config.pretrain, seed=seed, stage="surrogate", progress=observer.step,
+              objective=pretraining_objective(config.pretrain, data.task, seed))  # fmt: skip
         model_cache.store_surrogate(surrogate_fp, clip)
         return clip
 
@@ -233,18 +235,23 @@ def poison(
 
 
 def pretrain(
-    config: RunConfig, poisoned: PoisonedModel, clip: ClipBundle, observer: Observer
-) -> None:
+    config: RunConfig, poisoned: PoisonedModel, clip: ClipBundle, observer: Observer,
+    task: ZeroShotTask,
+) -> None:  # fmt: skip
     """The pretraining step: train `clip` on the poisoned pairs and cache it, unless it came
-    from the cache or the pretrained weights are used as they are."""
+    from the cache or the pretrained weights are used as they are. The recipe's objective is
+    the CLIP loss, plus in-modal terms when its `inmodal_weight` is set (`task` gives the
+    captions' synonyms)."""
     if not config.trains_poisoned_model:
         observer.note(f"pretrained weights {config.pretrained} used as they are (not trained)")
     elif poisoned.cached:
         observer.note(f"reusing cached poisoned model {poisoned.fingerprint} "
                       "(pretraining skipped)")  # fmt: skip
     else:
-        train(clip, poisoned.pairs, config.pretrain, seed=substream(config.seed, "pretrain"),
-              stage="pretrain", progress=observer.step)  # fmt: skip
+        seed = substream(config.seed, "pretrain")
+        train(clip, poisoned.pairs, config.pretrain, seed=seed, stage="pretrain",
+              progress=observer.step,
+              objective=pretraining_objective(config.pretrain, task, seed))  # fmt: skip
         model_cache.store(poisoned.fingerprint, clip, poisoned.indices, poisoned.threads,
                           poisoned.kernels)  # fmt: skip
 
@@ -429,7 +436,8 @@ def load_poisoned(
     clip = create_clip(config.model, seed=substream(config.seed, "init"), device=device,
                        pretrained=config.pretrained)  # fmt: skip
     level = kernels.describe(device=str(device))["level"]
-    pretrain(config, poison(config, data, attack, clip, level, observer), clip, observer)
+    pretrain(config, poison(config, data, attack, clip, level, observer), clip, observer,
+             data.task)  # fmt: skip
     clip.model.eval()
     return clip, attack
 

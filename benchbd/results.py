@@ -44,6 +44,13 @@ def higher_is_better(metric: str) -> bool | None:
     return HIGHER_IS_BETTER[kind] if part and kind in PER_TRIGGER else None
 
 
+# Settings a result file records only when they differ from their default, so that files
+# written before the setting existed keep every field: a reader takes an absent one as this
+# value (`benchbd table --group-by pretrain.inmodal_weight` shows 0, not "-"). The recipe's
+# own list is benchbd.train.OMITTED_AT_DEFAULT; a test holds the two together.
+OMITTED_AT_DEFAULT: dict[str, Any] = {"pretrain.inmodal_weight": 0.0}
+
+
 @dataclass(frozen=True)
 class PluginRecord:
     """Which plugin ran, with what parameters, and from which release of which package: a

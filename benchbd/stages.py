@@ -23,6 +23,7 @@ from benchbd.detection import detection_metrics
 from benchbd.errors import BenchbdError
 from benchbd.experiment import RunConfig
 from benchbd.model import ClipBundle, create_clip
+from benchbd.objectives import pretraining_objective
 from benchbd.planning import load_experiment_data, poisoned_fingerprint, stage_fingerprint
 from benchbd.plugins import (
     Attack,
@@ -37,7 +38,7 @@ from benchbd.plugins import (
 )
 from benchbd.seeds import substream
 from benchbd.step_report import ProgressFn
-from benchbd.train import contrastive_objective, train
+from benchbd.train import train
 
 
 @dataclass(frozen=True)
@@ -147,14 +148,18 @@ def _cached(inputs: StageInputs, model_fp: str, clip: ClipBundle,
 def _pretrain(inputs: StageInputs, model_fp: str, clip: ClipBundle, pairs: PairSet,
               stage: str, dropped: list[int] | None = None, **hooks) -> int:  # fmt: skip
     """Pretrain `clip` with the run's recipe and pretraining seed, then cache it; the threads
-    it was trained with."""
+    it was trained with. The objective is the recipe's (`pretraining_objective`) unless a
+    pretraining defense brings its own, which replaces it."""
     config = inputs.config
     batch = config.pretrain.batch_size
     if len(pairs) < batch:
         raise BenchbdError(f"the defense left {len(pairs)} training pairs, fewer than one "
                            f"pretraining batch of {batch}")  # fmt: skip
-    train(clip, pairs, config.pretrain, seed=substream(config.seed, "pretrain"), stage=stage,
-          progress=inputs.progress, **hooks)  # fmt: skip
+    seed = substream(config.seed, "pretrain")
+    if hooks.get("objective") is None:
+        hooks["objective"] = pretraining_objective(config.pretrain, inputs.data.task, seed)
+    train(clip, pairs, config.pretrain, seed=seed, stage=stage, progress=inputs.progress,
+          **hooks)  # fmt: skip
     threads = torch.get_num_threads()
     model_cache.store(model_fp, clip, inputs.poisoned.indices, threads,
                       inputs.poisoned.kernels or "unrecorded", dropped)  # fmt: skip
@@ -225,8 +230,10 @@ def clean_model_factory(inputs: StageInputs) -> Callable[[], ClipBundle]:
             raise BenchbdError(f"a clean model needs one pretraining batch of "
                                f"{config.pretrain.batch_size} clean pairs; there are "
                                f"{len(data.clean)} (--clean-pairs)")  # fmt: skip
-        train(clip, data.clean, config.pretrain, seed=substream(config.seed, "clean-model"),
-              stage="clean model", progress=inputs.progress)  # fmt: skip
+        seed = substream(config.seed, "clean-model")
+        train(clip, data.clean, config.pretrain, seed=seed, stage="clean model",
+              progress=inputs.progress,
+              objective=pretraining_objective(config.pretrain, data.task, seed))  # fmt: skip
         model_cache.store_surrogate(clean_fp, clip, kind="clean")
         return clip
 
@@ -245,8 +252,7 @@ def _pretrain_with_defense(inputs: StageInputs) -> StagedModel:
         pairs = poisoned_pairs(inputs)
         hooks = inputs.defense.pretraining(pairs, inputs.context)
         threads = _pretrain(inputs, model_fp, clip, pairs, "pretrain (defended)",
-                            objective=hooks.objective or contrastive_objective,
-                            epoch_start=hooks.epoch_start)  # fmt: skip
+                            objective=hooks.objective, epoch_start=hooks.epoch_start)  # fmt: skip
     clip.model.eval()
     return StagedModel(clip, "pretrain", model_fp, cached, threads)
 

@@ -31,6 +31,9 @@ from benchbd.seeds import substream
 from benchbd.step_report import ProgressFn, StepReport
 
 LOGIT_SCALE_MAX = math.log(100.0)
+# Recipe settings a fingerprint or result file holds only when they differ from this default;
+# readers take an absent one as the default (benchbd.results.OMITTED_AT_DEFAULT, "pretrain.*").
+OMITTED_AT_DEFAULT: dict[str, float] = {"inmodal_weight": 0.0}
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class TrainConfig:
     weight_decay: float = 0.1
     warmup_steps: int = 50
     shift: float = 0.0625  # random translation, as a fraction of the image side
+    # Weight of the in-modal self-supervised terms added to the CLIP loss (benchbd.objectives):
+    # 0 is the CLIP loss alone. Recorded only when set (see `to_dict`).
+    inmodal_weight: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self, owner="the training recipe")
@@ -50,6 +56,9 @@ class TrainConfig:
             raise BenchbdError("epochs and lr must be positive and batch_size at least 2")
         if self.weight_decay < 0 or self.warmup_steps < 0 or not 0 <= self.shift < 0.5:
             raise BenchbdError("weight_decay and warmup_steps must be >= 0, shift in [0, 0.5)")
+        if self.inmodal_weight < 0:
+            raise BenchbdError(f"inmodal_weight must be >= 0 (0: the CLIP loss alone), "
+                               f"got {self.inmodal_weight:g}")  # fmt: skip
 
     @classmethod
     def from_recipe(cls, recipe: object) -> TrainConfig:
@@ -64,7 +73,14 @@ class TrainConfig:
         return max(1, round(self.epochs * per_epoch))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The recipe as fingerprints and result files hold it. A setting added after result
+        files were first written (OMITTED_AT_DEFAULT) is left out at its default, so every
+        fingerprint and file made before it stays as it was."""
+        recipe = asdict(self)
+        for name, default in OMITTED_AT_DEFAULT.items():
+            if recipe[name] == default:
+                del recipe[name]
+        return recipe
 
 
 @dataclass

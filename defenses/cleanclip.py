@@ -9,6 +9,7 @@ step; s is the model's logit scale and the labels are arange(batch). Under torch
 are over the global batch (features and views gathered across ranks). The in-modal term forces
 each modality to be learned on its own, which breaks the spurious trigger-caption shortcut.
 `finetune` (inmodal_weight = 0) and `inmodal` (clip_weight = 0) are this recipe with one term.
+The loss is the engine's (`benchbd.objectives`), which a poisoned model may be pretrained with.
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from benchbd import distributed
-from benchbd.augment import ImageViews, TextViews, table_synonyms, wordnet_synonyms
+from benchbd.augment import TextViews, table_synonyms, wordnet_synonyms
 from benchbd.errors import BenchbdError
 from benchbd.model import ClipBundle
+from benchbd.objectives import ClipInModalObjective, clip_inmodal_loss
+from benchbd.objectives import inmodal_loss as inmodal_loss  # re-exported for SafeCLIP
 from benchbd.params import Params, param, scale_epochs
 from benchbd.plugins import Defense, DefenseContext
-from benchbd.seeds import substream
-from benchbd.train import Batch, TrainConfig, clip_loss, train
+from benchbd.train import TrainConfig, train
 
 SYNONYM_SOURCES = ("auto", "wordnet", "dataset")
 
@@ -78,66 +78,10 @@ class CleanCLIPParams(FinetuneParams):
     )  # fmt: skip
 
 
-def inmodal_loss(
-    features: torch.Tensor, views: torch.Tensor, logit_scale: torch.Tensor
-) -> torch.Tensor:
-    """InfoNCE between each item and its augmented view (features L2-normalised). Under
-    torchrun, over the global batch like the CLIP term: a rank's slice alone would give each
-    item fewer negatives than one process on the same batch."""
-    if distributed.world().size > 1:
-        features, views = distributed.gathered_with_grad(features, views)
-    logits = logit_scale * features @ views.T
-    return F.cross_entropy(logits, torch.arange(len(features), device=features.device))
-
-
-def cleanclip_loss(
-    image: torch.Tensor,
-    text: torch.Tensor,
-    image_views: torch.Tensor | None,
-    text_views: torch.Tensor | None,
-    logit_scale: torch.Tensor,
-    clip_weight: float,
-    inmodal_weight: float,
-) -> torch.Tensor:
-    """clip_weight * L_clip + inmodal_weight * (L_image-image + L_text-text) / 2; a zero
-    weight drops its term entirely (and its views may then be None)."""
-    loss = torch.zeros((), device=image.device)
-    if clip_weight > 0:
-        loss = loss + clip_weight * clip_loss(image, text, logit_scale)
-    if inmodal_weight > 0:
-        inmodal = (inmodal_loss(image, image_views, logit_scale)
-                   + inmodal_loss(text, text_views, logit_scale)) / 2  # fmt: skip
-        loss = loss + inmodal_weight * inmodal
-    return loss
-
-
-class CleanCLIPObjective:
-    """The CleanCLIP loss over a batch; skips the view forward pass when its weight is 0."""
-
-    def __init__(self, clip_weight: float, inmodal_weight: float, text_views: TextViews,
-                 seed: int) -> None:  # fmt: skip
-        self.clip_weight = clip_weight
-        self.inmodal_weight = inmodal_weight
-        self.image_views = ImageViews()
-        self.text_views = text_views
-        self.seed = seed
-
-    def __call__(self, clip: ClipBundle, batch: Batch) -> torch.Tensor:
-        device = next(clip.model.parameters()).device
-        images, tokens = batch.images, batch.tokens
-        n = len(images)
-        if self.inmodal_weight > 0:
-            step_seed = substream(self.seed, f"views:{batch.step}")
-            views = self.image_views(images, step_seed)
-            captions = self.text_views(batch.captions, step_seed)
-            images = torch.cat([images, views])
-            tokens = torch.cat([tokens, clip.tokenize(captions)])
-        out = clip.model(clip.normalize(images.to(device)), tokens.to(device))
-        image, text, scale = out["image_features"], out["text_features"], out["logit_scale"]
-        views = self.inmodal_weight > 0
-        return cleanclip_loss(image[:n], text[:n], image[n:] if views else None,
-                              text[n:] if views else None, scale, self.clip_weight,
-                              self.inmodal_weight)  # fmt: skip
+# The loss and its objective live in the engine, which pretrains with them too
+# (`TrainConfig.inmodal_weight`); CleanCLIP is that loss on clean pairs.
+cleanclip_loss = clip_inmodal_loss
+CleanCLIPObjective = ClipInModalObjective
 
 
 def resolve_synonyms(choice: str, context: DefenseContext):

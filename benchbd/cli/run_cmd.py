@@ -230,6 +230,11 @@ def run(
         help=f"pretraining peak learning rate [{TrainConfig.lr:g}; {FROM_PRETRAINED}"
         f"{FINETUNE_RECIPE.lr:g}]",
     ),
+    inmodal_weight: float = typer.Option(
+        None,
+        help="weight of the in-modal terms (image-image, text-text on augmented views) added "
+        "to the CLIP loss in pretraining [0: the CLIP loss alone]",
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
     threads: int = typer.Option(
         None, help="CPU threads [one per core]; recorded, as exact reruns need the same count"
@@ -254,7 +259,7 @@ def run(
     # finetuning recipe for --from-pretrained).
     sizes = given(train=train_pairs, clean=clean_pairs, test=test_images,
                   validation=validation_images)  # fmt: skip
-    pretrain = given(epochs=epochs, batch_size=batch_size, lr=lr)
+    pretrain = given(epochs=epochs, batch_size=batch_size, lr=lr, inmodal_weight=inmodal_weight)
     config = RunConfig(
         attack=attack,
         defense=defense,
