@@ -45,9 +45,11 @@ images and captions are rows of that pool whose label is the target. The optimis
 fingerprint of the surrogate's weights, the parameters, the seed, the target and the image
 size; the file also records a digest of the pool rows it was optimised on, so a different pool
 optimises again. A damaged file is optimised again. When a cached poisoned model is reused,
-`poison` does not run and the test-time trigger must be the patch that model was trained with:
-it is read from the cache, never optimised anew (with other CPU threads a new optimisation may
-differ); if it is gone, the run stops and says to train the poisoned model again.
+`poison` does not run and the test-time trigger is the patch that model was trained with, read
+from the cache; if it is gone, it is optimised again on the pool the run poisons
+(`AttackSetup.pool`), the same computation from the same cached surrogate, as `benchbd show`
+does on an empty cache. Without a pool (an attack built by hand) the run stops and says to train
+the poisoned model again.
 The seconds an optimisation took are a note on the `benchbd` logger (shown by the command line)
 and `BadCLIP.optimise_seconds`, and are part of the run's `timings.attack_s`; the patch itself
 is in the result file (`extra.attack_state`).
@@ -296,11 +298,14 @@ class BadCLIP(Attack):
         return patch
 
     def patch_for(self, image_side: int) -> torch.Tensor:
-        """The patch for this image size: the one poisoning used, or the cached one a
-        reused poisoned model was trained with."""
+        """The patch for this image size: the one poisoning used, the cached one a reused
+        poisoned model was trained with, or (a preview, or a damaged cache) the one poisoning
+        would find, optimised now on the pool the run poisons."""
         if image_side not in self.patches:
             path = self.cache_path(image_side)
             found = self.cached(path, self.patch_side(image_side))
+            if found is None and self.setup.pool is not None:
+                return self.prepare(self.setup.pool())
             if found is None:
                 raise BenchbdError(
                     f"badclip: the optimised patch a poisoned model was trained with is missing "

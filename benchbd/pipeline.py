@@ -327,8 +327,13 @@ def opt_in_metrics(
     return measured
 
 
-def keep_other_numbers(out: Path, config: RunConfig, poisoned: PoisonedModel, level: str,
-                       defense_params: dict[str, Any]) -> None:
+def keep_other_numbers(
+    out: Path,
+    config: RunConfig,
+    poisoned: PoisonedModel,
+    level: str,
+    defense_params: dict[str, Any],
+) -> None:
     """Refuse to replace a result file of the same experiment whose numbers were made with
     other CPU threads or kernels: its name is the same (threads and kernels are not part of the
     experiment), its numbers are not, and a reference result must never be silently replaced
@@ -445,10 +450,12 @@ def load_poisoned(
 def trigger_examples(config: RunConfig, count: int) -> tuple[Attack, torch.Tensor, torch.Tensor]:
     """The attack `config` describes, with its first `count` non-target test images, clean and
     triggered exactly as `run` triggers them at evaluation (same attack seed, image size and
-    trigger generator), for `benchbd show`. Nothing is trained: a test-time trigger does not
-    depend on the model, and an attack that needs a surrogate only needs it to poison."""
+    trigger generator), for `benchbd show`. No poisoned model is trained: a test-time trigger
+    does not depend on it. A trigger optimised against the attacker's surrogate (BadCLIP's
+    patch) is computed as poisoning computes it, training the surrogate if it is not cached."""
     data = load_experiment_data(config)
-    attack = build_attack(config, data)
+    surrogate = surrogate_model(config, data, resolve_device(config.device), Observer())
+    attack = build_attack(config, data, surrogate)
     clean, triggered = triggered_examples(data.test, attack.setup.target, attack.apply_trigger,
                                           substream(config.seed, "evaluate"), count)  # fmt: skip
     return attack, clean, triggered

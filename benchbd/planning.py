@@ -46,7 +46,8 @@ def build_attack(
     except ValueError as exc:
         raise BenchbdError(str(exc)) from None
     count = config.poison_budget(len(data.train)) if cls.poisons else 0
-    setup = AttackSetup(target, data.task, count, substream(config.seed, "poison"), surrogate)
+    setup = AttackSetup(target, data.task, count, substream(config.seed, "poison"), surrogate,
+                        pool=lambda: data.train)  # fmt: skip
     return cls(config.attack_settings(), setup)
 
 

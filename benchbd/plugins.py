@@ -48,6 +48,10 @@ class AttackSetup:
     seed: int
     # A clean CLIP the attacker may use (trained on clean data on first call, then cached).
     surrogate: Callable[[], ClipBundle] | None = field(default=None, compare=False)
+    # The training pool the attack poisons (its `poison` argument), for an attack whose
+    # trigger is computed from it (an optimised patch) and needed before or without
+    # poisoning: a preview, or a reused poisoned model whose trigger is not cached.
+    pool: Callable[[], PairSet] | None = field(default=None, compare=False)
 
     @property
     def target_name(self) -> str:

@@ -138,3 +138,25 @@ def test_the_paper_size_and_the_errors_a_user_can_meet(tiny_data, cache):
     without_target = tiny_data.train.subset((tiny_data.train.labels != TARGET).nonzero().flatten())
     with pytest.raises(BenchbdError, match="no pair of the target class"):
         make(tiny_data).poison(without_target)
+
+
+def test_show_optimises_the_patch_a_run_would_use(cache):
+    """`benchbd show --attack badclip` on an empty cache: the preview trains the attacker's
+    surrogate and optimises the patch from the training pool, as poisoning would, and draws
+    that patch in the centre of each image; a run's poisoning then finds it in the cache."""
+    from benchbd.pipeline import RunConfig, trigger_examples
+    from benchbd.planning import build_attack, load_experiment_data
+
+    config = RunConfig(attack="badclip", attack_params=dict(QUICK),
+                       sizes={"train": 64, "clean": 8, "test": 40},
+                       pretrain={"epochs": 1, "batch_size": 16})  # fmt: skip
+    attack, clean, triggered = trigger_examples(config, 4)
+    side = attack.patch_side(clean.shape[-1])
+    changed = (triggered != clean).any(dim=(0, 1))
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    assert rows.numel() and rows.max() - rows.min() < side and cols.max() - cols.min() < side
+
+    data = load_experiment_data(config)
+    poisoning = build_attack(config, data, lambda: attack.surrogate())
+    poisoning.poison(data.train)
+    assert torch.equal(poisoning.patches[clean.shape[-1]], attack.patches[clean.shape[-1]])
