@@ -1,7 +1,8 @@
 """The sweep: every (attack, defense, seed) cell of a grid, resumable and parallel.
 
 Each poisoned model is trained once per (attack, seed): the first cell of a group is its leader
-and the group's other cells start only after it, reusing the cached model. A screen or
+and the group's other cells start only after it, reusing the cached model; they start next,
+before other groups' leaders, so a sweep stopped at any point leaves whole groups. A screen or
 pretraining defense's cell is in its poisoned model's group like any other (its "before" is
 that model) and trains its own model besides, cached under the stage's fingerprint. A cell
 whose result file already exists with the same fingerprint is skipped, so a killed sweep
@@ -450,8 +451,8 @@ def sweep(
                 else:
                     summary.failed.append(outcome)
                 observer.cell_finished(outcome)
-                if name in leader_of:
-                    ready += waiting.pop(leader_of[name], [])
+                if name in leader_of:  # depth first: its followers before other leaders
+                    ready[:0] = waiting.pop(leader_of[name], [])
     except BaseException:
         pool.shutdown(abort=True)
         raise

@@ -73,6 +73,19 @@ def test_interrupted_sweep_resumes_without_duplicates_or_lost_cells(tmp_path):
     assert (again.skipped, again.done) == (4, 0)
 
 
+@pytest.mark.slow
+def test_a_finished_leaders_followers_run_before_the_next_leader(tmp_path, monkeypatch):
+    """Depth first: once an (attack, seed)'s poisoned model is trained, the cells that reuse it
+    run next, so a sweep stopped at any point leaves whole groups, not a row of poisoned
+    models without their defenses."""
+    monkeypatch.setenv("BENCHBD_CACHE", str(tmp_path / "cache"))  # nothing cached yet
+    recorder = Recorder()
+    sweep(tiny_grid(seeds=(0, 1)), tmp_path / "out", observer=recorder)
+    started = [name for kind, name in recorder.events if kind == "started"]
+    assert started == ["badnet__none__seed0", "badnet__finetune__seed0",
+                       "badnet__none__seed1", "badnet__finetune__seed1"]  # fmt: skip
+
+
 class Explodes(Defense):
     description = "a defense that fails at run time"
 
