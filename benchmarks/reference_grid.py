@@ -57,6 +57,12 @@ def defense_checks(folder: Path) -> None:
         if sup:
             print(f"{attack}: cleanclip_supervised ASR {sup.spreads['after_asr'].text()} "
                   f"(target <= 0.05)")  # fmt: skip
+    # BadCLIP's claim: its backdoor survives CleanCLIP at the default recipe.
+    badclip = rows.get(("badclip", "cleanclip"))
+    if badclip:
+        print(f"badclip: cleanclip ASR {badclip.spreads['after_asr'].text()} (BadCLIP's claim: "
+              f">= 0.50), against badnet's "
+              f"{rows[('badnet', 'cleanclip')].spreads['after_asr'].text()}")  # fmt: skip
 
 
 def main() -> None:
