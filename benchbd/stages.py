@@ -168,23 +168,36 @@ def _pretrain(inputs: StageInputs, model_fp: str, clip: ClipBundle, pairs: PairS
 
 def _screen_and_pretrain(inputs: StageInputs) -> StagedModel:
     """Screen the poisoned pairs, measure the screen against the poisoned rows, and pretrain a
-    fresh model on the rows kept (or load it)."""
+    fresh model on the rows kept (or load it). A screen that keeps fewer rows than one
+    pretraining batch leaves the defender nothing to train on: the defended model is then the
+    untrained one, measured as it is (`extra.screen.trained` false), so the cell records the
+    defense's cost instead of failing."""
     assert isinstance(inputs.defense, ScreeningDefense)
     pairs = poisoned_pairs(inputs)
     screening = run_screen(inputs, pairs)
     metrics, curve = detection_metrics(screening.scores.numpy(), inputs.poisoned.indices,
                                        screening.dropped)  # fmt: skip
-    model_fp = stage_fingerprint(inputs.poisoned.fingerprint, inputs.config, inputs.data)
     clip = fresh_model(inputs)
+    kept = len(pairs) - len(screening.dropped)
+    batch = inputs.config.pretrain.batch_size
+    if kept < batch:  # the defender is left with a model trained on nothing: measure that
+        inputs.note(f"the screen kept {kept} training pairs, fewer than one pretraining batch "
+                    f"of {batch}: the defended model is the untrained one")  # fmt: skip
+        clip.model.eval()
+        screen = {"dropped": screening.dropped, "kept": kept, "trained": False}
+        if curve is not None:
+            screen["roc"] = curve
+        return StagedModel(clip, "screen", None, False, None, metrics, screen)
+    model_fp = stage_fingerprint(inputs.poisoned.fingerprint, inputs.config, inputs.data)
     threads = _cached(inputs, model_fp, clip, screening.dropped)
     cached = threads is not None
     if not cached:
         dropped = set(screening.dropped)
-        kept = [i for i in range(len(pairs)) if i not in dropped]
-        threads = _pretrain(inputs, model_fp, clip, pairs.subset(kept), "pretrain (screened)",
+        rows = [i for i in range(len(pairs)) if i not in dropped]
+        threads = _pretrain(inputs, model_fp, clip, pairs.subset(rows), "pretrain (screened)",
                             screening.dropped)  # fmt: skip
     clip.model.eval()
-    screen = {"dropped": screening.dropped, "kept": len(pairs) - len(screening.dropped)}
+    screen = {"dropped": screening.dropped, "kept": kept}
     if curve is not None:
         screen["roc"] = curve
     return StagedModel(clip, "screen", model_fp, cached, threads, metrics, screen)

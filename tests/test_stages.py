@@ -16,6 +16,8 @@ from benchbd.cache import fingerprint
 from benchbd.data.sources import DataSizes
 from benchbd.detection import ROC_POINTS
 from benchbd.errors import BenchbdError
+from benchbd.evaluate import evaluate
+from benchbd.model import create_clip
 from benchbd.pipeline import RunConfig, plan, run
 from benchbd.planning import load_experiment_data, stage_fingerprint
 from benchbd.plugins import (
@@ -27,6 +29,7 @@ from benchbd.plugins import (
     stage_of,
 )
 from benchbd.results import read_result
+from benchbd.seeds import substream
 from benchbd.stages import detect
 from benchbd.sweep import Grid, SweepObserver, sweep
 
@@ -55,6 +58,16 @@ class CornerScan(ScreeningDefense):
         corner = training.pairs.images[:, :, -SIDE:, -SIDE:]
         scores = (corner == 255).flatten(1).float().mean(dim=1)
         return Screening(scores, torch.nonzero(scores == 1.0).flatten().tolist())
+
+
+class DropsAll(ScreeningDefense):
+    """A screen that finds every pair suspicious (SafeCLIP's mixture can, on a small set)."""
+
+    description = "Screen: drop every training pair."
+
+    def screen(self, training: TrainingPairs, context: DefenseContext) -> Screening:
+        scores = torch.arange(len(training.pairs), dtype=torch.float32)
+        return Screening(scores, list(range(len(training.pairs))))
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +206,29 @@ def test_a_sweep_runs_a_screen_beside_the_defenses_sharing_its_poisoned_model(un
     auroc = written["kdistance"]["metrics"]["detection"]["auroc"]
     assert observer.finished["badnet__kdistance__seed0"]["auroc"] == auroc
     assert "auroc" not in observer.finished["badnet__none__seed0"]
+
+
+@pytest.mark.slow
+def test_a_screen_that_keeps_less_than_a_batch_leaves_an_untrained_model(undefended, tmp_path):
+    """Dropping every pair is an outcome of the defense, not a failure of the run: the
+    defender is left with a model trained on nothing, which is measured as it is (chance
+    accuracy), with the screen's detection numbers, so a grid has the cell and its cost."""
+    defenses.register("drops_all", DropsAll, package="tests")
+    try:
+        result = run(config("drops_all"), out=tmp_path)
+    finally:
+        defenses.unregister("drops_all")
+    written = read_result(next(tmp_path.glob("*.json")))
+    screen = written["extra"]["screen"]
+    assert screen["kept"] == 0 and screen["trained"] is False
+    assert written["metrics"]["detection"]["poisons_removed"] == 1.0
+    assert written["metrics"]["detection"]["clean_lost"] == 1.0
+    # "after" is the model as initialised, before any training
+    cfg = config()
+    data = load_experiment_data(cfg)
+    untrained = create_clip(cfg.model, seed=substream(cfg.seed, "init"), device="cpu")
+    untrained.model.eval()
+    clean = evaluate(untrained, data.test, data.task, 0, None, substream(cfg.seed, "evaluate"))
+    assert result.metrics["after"]["ca"] == pytest.approx(clean.ca)
+    assert result.metrics["after"]["ca"] != result.metrics["before"]["ca"]
+    assert written["extra"]["stage"]["model_fingerprint"] is None
