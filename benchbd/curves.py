@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchbd.errors import BenchbdError
 from benchbd.experiments import experiment_key, newest_per_seed, settings, split_columns, varying
+from benchbd.leaderboard import with_omitted_settings
 from benchbd.results import is_baseline
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def curves(results: Sequence[Mapping[str, Any]]) -> list[Curve]:
     parameter setting is a point."""
     import pandas as pd
 
-    flats = [settings(r) for r in results]
+    flats = [settings(with_omitted_settings(r)) for r in results]  # absent = its default
     keys = [experiment_key(flat) for flat in flats]
     kept = newest_per_seed(results, keys)
     lines = [experiment_key({p: v for p, v in flats[i].items() if not p.startswith(PARAMS)})

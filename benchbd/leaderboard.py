@@ -228,7 +228,7 @@ def _inf_for_nan(value: Any) -> Any:
     return math.inf if value != value else value
 
 
-def _with_omitted(result: Mapping[str, Any]) -> Mapping[str, Any]:
+def with_omitted_settings(result: Mapping[str, Any]) -> Mapping[str, Any]:
     """`result` with every setting it leaves out at its default (`OMITTED_AT_DEFAULT`, e.g. a
     CLIP-only recipe's pretrain.inmodal_weight) filled in, so a table reads it as that value,
     not as missing (copies only the objects it changes)."""
@@ -244,7 +244,7 @@ def _flat_record(result: Mapping[str, Any]) -> dict[str, Any]:
     """What `results_frame` flattens of one result: no unread per-run field, settings left out
     at their default filled in, non-finite measurements as infinity, `runtime` only for
     RUNTIME_FIELDS."""
-    record = _pruned(_with_omitted(result), UNREAD)
+    record = _pruned(with_omitted_settings(result), UNREAD)
     for key in ("metrics", "der"):
         if key in record:
             record[key] = _inf_for_nan(record[key])
@@ -271,7 +271,7 @@ def results_frame(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def _lookup(result: Mapping[str, Any], name: str) -> tuple[bool, Any]:
     """(found, value) of a recorded field by dotted path ('defense.params.inmodal_weight') or
     alias ('dataset'); a setting left out at its default is found, with that value."""
-    value: Any = _with_omitted(result)
+    value: Any = with_omitted_settings(result)
     for part in FIELD_ALIASES.get(name, name).split("."):
         if not isinstance(value, Mapping) or part not in value:
             return False, None

@@ -289,3 +289,14 @@ def test_a_tiny_sweep_over_two_learning_rates_is_a_two_point_curve(tmp_path):
     assert (curve.attack, curve.defense, curve.parameters) == ("badnet", "finetune", ("lr",))
     assert [p.strength["lr"] for p in curve.points] == [1e-4, 3e-3]
     assert curve.points[0].ca != curve.points[1].ca  # two strengths, two models
+
+
+def test_a_curve_of_a_clip_only_model_reads_the_omitted_objective_as_zero():
+    """A CLIP-only result leaves pretrain.inmodal_weight out (it is 0); its curve's context
+    says 0, as the leaderboard's groups do, not a missing value."""
+    clip_only = [{**result("cleanclip", 0, lr, (0.9, 0.1)), "pretrain": {"epochs": 8}}
+                 for lr in (1e-4, 1e-3)]  # fmt: skip
+    inmodal = [{**result("cleanclip", 0, lr, (0.9, 0.2)),
+                "pretrain": {"epochs": 8, "inmodal_weight": 1}} for lr in (1e-4, 1e-3)]  # fmt: skip
+    found = curves(clip_only + inmodal)
+    assert sorted(c.context["pretrain.inmodal_weight"] for c in found) == ["0", "1"]
