@@ -31,12 +31,14 @@ def test_the_docs_quote_the_committed_leaderboards(folder):
     assert made.exit_code == 0 and made.stdout == committed, made.output
 
 
-def test_the_digits_grid_is_complete_for_the_finetuning_defenses():
+def test_the_digits_grid_is_complete_for_every_defense_of_every_stage():
     results, warnings = load_folder(RESULTS / "digits")
     assert not warnings and {r["dataset"]["name"] for r in results} == {"digits"}
     cells = {(r["attack"]["name"], r["defense"]["name"], r["seed"]) for r in results}
     attacks = {"badnet", "blended", "wanet", "label_consistent"}
-    defenses = {"none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised"}
+    defenses = {"none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised",  # finetune
+                "kdistance", "lof", "dao", "iforest", "cosine_gmm",  # screen
+                "roclip", "safeclip"}  # pretrain  # fmt: skip
     assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
     assert len(results) == len(cells)
 
@@ -58,14 +60,17 @@ def test_reference_plot_is_committed(name):
 
 @pytest.mark.slow
 def test_committed_results_are_what_the_engine_would_run_now():
-    """Each committed result (the embedded grid and the digits grid) rebuilds into the
+    """Each committed result (the embedded, digits, objective and frontier grids, BadCLIP's
+    validation variants) rebuilds into the
     experiment it records, with the same
     fingerprints (so a sweep over them skips every cell, and a rerun writes the same file),
     and every one ran with the portable kernels."""
     from benchbd.experiment import RunConfig
     from benchbd.pipeline import plan
 
-    results = load_folder(RESULTS)[0] + load_folder(RESULTS / "digits")[0]
+    folders = [RESULTS, *(RESULTS / name for name in ("digits", "objective", "frontier")),
+               RESULTS / "validation" / "badclip"]  # fmt: skip
+    results = [r for folder in folders for r in load_folder(folder)[0]]
     for result in results:
         rebuilt = plan(RunConfig.from_result(result))
         assert rebuilt == (result["poisoned_model_fingerprint"], result["fingerprint"]), result
