@@ -53,23 +53,26 @@ class Recorder(SweepObserver):
 
 
 @pytest.mark.slow
-def test_interrupted_sweep_resumes_without_duplicates_or_lost_cells(tmp_path):
+def test_interrupted_sweep_resumes_without_duplicates_or_lost_cells(tmp_path, monkeypatch):
+    # a cache of its own: whatever ran before, each leader here trains its model
+    monkeypatch.setenv("BENCHBD_CACHE", str(tmp_path / "cache"))
     grid = tiny_grid(seeds=(0, 1))
+    out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        sweep(grid, tmp_path, observer=Recorder(stop_after=1))
-    assert sum(result_cells(tmp_path).values()) == 1
+        sweep(grid, out, observer=Recorder(stop_after=1))
+    assert sum(result_cells(out).values()) == 1
     recorder = Recorder()
-    summary = sweep(grid, tmp_path, observer=recorder)
+    summary = sweep(grid, out, observer=recorder)
     assert (summary.skipped, summary.done, summary.failed) == (1, 3, [])
-    cells = result_cells(tmp_path)
+    cells = result_cells(out)
     assert set(cells) == {("badnet", d, s) for d in ("none", "finetune") for s in (0, 1)}
     assert set(cells.values()) == {1}
     # The leader of each (attack, seed) trained the poisoned model; the others reused it.
-    results = [read_result(p) for p in tmp_path.glob("*.json")]
+    results = [read_result(p) for p in out.glob("*.json")]
     trained = Counter(r["seed"] for r in results if not r["pretrain_cached"])
     assert trained == {0: 1, 1: 1}
     # A finished grid reruns without running anything.
-    again = sweep(grid, tmp_path, observer=Recorder())
+    again = sweep(grid, out, observer=Recorder())
     assert (again.skipped, again.done) == (4, 0)
 
 
