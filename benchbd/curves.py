@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchbd.errors import BenchbdError
 from benchbd.experiments import experiment_key, newest_per_seed, settings, split_columns, varying
-from benchbd.leaderboard import with_omitted_settings
+from benchbd.leaderboard import text_table, with_omitted_settings
 from benchbd.results import is_baseline
 
 if TYPE_CHECKING:
@@ -309,16 +309,10 @@ def texts(frame: pd.DataFrame) -> list[list[str]]:
 def render(frame: pd.DataFrame, fmt: str, threshold: float = ASR_THRESHOLD) -> str:
     """Markdown, CSV (numbers as numbers, `best` 1 or 0), LaTeX or HTML, written by pandas as
     the leaderboard's tables are; the best curve of each attack in bold."""
-    from benchbd.leaderboard import _html, _latex, _markdown
-
     if fmt not in FORMATS or fmt == "rich":
         raise BenchbdError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if fmt == "csv":
         table = frame.assign(best=frame["best"].astype(int))
         return table.to_csv(index=False, lineterminator="\n", float_format="%.6f", na_rep="")
     heads, lines, best = headers(frame, threshold), texts(frame), frame["best"].tolist()
-    if fmt == "markdown":
-        return _markdown(heads, lines, best)
-    if fmt == "html":
-        return _html(heads, lines, best)
-    return _latex(heads, lines, best, 3)
+    return text_table(fmt, heads, lines, best, 3)

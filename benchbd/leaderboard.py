@@ -944,8 +944,15 @@ def render(rows: list[Row], fmt: str, group_by: list[str] | None = None,
     heads = headers(group_by, visibility, columns)
     texts = [row_texts(row, visibility, columns) for row in rows]
     best = [row.best for row in rows]
+    return text_table(fmt, heads, texts, best, len(shown))
+
+
+def text_table(fmt: str, heads: list[str], texts: list[list[str]], best: list[bool],
+               numbers: int) -> str:  # fmt: skip
+    """A table of cell texts as markdown, HTML or LaTeX (`numbers`: its right-aligned number
+    columns), best rows in bold: the one writer of every table benchbd prints."""
     if fmt == "markdown":
         return _markdown(heads, texts, best)
     if fmt == "html":
         return _html(heads, texts, best)
-    return _latex(heads, texts, best, len(shown))
+    return _latex(heads, texts, best, numbers)
