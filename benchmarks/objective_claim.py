@@ -30,6 +30,7 @@ from benchbd.leaderboard import load_folder
 
 WEIGHT = "pretrain.inmodal_weight"
 COST_FLOOR = 0.01  # CA drops below this count as this much
+CLIP_ONLY = "CLIP only"
 
 
 def objective_of(curve) -> str:
@@ -39,7 +40,7 @@ def objective_of(curve) -> str:
         inmodal = float(weight) > 0
     except ValueError:
         inmodal = False
-    return f"CLIP + in-modal (w={weight})" if inmodal else "CLIP only"
+    return f"CLIP + in-modal (w={weight})" if inmodal else CLIP_ONLY
 
 
 def cheapest_drop(curve, asr: float) -> float:
@@ -58,7 +59,7 @@ def main() -> None:
     for warning in warnings:
         print(f"warning: {warning}")
     found = {objective_of(c): c for c in curves(results) if c.defense == "cleanclip"}
-    if len(found) != 2:
+    if len(found) != 2 or CLIP_ONLY not in found:
         raise SystemExit(f"expected a cleanclip curve per objective, found {sorted(found)}")
     at_default = {}
     for name, curve in sorted(found.items()):
@@ -77,10 +78,9 @@ def main() -> None:
             f"  best CA at ASR <= 0.05: {best_ca_at_asr(curve.points):.3f}; "
             f"Pareto area {pareto_area(curve.points):.3f}"
         )
-    clip, inmodal = found["CLIP only"], next(c for n, c in found.items() if n != "CLIP only")
-    clip_name = "CLIP only"
-    inmodal_name = objective_of(inmodal)
-    asr_clip, asr_inmodal = at_default[clip_name].asr, at_default[inmodal_name].asr
+    inmodal_name = next(name for name in found if name != CLIP_ONLY)
+    clip, inmodal = found[CLIP_ONLY], found[inmodal_name]
+    asr_clip, asr_inmodal = at_default[CLIP_ONLY].asr, at_default[inmodal_name].asr
     ratio = asr_inmodal / max(asr_clip, 1e-9)
     print(
         f"ASR ratio at the default recipe: {asr_inmodal:.3f} / {asr_clip:.3f} = "
