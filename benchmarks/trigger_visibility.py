@@ -34,6 +34,13 @@ SETTINGS = [
     # Turner et al.: their 3 x 3 px pattern in each corner, the right-hand copies mirrored
     # (badnet's pattern=turner,location=four_corners_mirrored,patch_px=3).
     ("label_consistent", "published", {"trigger_params": "turner"}),
+    ("sig", "default", {}),  # BadCLIP's SIG baseline: delta 60, 6 periods
+    ("sig", "delta=40", {"delta": 40.0}),  # BackdoorBench
+    ("sig", "delta=20", {"delta": 20.0}),
+    ("nashville", "default", {}),  # pilgram's filter, as Detect-CLIP uses it
+    ("nashville", "strength=0.5", {"strength": 0.5}),
+    # badclip's patch is optimised against a trained surrogate, so it is measured by the runs
+    # that train one (`benchbd table results/frontier --visibility`).
 ]
 
 
