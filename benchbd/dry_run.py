@@ -14,7 +14,12 @@ in the cache (`model_cache.has`, at this process's kernel level). How long comes
   ratio of threads, as if the work split perfectly (it does not: `benchmarks/thread_split.py`
   measures two threads at well under twice one thread's speed, so a time scaled down from
   fewer threads reads short);
-- a cell or model with no recorded file says so and is left out of the total, never guessed.
+- a cell of an attack with no recorded file of its own borrows the mean of the same defense
+  and model against the other attacks (a defense's cost hardly depends on the trigger), and a
+  poisoned model the mean of the other attacks' models with the same model and pretraining
+  objective (the in-modal terms cost more per step); the estimate says it was borrowed;
+- a cell or model with nothing recorded even so says so and is left out of the total, never
+  guessed.
 
 The wall clock divides the total by the cells run at a time (`--jobs`).
 """
@@ -24,7 +29,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +47,12 @@ class Estimate:
     seconds: float
     runs: int  # result files it is the mean of
     scaled_from: tuple[int, ...] = ()  # recorded thread counts other than the sweep's
+    borrowed: bool = False  # recorded for other attacks (none of this attack's own)
 
     def describe(self) -> str:
         mean = f"mean of {self.runs} recorded" if self.runs > 1 else "1 recorded"
+        if self.borrowed:
+            mean += " for other attacks"
         scaled = ""
         if self.scaled_from:
             counts = "/".join(map(str, self.scaled_from))
@@ -70,8 +78,17 @@ def _record(result: dict[str, Any]) -> tuple[float, float, int | None, int | Non
     return total - model, model, runtime.get("threads"), runtime.get("pretrain_threads")
 
 
+def _inmodal_weight(pretrain: Any) -> float:
+    """The pretraining objective's in-modal weight of a result's or a config's recipe (a
+    result leaves it out at 0)."""
+    if isinstance(pretrain, dict):
+        return float(pretrain.get("inmodal_weight", 0.0))
+    return float(getattr(pretrain, "inmodal_weight", 0.0))
+
+
 class Timings:
-    """Recorded times by (attack, defense, model) for cells and (attack, model) for models."""
+    """Recorded times by (attack, defense, model) for cells and (attack, model, in-modal
+    weight) for poisoned models, and the same without the attack for the borrowed estimates."""
 
     def __init__(self, results: Iterable[dict[str, Any]]) -> None:
         self.cells: dict[tuple, list[tuple[float, int | None]]] = defaultdict(list)
@@ -84,9 +101,13 @@ class Timings:
             cell_s, model_s, threads, pretrain_threads = record
             self.files += 1
             attack, model = result["attack"]["name"], result.get("model")
-            self.cells[(attack, result["defense"]["name"], model)].append((cell_s, threads))
+            defense = result["defense"]["name"]
+            self.cells[(attack, defense, model)].append((cell_s, threads))
+            self.cells[(None, defense, model)].append((cell_s, threads))
             if model_s > 0:
-                self.models[(attack, model)].append((model_s, pretrain_threads))
+                weight = _inmodal_weight(result.get("pretrain"))
+                self.models[(attack, model, weight)].append((model_s, pretrain_threads))
+                self.models[(None, model, weight)].append((model_s, pretrain_threads))
 
     @classmethod
     def from_folders(cls, folders: Iterable[Path]) -> Timings:
@@ -106,10 +127,20 @@ class Timings:
         return cls(results)
 
     def cell(self, config: RunConfig, threads: int) -> Estimate | None:
-        return _mean(self.cells.get((config.attack, config.defense, config.model), []), threads)
+        return self._lookup(self.cells, (config.defense, config.model), config.attack, threads)
 
     def model(self, config: RunConfig, threads: int) -> Estimate | None:
-        return _mean(self.models.get((config.attack, config.model), []), threads)
+        key = (config.model, _inmodal_weight(config.pretrain))
+        return self._lookup(self.models, key, config.attack, threads)
+
+    @staticmethod
+    def _lookup(table: dict, key: tuple, attack: str, threads: int) -> Estimate | None:
+        """This attack's own records, else the other attacks' (marked borrowed)."""
+        own = _mean(table.get((attack, *key), []), threads)
+        if own is not None:
+            return own
+        others = _mean(table.get((None, *key), []), threads)
+        return None if others is None else replace(others, borrowed=True)
 
 
 def _mean(records: list[tuple[float, int | None]], threads: int) -> Estimate | None:
@@ -159,6 +190,11 @@ class DryRun:
         parts = [c.estimate for c in self.pending] + [m.estimate for m in self.to_train]
         known = [p.seconds for p in parts if p is not None]
         return sum(known), len(parts) - len(known)
+
+    def borrowed(self) -> int:
+        """Cells and models still to do whose estimate is the other attacks' time."""
+        parts = [c.estimate for c in self.pending] + [m.estimate for m in self.to_train]
+        return sum(p is not None and p.borrowed for p in parts)
 
 
 def cell_threads(jobs: int) -> int:
@@ -213,7 +249,9 @@ def report(dry: DryRun, out: Path) -> list[str]:
         status = "done" if c.done else "to run"
         lines.append(f"  {status:10s} {c.name:{width}s}  {'' if c.done else _time(c.estimate)}")
     seconds, unknown = dry.seconds()
-    left_out = f" ({unknown} with no timing recorded not counted)" if unknown else ""
+    notes = [f"{n} from other attacks' timings" for n in [dry.borrowed()] if n]
+    notes += [f"{unknown} with no timing recorded not counted" for _ in [unknown] if unknown]
+    left_out = f" ({'; '.join(notes)})" if notes else ""
     wall = seconds / max(1, min(dry.jobs, len(pending)))
     files = f"{dry.timing_files} recorded result file{'s' * (dry.timing_files != 1)}"
     lines.append(

@@ -49,7 +49,9 @@ def test_recorded_times_are_averaged_and_scaled_to_the_sweeps_threads():
     wanet = timings.cell(RunConfig(attack="wanet", defense="none", model="m"), threads=4)
     assert wanet.seconds == 50.0 and wanet.scaled_from == ()
     assert timings.cell(RunConfig(attack="wanet", defense="finetune", model="m"), 1) is None
-    assert timings.model(RunConfig(attack="wanet", defense="none", model="m"), 1) is None
+    # wanet trained no model of its own: badnet's is borrowed, and says so.
+    borrowed = timings.model(RunConfig(attack="wanet", defense="none", model="m"), 1)
+    assert borrowed.seconds == pytest.approx(400.0) and borrowed.borrowed
 
 
 def dry_run(out: Path, *options: str):
@@ -139,3 +141,37 @@ def test_dry_run_after_a_sweep_reports_the_model_it_cached(tmp_path):
     assert line(text, "done       badnet__none__seed0")
     assert "(1 recorded" in line(text, "to run     badnet__none__seed1")
     assert "no timing recorded" in line(text, "to run     badnet__finetune__seed0")
+
+
+def test_an_attack_with_no_recorded_time_is_estimated_from_the_other_attacks():
+    """A new attack's cells cost what the same defense costs against other attacks, and its
+    poisoned model what other attacks' models cost with the same pretraining objective; the
+    estimate says it was borrowed, and nothing at all is still 'no timing recorded'."""
+    timings = Timings([
+        result("badnet", "cleanclip", 100.0, threads=1),
+        result("wanet", "cleanclip", 300.0, threads=1, pretrain=180.0),
+        result("wanet", "none", 230.0, threads=1, pretrain=200.0),
+    ])  # fmt: skip
+    new = RunConfig(attack="sig", defense="cleanclip", model="m")
+    cell = timings.cell(new, threads=1)
+    assert cell.seconds == pytest.approx(110.0) and cell.runs == 2
+    assert cell.borrowed and "other attacks" in cell.describe()
+    own = timings.cell(RunConfig(attack="badnet", defense="cleanclip", model="m"), threads=1)
+    assert own.seconds == pytest.approx(100.0) and not own.borrowed
+    model = timings.model(new, threads=1)
+    assert model.seconds == pytest.approx(190.0) and model.borrowed
+    # Another pretraining objective costs another time: nothing recorded for it, no guess.
+    inmodal = replace(new, pretrain={"inmodal_weight": 1.0})
+    assert timings.model(inmodal, threads=1) is None
+    assert timings.cell(RunConfig(attack="sig", defense="roclip", model="m"), threads=1) is None
+    assert timings.cell(RunConfig(attack="sig", defense="none", model="other"), threads=1) is None
+
+
+def test_a_recorded_inmodal_pretraining_time_estimates_only_inmodal_models():
+    with_weight = result("badnet", "none", 10.0, threads=1, pretrain=500.0)
+    with_weight["pretrain"] = {"inmodal_weight": 1.0}
+    timings = Timings([with_weight, result("badnet", "none", 10.0, threads=1, pretrain=300.0)])
+    clip_only = RunConfig(attack="badnet", defense="none", model="m")
+    assert timings.model(clip_only, threads=1).seconds == pytest.approx(300.0)
+    inmodal = replace(clip_only, pretrain={"inmodal_weight": 1.0})
+    assert timings.model(inmodal, threads=1).seconds == pytest.approx(500.0)
