@@ -116,6 +116,19 @@ def tiny_dry_run(tmp_path: Path, out: Path, *options: str):
                                     "--timings", str(tmp_path), *options])  # fmt: skip
 
 
+def test_seeds_on_the_command_line_override_the_grids(tmp_path):
+    """`--seeds 0` with a grid runs that grid's seed 0 alone (a tier of a committed grid);
+    without `--seeds` the grid's own seeds stand."""
+    one = tiny_dry_run(tmp_path, tmp_path / "out", "--seeds", "1")
+    assert one.exit_code == 0, one.output
+    assert "4 cells" not in one.output and "2 cells" in one.output
+    assert "badnet__none__seed1" in one.output and "seed0" not in one.output
+    both = tiny_dry_run(tmp_path, tmp_path / "out")
+    assert "4 cells" in both.output and "seed0" in both.output and "seed1" in both.output
+    bad = tiny_dry_run(tmp_path, tmp_path / "out", "--seeds", "x")
+    assert bad.exit_code != 0 and "seeds must be integers" in bad.output
+
+
 def test_dry_run_writes_no_folder_and_says_when_nothing_is_recorded(tmp_path):
     out = tmp_path / "missing"
     ran = tiny_dry_run(tmp_path, out)

@@ -123,8 +123,14 @@ def with_params(plan: Grid, items: list[str]) -> Grid:
 def sweep_cmd(
     attacks: str = typer.Option("all", help="attack names, comma-separated, or 'all'"),
     defenses: str = typer.Option("all", help="defense names, comma-separated, or 'all'"),
-    seeds: str = typer.Option("0", help="seeds, comma-separated"),
-    grid: Path = typer.Option(None, help="TOML grid file (replaces the three options above)"),
+    seeds: str = typer.Option(
+        None,
+        help="seeds, comma-separated [default: 0, or the grid's]; with --grid, overrides "
+        "the grid's (--seeds 0: a one-seed tier of a committed grid)",
+    ),
+    grid: Path = typer.Option(
+        None, help="TOML grid file (replaces --attacks and --defenses, and --seeds unless given)"
+    ),
     param: list[str] = typer.Option([], "--param", "-p", help=PARAM_HELP),
     jobs: int = typer.Option(1, "--jobs", "-j", help="cells run in parallel (CPU threads split)"),
     executor: str = typer.Option("local", help="|".join(EXECUTORS)),
@@ -157,9 +163,11 @@ def sweep_cmd(
     kernels.select(kernel_mode)  # the workers inherit it through $BENCHBD_KERNELS
     if grid is not None:
         plan = load_grid(grid)
+        if seeds is not None:
+            plan = replace(plan, seeds=parse_seeds(seeds))
     else:
         plan = Grid(expand_names(attacks, "attack"), expand_names(defenses, "defense"),
-                    parse_seeds(seeds))  # fmt: skip
+                    parse_seeds("0" if seeds is None else seeds))  # fmt: skip
     if param:
         plan = with_params(plan, param)
     if split is not None:
