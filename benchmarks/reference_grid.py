@@ -1,18 +1,25 @@
-"""The reference results in `results/`: the full default grid, its table and its plot.
+"""The reference results: the committed grids on the embedded data, their tables and plots.
 
-Runs, as a user would, and times:
+Runs, as a user would, and times each grid:
 
-    benchbd sweep --attacks all --defenses none,finetune,cleanclip,inmodal,cleanclip_supervised \
-        --seeds 0,1,2 --jobs 2 --out results
-    benchbd table results --format markdown > results/LEADERBOARD.md
-    benchbd plot results --out results/leaderboard.png
+    benchbd sweep --grid results/grid.toml --jobs 2 --out OUT              # classic attacks
+    benchbd sweep --grid results/frontier/grid.toml --jobs 2 --out OUT/frontier
+    benchbd table OUT --format markdown > OUT/LEADERBOARD.md               # and for frontier/
+    benchbd plot OUT --out OUT/leaderboard.png                             # and for frontier/
 
 then prints the defense checks the README reports (CleanCLIP against plain finetuning and
-supervised finetuning on badnet and blended). Poisoned models already in the cache are reused,
-as in any sweep; `--cold` first points the cache at an empty folder to time the grid from
-nothing.
+supervised finetuning on badnet and blended, BadCLIP after CleanCLIP). Poisoned models already
+in the cache are reused, as in any sweep; `--cold` first points the cache at an empty folder
+to time the grids from nothing.
+
+The whole grown grid (8 attacks x 5 defenses x 3 seeds) does not fit an hour on 2 cores;
+`--seeds 0` is the tier that does (one seed of everything). With `--out` a new folder and
+`--compare results`, each regenerated cell is checked against the committed file of the same
+fingerprint: the same CA and ASR to the last digit when the thread counts match (a sweep with
+`--jobs 2` on 2 cores gives every cell one thread, as the committed grids had).
 
     python benchmarks/reference_grid.py [--out results] [--seeds 0,1,2] [--jobs 2] [--cold]
+        [--compare results]
 """
 
 from __future__ import annotations
@@ -27,19 +34,21 @@ from pathlib import Path
 
 from benchbd.leaderboard import leaderboard, load_folder
 
-# The committed grid's defenses: those that finetune the poisoned model. The screening and
-# pretraining-time defenses each pretrain a fresh model per cell (about 15 minutes of one core
-# at the default size) and join the reference grid once it fits the time budget.
-FINETUNE_DEFENSES = "none,finetune,cleanclip,inmodal,cleanclip_supervised"
+ROOT = Path(__file__).resolve().parent.parent
+# (grid file, its folder under --out): the classic attacks' grid and the frontier attacks'.
+# The screening and pretraining-time defenses pretrain a fresh model per cell (about 6 minutes
+# of one core each at the default size); their committed grid is results/digits/.
+GRIDS = [(ROOT / "results" / "grid.toml", "."), (ROOT / "results" / "frontier" / "grid.toml",
+                                                  "frontier")]  # fmt: skip
 
 
 def benchbd(*args: str, stdout=None) -> None:
     subprocess.run([sys.executable, "-m", "benchbd", *args], check=True, stdout=stdout)
 
 
-def defense_checks(folder: Path) -> None:
+def defense_checks(folder: Path, frontier: Path) -> None:
     """The paper's shape, in numbers: cleanclip <= 0.20 ASR within 0.05 CA, finetune at least
-    twice cleanclip's ASR, supervised <= 0.05."""
+    twice cleanclip's ASR, supervised <= 0.05; and BadCLIP's claim."""
     rows = {(r.attack, r.defense): r for r in leaderboard(load_folder(folder)[0])}
     for attack in ("badnet", "blended"):
         if (attack, "cleanclip") not in rows:
@@ -57,32 +66,60 @@ def defense_checks(folder: Path) -> None:
         if sup:
             print(f"{attack}: cleanclip_supervised ASR {sup.spreads['after_asr'].text()} "
                   f"(target <= 0.05)")  # fmt: skip
-    # BadCLIP's claim: its backdoor survives CleanCLIP at the default recipe.
-    badclip = rows.get(("badclip", "cleanclip"))
-    if badclip:
-        print(f"badclip: cleanclip ASR {badclip.spreads['after_asr'].text()} (BadCLIP's claim: "
-              f">= 0.50), against badnet's "
-              f"{rows[('badnet', 'cleanclip')].spreads['after_asr'].text()}")  # fmt: skip
+    if not frontier.is_dir():
+        return
+    for row in leaderboard(load_folder(frontier)[0]):
+        if row.defense == "cleanclip":
+            print(f"{row.attack}: cleanclip ASR {row.spreads['after_asr'].text()} (BadCLIP's "
+                  "claim for its attack: >= 0.50)")  # fmt: skip
+
+
+def compare(out: Path, committed: Path) -> None:
+    """Each result in `out` against the committed result of the same fingerprint."""
+    mine = [r for _, sub in GRIDS for r in load_folder(out / sub)[0]]
+    theirs = {r["fingerprint"]: r for _, sub in GRIDS for r in load_folder(committed / sub)[0]}
+    same = worst = 0.0
+    missing = []
+    for result in mine:
+        other = theirs.get(result["fingerprint"])
+        if other is None:
+            missing.append(result["fingerprint"])
+            continue
+        gaps = [abs(result["metrics"][when][name] - other["metrics"][when][name])
+                for when in ("before", "after") for name in ("ca", "asr")]  # fmt: skip
+        worst = max(worst, *gaps)
+        same += max(gaps) == 0.0
+    print(f"against {committed}: {len(mine) - len(missing)} cells compared, {same:.0f} "
+          f"identical, largest CA/ASR difference {worst:.4f}; "
+          f"{len(missing)} with no committed file")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results"))
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default=None, help="seeds to run [each grid's: 0,1,2]")
     parser.add_argument("--jobs", default="2")
     parser.add_argument("--cold", action="store_true", help="start from an empty cache")
+    parser.add_argument("--compare", type=Path, help="committed results to check against")
     args = parser.parse_args()
     if args.cold:
         os.environ["BENCHBD_CACHE"] = tempfile.mkdtemp(prefix="benchbd-cold-")
-    start = time.perf_counter()
-    benchbd("sweep", "--attacks", "all", "--defenses", FINETUNE_DEFENSES, "--seeds", args.seeds,
-            "--jobs", args.jobs, "--out", str(args.out))  # fmt: skip
-    minutes = (time.perf_counter() - start) / 60
-    with open(args.out / "LEADERBOARD.md", "w") as handle:
-        benchbd("table", str(args.out), "--format", "markdown", stdout=handle)
-    benchbd("plot", str(args.out), "--out", str(args.out / "leaderboard.png"))
-    print(f"grid: {minutes:.1f} min on {os.cpu_count()} CPU cores")
-    defense_checks(args.out)
+    total = 0.0
+    for grid, sub in GRIDS:
+        folder = args.out / sub
+        seeds = ["--seeds", args.seeds] if args.seeds else []
+        start = time.perf_counter()
+        benchbd("sweep", "--grid", str(grid), *seeds, "--jobs", args.jobs, "--out", str(folder))
+        minutes = (time.perf_counter() - start) / 60
+        total += minutes
+        with open(folder / "LEADERBOARD.md", "w") as handle:
+            benchbd("table", str(folder), "--format", "markdown", stdout=handle)
+        benchbd("plot", str(folder), "--out", str(folder / "leaderboard.png"))
+        print(f"{grid.relative_to(ROOT)}: {minutes:.1f} min on {os.cpu_count()} CPU cores")
+    print(f"all grids: {total:.1f} min")
+    defense_checks(args.out, args.out / "frontier")
+    if args.compare:
+        compare(args.out, args.compare)
 
 
 if __name__ == "__main__":
