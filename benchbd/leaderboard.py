@@ -1,17 +1,11 @@
 """The leaderboard: a pure function of a folder of result files, computed with pandas.
 
-The results become one DataFrame (`results_frame`: `pandas.json_normalize`, a row per file and
-a column per dotted path such as `metrics.after.asr`; poison indices and the other per-run
-fields no table reads are dropped first, so a thousand files flatten quickly). `--filter` is a
-boolean mask on it. A table row is a groupby: one experiment (attack, defense and every other
-recorded setting, see benchbd.experiments) and any `group_by` fields, each metric the mean and
-standard deviation over distinct seeds; the best defense of each attack is marked. Every number
-recorded under metrics.before.* / metrics.after.* is a column, `before_<name>` /
-`after_<name>`, beside `der` and the trigger's visibility; a table shows the columns it is
-given (CA and ASR before and after and DER unless told otherwise) and sorts by one of them.
-Rendered with pandas' writers (`to_markdown`, `to_csv`, `Styler.to_latex`, `to_html`) here
-and as a rich table by the CLI. Every choice of direction (sorting, the best row) comes from
-HIGHER_IS_BETTER, so ASR is better low and CA, RA and DER better high.
+A table row is a groupby of the results' frame (benchbd.result_frame): one experiment (attack,
+defense and every other recorded setting, see benchbd.experiments) and any `group_by` fields,
+each metric (benchbd.table_columns) the mean and standard deviation over distinct seeds
+(`SeedSpread`). Rows are ranked by the column a table sorts by, in its direction, and the best
+defense of each attack is marked. The rows are written as text by benchbd.table_writers and as
+a rich table by the CLI.
 
 What a reader could be misled by comes back as warning lines with the rows (only the CLI
 prints): results of one attack that differ in a setting (rows split, the fields shown as
@@ -19,101 +13,60 @@ columns), a seed found twice (counted once), non-finite metrics (left out of mea
 never best), rows mixing CPU kernel levels or thread counts (not bit-comparable), and a sort
 by a metric whose direction nobody declared.
 
-pandas is imported on first use, not with this module.
+The names scripts import from here (`load_folder`, `render`, `apply_filters`, ...) are
+re-exported from the modules that hold them, so `from benchbd.leaderboard import ...` keeps
+working. pandas is imported on first use, not with this module.
 """
 
 from __future__ import annotations
 
-import difflib
-import html
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchbd.errors import BenchbdError
 from benchbd.experiments import NOT_SETTINGS, split_columns
-from benchbd.results import OMITTED_AT_DEFAULT, higher_is_better, is_baseline, read_result
+from benchbd.result_frame import (
+    RUNTIME_FIELDS,
+    SHORT_NAMES,
+    apply_filters,
+    field_values,
+    group_text,
+    load_folder,
+    parse_filters,
+    results_frame,
+    value_texts,
+    with_omitted_settings,
+)
+from benchbd.results import is_baseline
+from benchbd.table_columns import (
+    COLUMNS,
+    DEFAULT_SORT,
+    SORT_CHOICES,
+    check_columns,
+    check_sort,
+    column_header,
+    column_key,
+    column_keys,
+    default_sort,
+    direction,
+    metric_columns,
+    parse_columns,
+)
+from benchbd.table_writers import FORMATS, headers, render, row_texts, text_table
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-COLUMNS = [  # the metric columns a table shows by default, (key, header)
-    ("before_ca", "CA before"),
-    ("before_asr", "ASR before"),
-    ("after_ca", "CA after"),
-    ("after_asr", "ASR after"),
-    ("der", "DER"),
-]
-# `--visibility`: the trigger's visibility a run recorded under extra.trigger_visibility (PSNR in
-# dB, SSIM, L-inf as a fraction of 255), shown after the metrics; "-" where a file has none.
-VISIBILITY_COLUMNS = [("psnr_db", "PSNR"), ("ssim", "SSIM"), ("linf", "L-inf")]
-VISIBILITY_KEYS = frozenset(key for key, _ in VISIBILITY_COLUMNS)
-# What --sort accepts with the default columns: a table sorts only by a column it shows.
-SORT_CHOICES = tuple(key for key, _ in COLUMNS)
-DEFAULT_SORT = "after_asr"
-FORMATS = ("rich", "markdown", "csv", "latex", "html")
-# metrics.<when>.<name> is the column <when>_<name>; a screening defense records how well it
-# found the poisoned pairs under metrics.detection (detection_auroc, detection_tpr_at_1fpr, ...)
-WHEN = ("before", "after", "detection")
-METRIC_LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "ca_top5": "CA top-5", "auroc": "AUROC",
-                 "ap": "AP", "tpr_at_1fpr": "TPR@1%FPR", "tpr_at_5fpr": "TPR@5%FPR",
-                 "poisons_removed": "poisons removed", "clean_lost": "clean lost"}  # fmt: skip
-# Short names for the recorded fields people filter and group by most.
-FIELD_ALIASES = {
-    "attack": "attack.name",  # the recorded field is an object; its name is what people mean
-    "defense": "defense.name",
-    "dataset": "dataset.name",
-    "poison_rate": "poison.rate",
-    "poison_count": "poison.count",
-    "target": "target.name",
-    "classifier": "metrics.after.classifier",
-}
-SHORT_NAMES = {path: alias for alias, path in FIELD_ALIASES.items()}
-# Runtime fields that change floating-point sums but not the experiment: a row mixing them is
-# kept whole and named in a warning.
-RUNTIME_FIELDS = (
-    ("runtime.kernels.level", "CPU kernel levels"),
-    ("runtime.threads", "runtime.threads"),
-    ("runtime.pretrain_threads", "runtime.pretrain_threads"),
-)
-ABSENT = "-"  # a group-by value of a result that does not record the field (or records null)
-# What changes from run to run and no table reads (poison indices, an attack's seeded state,
-# timings, versions, hashes): left out of the frame. `--filter` and `--group-by` still find
-# these fields, in the files themselves. `runtime` is cut down to RUNTIME_FIELDS.
-READ_PER_RUN = {"seed", "metrics", "der", "created", "runtime", "extra.trigger_visibility",
-                "attack.baseline", "defense.baseline"}  # fmt: skip
-
-
-def _tree(paths: Iterable[str]) -> dict[str, Any]:
-    """Dotted paths as a nested dict whose leaves are None: {"poison": {"indices": None}}."""
-    tree: dict[str, Any] = {}
-    for path in sorted(paths):
-        *parents, leaf = path.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-            if node is None:
-                break
-        else:
-            node[leaf] = None
-    return tree
-
-
-UNREAD = _tree(NOT_SETTINGS - READ_PER_RUN)
-
-
-class ResultFile(dict):
-    """A result as read from disk: the dict everything reads, plus the file it came from, so
-    a warning can name the file."""
-
-    def __init__(self, data: Mapping[str, Any], path: Path) -> None:
-        super().__init__(data)
-        self.path = Path(path)
+__all__ = [  # what this module holds, then what it re-exports for existing imports
+    "Board", "Row", "SeedSpread", "leaderboard", "tabulate",
+    "COLUMNS", "DEFAULT_SORT", "FORMATS", "SORT_CHOICES", "apply_filters", "check_sort",
+    "column_header", "default_sort", "group_text", "headers", "load_folder", "parse_columns",
+    "parse_filters", "render", "results_frame", "row_texts", "text_table",
+    "with_omitted_settings",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -152,365 +105,6 @@ class Board:
     rows: list[Row]
     group_by: list[str]
     warnings: list[str]
-
-
-def load_folder(folder: Path) -> tuple[list[dict], list[str]]:
-    """Every result file in a folder (not its subfolders); files that are not results become
-    warnings ("skipped <path>: <why>"), not failures. A folder with no result at all is an
-    error that says why."""
-    folder = Path(folder)
-    if not folder.exists():
-        raise BenchbdError(f"results folder {str(folder)!r} does not exist")
-    if not folder.is_dir():
-        raise BenchbdError(f"{str(folder)!r} is not a folder; pass the folder of result files")
-    try:
-        names = sorted(e.name for e in os.scandir(folder) if e.name.endswith(".json"))
-    except OSError as exc:
-        raise BenchbdError(
-            f"cannot read results folder {str(folder)!r} ({exc.strerror or exc})"
-        ) from None
-    results, warnings = [], []
-    for name in names:
-        try:
-            results.append(ResultFile(read_result(folder / name), folder / name))
-        except ValueError as exc:
-            warnings.append(f"skipped {exc}")
-    if results:
-        return results, warnings
-    if names:
-        first = warnings[0].removeprefix("skipped ")
-        files = f"none of the {len(names)} JSON files" if len(names) > 1 else "the one JSON file"
-        raise BenchbdError(f"{files} in {str(folder)!r}: not a benchbd result ({first})")
-    raise BenchbdError(f"no result files in {str(folder)!r}{_subfolder_hint(folder)}")
-
-
-def _subfolder_hint(folder: Path) -> str:
-    """Where the JSON files are when they lie one level or more down (`results/ablations`)."""
-    found: list[str] = []
-    try:
-        for path in folder.rglob("*.json"):
-            if str(path.parent) not in found:
-                found.append(str(path.parent))
-            if len(found) == 3:
-                break
-    except OSError:
-        return ""
-    if not found:
-        return ""
-    return f"; its subfolders hold JSON files ({', '.join(found)}): pass one of them"
-
-
-# --- the frame ---------------------------------------------------------------------------
-
-
-def _pruned(data: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
-    """`data` without the paths of `tree` (copies only the objects it changes)."""
-    out = {}
-    for key, value in data.items():
-        if key in tree:
-            inner = tree[key]
-            if inner is None:
-                continue
-            if isinstance(value, dict):
-                value = _pruned(value, inner)
-        out[key] = value
-    return out
-
-
-def _inf_for_nan(value: Any) -> Any:
-    """A recorded NaN (a diverged run) as infinity, in a metric or an object of them: in the
-    frame NaN means "not recorded", as everywhere in pandas, and both count as non-finite.
-    (NaN is the one value not equal to itself.)"""
-    if isinstance(value, dict):
-        return {key: _inf_for_nan(inner) if isinstance(inner, dict) else
-                (math.inf if inner != inner else inner)
-                for key, inner in value.items()}  # fmt: skip
-    return math.inf if value != value else value
-
-
-def with_omitted_settings(result: Mapping[str, Any]) -> Mapping[str, Any]:
-    """`result` with every setting it leaves out at its default (`OMITTED_AT_DEFAULT`, e.g. a
-    CLIP-only recipe's pretrain.inmodal_weight) filled in, so a table reads it as that value,
-    not as missing (copies only the objects it changes)."""
-    for path, default in OMITTED_AT_DEFAULT.items():
-        parent, _, leaf = path.rpartition(".")
-        node = result.get(parent)
-        if isinstance(node, Mapping) and node.get(leaf) is None:
-            result = {**result, parent: {**node, leaf: default}}
-    return result
-
-
-def _flat_record(result: Mapping[str, Any]) -> dict[str, Any]:
-    """What `results_frame` flattens of one result: no unread per-run field, settings left out
-    at their default filled in, non-finite measurements as infinity, `runtime` only for
-    RUNTIME_FIELDS."""
-    record = _pruned(with_omitted_settings(result), UNREAD)
-    for key in ("metrics", "der"):
-        if key in record:
-            record[key] = _inf_for_nan(record[key])
-    extra = record.get("extra")
-    if isinstance(extra, dict) and "trigger_visibility" in extra:
-        visibility = _inf_for_nan(extra["trigger_visibility"])
-        record["extra"] = {**extra, "trigger_visibility": visibility}
-    if "runtime" in record:  # {"kernels.level": ...} flattens to the column runtime.kernels.level
-        record["runtime"] = {path.removeprefix("runtime."): value for path, _ in RUNTIME_FIELDS
-                             for found, value in [_lookup(result, path)] if found}  # fmt: skip
-    return record
-
-
-def results_frame(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The results as a DataFrame, one row per result (in order) and one column per recorded
-    dotted path (`pandas.json_normalize`), less the per-run fields no table reads (UNREAD).
-    NaN is a field the file does not record (or records as null); a recorded non-finite
-    measurement is infinite."""
-    import pandas as pd
-
-    return pd.json_normalize([_flat_record(r) for r in results])
-
-
-def _lookup(result: Mapping[str, Any], name: str) -> tuple[bool, Any]:
-    """(found, value) of a recorded field by dotted path ('defense.params.inmodal_weight') or
-    alias ('dataset'); a setting left out at its default is found, with that value."""
-    value: Any = with_omitted_settings(result)
-    for part in FIELD_ALIASES.get(name, name).split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return False, None
-        value = value[part]
-    return True, value
-
-
-def _field(frame: pd.DataFrame, results: Sequence[Mapping[str, Any]],
-           name: str) -> pd.Series | None:  # fmt: skip
-    """A recorded field (alias or dotted path) of every result, NaN or None where a result
-    does not record it; None when none does. A path to an object or a list, or to a field the
-    frame leaves out, is read from the results themselves."""
-    import pandas as pd
-
-    path = FIELD_ALIASES.get(name, name)
-    if path in frame.columns:
-        return frame[path]
-    found = [_lookup(r, path) for r in results]
-    if not any(ok for ok, _ in found):
-        return None
-    return pd.Series([value if ok else None for ok, value in found], index=frame.index,
-                     dtype=object)  # fmt: skip
-
-
-def _no_field(name: str) -> BenchbdError:
-    return BenchbdError(f"result files have no field {name!r} (use a dotted path such as "
-                        f"dataset.name or defense.params.epochs)")  # fmt: skip
-
-
-def _required(frame: pd.DataFrame, results: Sequence[Mapping[str, Any]],
-              name: str) -> pd.Series:  # fmt: skip
-    """A field name is a mistake only if no result records it (older files may lack it)."""
-    values = _field(frame, results, name)
-    if values is None:
-        raise _no_field(name)
-    return values
-
-
-def _text(value: Any) -> str:
-    """A recorded value as a table cell: whole numbers in full (a column of integers that some
-    file lacks is a float column in the frame), other numbers in their short form."""
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def group_text(result: Mapping[str, Any], name: str) -> str | None:
-    """A recorded field (alias or dotted path) of one result as a table writes it in a group
-    column (`Row.groups`); None when the result does not record it. The same as
-    `leaderboard([result], group_by=[name])[0].groups[0]`, without building a table."""
-    found, value = _lookup(result, name)
-    if not found:
-        return None
-    return ABSENT if value is None else _text(value)
-
-
-def _texts(values: pd.Series, absent: str = ABSENT) -> list[str]:
-    missing = values.isna().tolist()
-    return [absent if gone else _text(v) for v, gone in zip(values.tolist(), missing, strict=True)]
-
-
-# --- filters -----------------------------------------------------------------------------
-
-
-def parse_filters(items: list[str]) -> list[tuple[str, str]]:
-    filters = []
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise BenchbdError(f"--filter {item!r}: expected FIELD=VALUE")
-        filters.append((name.strip(), value.strip()))
-    return filters
-
-
-def _matches(value: Any, wanted: str) -> bool:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return abs(float(wanted) - float(value)) <= 1e-9 * max(1.0, abs(float(value)))
-        except ValueError:
-            return False
-    return _text(value) == wanted
-
-
-def _equals(values: pd.Series, wanted: str) -> pd.Series:
-    """Where a field equals the text `wanted`: numbers as numbers, the rest as their text."""
-    import pandas as pd
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    present = values.notna()
-    if is_numeric_dtype(values.dtype) and not is_bool_dtype(values.dtype):
-        try:
-            number = float(wanted)
-        except ValueError:
-            return present & False
-        return present & ((values - number).abs() <= 1e-9 * values.abs().clip(lower=1.0))
-    matched = [here and _matches(value, wanted)
-               for value, here in zip(values.tolist(), present.tolist(), strict=True)]  # fmt: skip
-    return pd.Series(matched, index=values.index, dtype=bool)
-
-
-def apply_filters(results: list[dict], filters: list[tuple[str, str]]) -> list[dict]:
-    """Keep the results whose every filtered field equals its value (numbers compared as
-    numbers, so poison_rate=0.03 matches 0.030000); a result without the field is left out."""
-    if not filters:
-        return list(results)
-    import pandas as pd
-
-    frame = results_frame(results)
-    fields = [(_required(frame, results, name), wanted) for name, wanted in filters]
-    keep = pd.Series(True, index=frame.index)
-    for values, wanted in fields:
-        keep &= _equals(values, wanted)
-    return [results[i] for i in keep[keep].index]
-
-
-# --- columns -----------------------------------------------------------------------------
-
-
-def _metric_key(path: str) -> str | None:
-    """metrics.after.ra -> after_ra; None for a path that is not a metric."""
-    parts = path.split(".")
-    if len(parts) >= 3 and parts[0] == "metrics" and parts[1] in WHEN:
-        return f"{parts[1]}_{'_'.join(parts[2:])}"
-    return None
-
-
-def column_key(name: str) -> str:
-    """A column by key (after_ra) or by the recorded path (metrics.after.ra,
-    extra.trigger_visibility.ssim)."""
-    name = name.strip()
-    if name.startswith("extra.trigger_visibility."):
-        return name.removeprefix("extra.trigger_visibility.")
-    return _metric_key(name) or name
-
-
-def parse_columns(items: Iterable[str]) -> list[str] | None:
-    """`--columns` values (comma-separated, repeatable) as column keys in order, each once;
-    None for none given (the default columns)."""
-    keys: list[str] = []
-    for item in items:
-        for name in item.split(","):
-            if name.strip() and column_key(name) not in keys:
-                keys.append(column_key(name))
-    return keys or None
-
-
-def column_header(key: str) -> str:
-    """What a table calls a column: "RA after" for after_ra, "recall_at_1 after" for a metric
-    it has no label for."""
-    known = dict([*COLUMNS, *VISIBILITY_COLUMNS])
-    if key in known:
-        return known[key]
-    when, _, metric = key.partition("_")
-    if when == "detection" and metric:
-        return f"detection {METRIC_LABELS.get(metric, metric)}"
-    if when in WHEN and metric:
-        return f"{METRIC_LABELS.get(metric, metric)} {when}"
-    return key
-
-
-def _keys(columns: Sequence[str] | None) -> list[str]:
-    return [key for key, _ in COLUMNS] if columns is None else [column_key(c) for c in columns]
-
-
-def default_sort(columns: Sequence[str] | None = None) -> str:
-    """The sort key when none is given: ASR after if the table shows it, else its first
-    column."""
-    keys = _keys(columns)
-    return DEFAULT_SORT if DEFAULT_SORT in keys or not keys else keys[0]
-
-
-def check_sort(sort: str, columns: Sequence[str] | None = None) -> None:
-    """A table sorts by one of the columns it shows (`columns`, the default ones if None)."""
-    choices = _keys(columns)
-    if column_key(sort) not in choices:
-        raise BenchbdError(f"cannot sort by {sort!r}; choose from {', '.join(choices)} (a column "
-                           f"the table shows: add one with --columns)")  # fmt: skip
-
-
-def _direction(key: str) -> int | None:
-    """+1 when a larger value of this column is better, -1 when smaller is, None when the
-    metric declares no direction in HIGHER_IS_BETTER."""
-    metric = key.split("_", 1)[1] if key.startswith(tuple(f"{w}_" for w in WHEN)) else key
-    higher = higher_is_better(metric)
-    return None if higher is None else (1 if higher else -1)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _numbers(values: pd.Series) -> pd.Series | None:
-    """A column as floats when every value it records is a number (booleans are not)."""
-    import pandas as pd
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    if is_bool_dtype(values.dtype):
-        return None
-    if is_numeric_dtype(values.dtype):
-        return values.astype(float)
-    if all(map(_is_number, values.dropna().tolist())):
-        return pd.to_numeric(values, errors="coerce").astype(float)
-    return None
-
-
-def _metrics(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every numeric column by key: the metrics recorded before and after (in the order the
-    files record them), DER, the trigger's visibility; the default columns always."""
-    import numpy as np
-    import pandas as pd
-
-    paths = {key: path for path in frame.columns if (key := _metric_key(path))}
-    paths = {key: paths[key] for when in WHEN for key in paths if key.startswith(f"{when}_")}
-    paths["der"] = "der"
-    paths.update({key: f"extra.trigger_visibility.{key}" for key, _ in VISIBILITY_COLUMNS})
-    columns = {}
-    for key, path in paths.items():
-        numbers = _numbers(frame[path]) if path in frame.columns else None
-        if numbers is not None:
-            columns[key] = numbers
-    for key in [*SORT_CHOICES, *VISIBILITY_KEYS]:  # not recorded by any of these files
-        columns.setdefault(key, pd.Series(np.nan, index=frame.index))
-    return pd.DataFrame(columns, index=frame.index)
-
-
-def _check_columns(keys: Sequence[str], metrics: pd.DataFrame, frame: pd.DataFrame) -> None:
-    for key in keys:
-        if key in metrics.columns:
-            continue
-        recorded = [p for p in frame.columns if _metric_key(p) == key]
-        if recorded:
-            raise BenchbdError(f"column {key!r} ({recorded[0]}) is not numeric in these result "
-                               f"files; columns: {', '.join(metrics.columns)}")  # fmt: skip
-        close = difflib.get_close_matches(key, list(metrics.columns), n=1)
-        hint = f"; did you mean {close[0]!r}" if close else ""
-        raise BenchbdError(f"no column {key!r} in these result files{hint} (columns: "
-                           f"{', '.join(metrics.columns)})")  # fmt: skip
 
 
 # --- the table ---------------------------------------------------------------------------
@@ -666,7 +260,7 @@ def _runtime_warnings(frame: pd.DataFrame, row_of: pd.Series,
     runtimes."""
     import pandas as pd
 
-    texts = {label: _texts(frame[path], "unrecorded")
+    texts = {label: value_texts(frame[path], "unrecorded")
              for path, label in RUNTIME_FIELDS if path in frame.columns}  # fmt: skip
     texts = pd.DataFrame({label: t for label, t in texts.items() if len(set(t)) > 1},
                          index=row_of.index)  # fmt: skip
@@ -743,18 +337,18 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     import numpy as np
     import pandas as pd
 
-    keys = _keys(columns)
+    keys = column_keys(columns)
     chosen_by = list(group_by or [])
     frame = results_frame(results)
-    metrics = _metrics(frame)
-    _check_columns(keys, metrics, frame)
+    metrics = metric_columns(frame)
+    check_columns(keys, metrics, frame)
     check_sort(sort, keys)
     sort = column_key(sort)
-    chosen = [_required(frame, results, name) for name in chosen_by]
+    chosen = [field_values(frame, results, name) for name in chosen_by]
     if frame.empty:
         return Board([], chosen_by, [])
     warnings: list[str] = []
-    sign = _direction(sort)
+    sign = direction(sort)
     if sign is None:
         sign = 1
         warnings.append(f"{sort} declares no direction in benchbd.results.HIGHER_IS_BETTER; "
@@ -762,7 +356,7 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
 
     # A slot is the values of the chosen group fields and the experiment; one file per seed.
     n = len(frame)
-    chosen_texts = [pd.Series(_texts(values), index=frame.index) for values in chosen]
+    chosen_texts = [pd.Series(value_texts(values), index=frame.index) for values in chosen]
     settings = _settings(frame)
     experiment = _ids(settings.to_numpy(), n)
     slot = _ids(np.column_stack([_codes(chosen_texts).reshape(n, -1), experiment]), n)
@@ -793,7 +387,8 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     # One row per slot: names, group values and seeds from its results, metrics over them.
     row_of = pd.Series(_ids(slot[:, None], n), index=frame.index)
     groups = [f"group.{i}" for i in range(len(names))]
-    texts = [*chosen_texts, *(pd.Series(_texts(frame[path]), index=frame.index) for path in split)]
+    split_texts = (pd.Series(value_texts(frame[path]), index=frame.index) for path in split)
+    texts = [*chosen_texts, *split_texts]
     baseline = pd.Series([is_baseline(results[i]["defense"]) for i in frame.index],
                          index=frame.index)  # fmt: skip
     per_result = pd.DataFrame({"attack": attack, "defense": defense, "seed": frame["seed"],
@@ -824,135 +419,3 @@ def leaderboard(results: list[dict], group_by: list[str] | None = None, sort: st
                 columns: Sequence[str] | None = None) -> list[Row]:  # fmt: skip
     """The rows of `tabulate` (its group columns and warnings dropped)."""
     return tabulate(results, group_by, sort, columns).rows
-
-
-# --- rendering ---------------------------------------------------------------------------
-
-
-def shown_columns(visibility: bool = False,
-                  columns: Sequence[str] | None = None) -> list[tuple[str, str]]:  # fmt: skip
-    """The (key, header) of each number column: the metrics (`columns`, the default ones if
-    None), then the trigger's visibility."""
-    shown = [(key, column_header(key)) for key in _keys(columns)]
-    if visibility:
-        shown += [(k, h) for k, h in VISIBILITY_COLUMNS if k not in dict(shown)]
-    return shown
-
-
-def headers(group_by: list[str] | None = None, visibility: bool = False,
-            columns: Sequence[str] | None = None) -> list[str]:  # fmt: skip
-    return [*(group_by or []), "attack", "defense", "seeds",
-            *[h for _, h in shown_columns(visibility, columns)]]  # fmt: skip
-
-
-def row_texts(row: Row, visibility: bool = False,
-              columns: Sequence[str] | None = None) -> list[str]:  # fmt: skip
-    absent = SeedSpread(None, None)
-    numbers = [row.spreads.get(key, absent).text() for key, _ in shown_columns(visibility, columns)]
-    return [*row.groups, row.attack, row.defense, str(row.seeds), *numbers]
-
-
-def _markdown_format():
-    """GFM's pipe table as tabulate writes it, with a `|---|` delimiter row whatever the
-    column widths, so that a table kept in git changes only where its numbers do."""
-    from tabulate import DataRow, TableFormat
-
-    def delimiter(widths: list[int], _aligns: list[str]) -> str:
-        return "|" + "---|" * len(widths)
-
-    cells = DataRow("|", "|", "|")
-    return TableFormat(lineabove=None, linebelowheader=delimiter, linebetweenrows=None,
-                       linebelow=None, headerrow=cells, datarow=cells, padding=1,
-                       with_header_hide=None)  # fmt: skip
-
-
-def _csv(rows: list[Row], group_by: list[str], shown: list[tuple[str, str]]) -> str:
-    """Numbers as numbers: each metric's mean and std in columns of their own, 6 decimals,
-    empty where there is none; `best` is 1 or 0."""
-    import pandas as pd
-
-    names = [*group_by, "attack", "defense", "seeds", "best",
-             *[f"{key}_{part}" for key, _ in shown for part in ("mean", "std")]]  # fmt: skip
-    absent = SeedSpread(None, None)
-    records = []
-    for row in rows:
-        spreads = [row.spreads.get(key, absent) for key, _ in shown]
-        records.append([*row.groups, row.attack, row.defense, row.seeds, int(row.best),
-                        *[value for s in spreads for value in (s.mean, s.std)]])  # fmt: skip
-    frame = pd.DataFrame(records, columns=names)
-    numbers = names[len(names) - 2 * len(shown) :]
-    frame[numbers] = frame[numbers].astype(float)
-    return frame.to_csv(index=False, lineterminator="\n", float_format="%.6f", na_rep="")
-
-
-def _markdown(heads: list[str], texts: list[list[str]], best: list[bool]) -> str:
-    import pandas as pd
-
-    def cell(text: str, bold: bool) -> str:
-        text = text.replace("|", r"\|")  # a pipe inside a cell would end it
-        return f"**{text}**" if bold else text
-
-    table = pd.DataFrame([[cell(t, b) for t in line] for line, b in zip(texts, best, strict=True)],
-                         columns=range(len(heads)))  # fmt: skip
-    return table.to_markdown(index=False, headers=[cell(h, False) for h in heads],
-                             tablefmt=_markdown_format(), disable_numparse=True,
-                             stralign=None, numalign=None) + "\n"  # fmt: skip
-
-
-def _html(heads: list[str], texts: list[list[str]], best: list[bool]) -> str:
-    import pandas as pd
-
-    def cell(text: str, bold: bool) -> str:
-        text = html.escape(text)
-        return f"<strong>{text}</strong>" if bold else text
-
-    table = pd.DataFrame([[cell(t, b) for t in line] for line, b in zip(texts, best, strict=True)],
-                         columns=heads)  # fmt: skip
-    return table.to_html(index=False, escape=False, classes="leaderboard") + "\n"
-
-
-def _latex(heads: list[str], texts: list[list[str]], best: list[bool], numbers: int) -> str:
-    """A booktabs tabular: text columns left, the seeds and `numbers` metric columns right."""
-    import pandas as pd
-
-    # A second, hidden header level keeps the columns unique, as Styler.apply needs, when a
-    # group-by field shares its name with another column (--group-by attack).
-    labels = pd.MultiIndex.from_arrays([heads, range(len(heads))])
-    table = pd.DataFrame(texts, columns=labels)
-    bold = pd.DataFrame([["textbf:--rwrap;" if b else ""] * len(heads) for b in best],
-                        index=table.index, columns=labels)  # fmt: skip
-    styler = (table.style.hide(axis="index").hide(axis="columns", level=1)
-              .format(lambda text: text.replace("±", r"$\pm$"), escape="latex")
-              .format_index(escape="latex", axis="columns")
-              .apply(lambda _: bold, axis=None))  # fmt: skip
-    left = len(heads) - numbers - 1
-    return styler.to_latex(column_format="l" * left + "r" * (numbers + 1), hrules=True,
-                           sparse_columns=False)  # fmt: skip
-
-
-def render(rows: list[Row], fmt: str, group_by: list[str] | None = None,
-           visibility: bool = False, columns: Sequence[str] | None = None) -> str:  # fmt: skip
-    """Markdown (GFM), CSV (means and stds in their own columns), LaTeX (a booktabs tabular)
-    or HTML (a <table>), written by pandas; the best defense of each attack in bold (CSV: a
-    `best` column). `visibility` adds PSNR, SSIM and L-inf; `columns` picks the metric
-    columns (the default ones if None)."""
-    if fmt not in FORMATS or fmt == "rich":
-        raise BenchbdError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    shown = shown_columns(visibility, columns)
-    if fmt == "csv":
-        return _csv(rows, list(group_by or []), shown)
-    heads = headers(group_by, visibility, columns)
-    texts = [row_texts(row, visibility, columns) for row in rows]
-    best = [row.best for row in rows]
-    return text_table(fmt, heads, texts, best, len(shown))
-
-
-def text_table(fmt: str, heads: list[str], texts: list[list[str]], best: list[bool],
-               numbers: int) -> str:  # fmt: skip
-    """A table of cell texts as markdown, HTML or LaTeX (`numbers`: its right-aligned number
-    columns), best rows in bold: the one writer of every table benchbd prints."""
-    if fmt == "markdown":
-        return _markdown(heads, texts, best)
-    if fmt == "html":
-        return _html(heads, texts, best)
-    return _latex(heads, texts, best, numbers)
