@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from benchbd.errors import BenchbdError
 from benchbd.experiments import experiment_key, newest_per_seed, settings, split_columns, varying
-from benchbd.leaderboard import text_table, with_omitted_settings
+from benchbd.result_frame import with_omitted_settings
 from benchbd.results import is_baseline
+from benchbd.table_writers import text_table
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -22,10 +22,10 @@ from pathlib import Path
 from benchbd import __version__
 from benchbd.cache import remove_stale_temporaries, temporary_prefix, writable_folder
 from benchbd.errors import BenchbdError
-from benchbd.leaderboard import load_folder
 from benchbd.report_cells import table
 from benchbd.report_gallery import Trigger, draw
 from benchbd.report_html import GENERATOR, Page, page
+from benchbd.result_frame import load_folder
 
 PAGE = "index.html"
 PLOT = "leaderboard.png"

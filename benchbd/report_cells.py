@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchbd.experiments import experiment_key, newest_per_seed, settings, split_columns, varying
-from benchbd.leaderboard import Row, group_text, leaderboard
+from benchbd.leaderboard import Row, leaderboard
+from benchbd.result_frame import group_text
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from benchbd.leaderboard import apply_filters, load_folder, parse_filters
+from benchbd.result_frame import apply_filters, load_folder, parse_filters
 
 
 def read_results(folder: Path, filters: list[str]) -> tuple[list[dict], list[str]]:

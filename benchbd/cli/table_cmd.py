@@ -8,17 +8,9 @@ import typer
 
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.reading import read_results, warn
-from benchbd.leaderboard import (
-    FORMATS,
-    SORT_CHOICES,
-    check_sort,
-    default_sort,
-    headers,
-    parse_columns,
-    render,
-    row_texts,
-    tabulate,
-)
+from benchbd.leaderboard import tabulate
+from benchbd.table_columns import SORT_CHOICES, check_sort, default_sort, parse_columns
+from benchbd.table_writers import FORMATS, headers, render, row_texts
 
 COLUMNS_HELP = (
     "metric columns to show, in order: comma-separated or repeated (default "
