@@ -20,11 +20,16 @@ def test_committed_leaderboard_is_the_table_of_the_committed_files():
     assert made.stdout == committed
 
 
-@pytest.mark.parametrize("folder", [RESULTS, RESULTS / "digits"], ids=["synthetic", "digits"])
-def test_the_docs_quote_the_committed_leaderboards(folder):
-    """docs/reference-results.md shows the tables themselves; they must be the generated
-    ones, and each is what `benchbd table` makes of its folder."""
-    docs = (RESULTS.parent / "docs" / "reference-results.md").read_text()
+@pytest.mark.parametrize(
+    ("folder", "page"),
+    [(RESULTS, "reference-results.md"), (RESULTS / "digits", "reference-results.md"),
+     (RESULTS / "frontier", "frontier.md")],
+    ids=["synthetic", "digits", "frontier"],
+)  # fmt: skip
+def test_the_docs_quote_the_committed_leaderboards(folder, page):
+    """The docs show the tables themselves; they must be the generated ones, and each is what
+    `benchbd table` makes of its folder."""
+    docs = (RESULTS.parent / "docs" / page).read_text()
     committed = (folder / "LEADERBOARD.md").read_text()
     assert committed.strip() in docs
     made = CliRunner().invoke(app, ["table", str(folder), "--format", "markdown"])
@@ -40,6 +45,35 @@ def test_the_digits_grid_is_complete_for_every_defense_of_every_stage():
                 "kdistance", "lof", "dao", "iforest", "cosine_gmm",  # screen
                 "roclip", "safeclip"}  # pretrain  # fmt: skip
     assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    assert len(results) == len(cells)
+
+
+def test_the_frontier_grid_is_complete():
+    results, warnings = load_folder(RESULTS / "frontier")
+    assert not warnings
+    cells = {(r["attack"]["name"], r["defense"]["name"], r["seed"]) for r in results}
+    attacks = {"badclip", "sig", "nashville", "multi_trigger"}
+    defenses = {"none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised"}
+    assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    assert len(results) == len(cells)
+
+
+def test_the_objective_axis_has_every_curve_point():
+    """results/objective: blended's CleanCLIP curve (5 learning rates) under both objectives,
+    and the two variants (3 learning rates): badnet under both, blended at in-modal weight 2."""
+    results, warnings = load_folder(RESULTS / "objective")
+    assert not warnings
+    cells = set()
+    for r in results:
+        lr = r["defense"]["params"].get("lr") if r["defense"]["name"] == "cleanclip" else None
+        weight = r["pretrain"].get("inmodal_weight", 0.0)
+        cells.add((r["attack"]["name"], weight, r["defense"]["name"], lr, r["seed"]))
+    five, three = (1e-4, 3e-4, 5e-4, 1e-3, 3e-3), (3e-4, 5e-4, 3e-3)
+    curves = [("blended", 0.0, five), ("blended", 1.0, five), ("badnet", 0.0, three),
+              ("badnet", 1.0, three), ("blended", 2.0, three)]  # fmt: skip
+    expected = {(a, w, d, lr, s) for a, w, lrs in curves for s in (0, 1, 2)
+                for d, lr in [("none", None), *(("cleanclip", lr) for lr in lrs)]}  # fmt: skip
+    assert cells == expected
     assert len(results) == len(cells)
 
 
