@@ -94,15 +94,16 @@ def test_reference_plot_is_committed(name):
 
 @pytest.mark.slow
 def test_committed_results_are_what_the_engine_would_run_now():
-    """Each committed result (the embedded, digits, objective and frontier grids, BadCLIP's
-    validation variants) rebuilds into the
+    """Each committed result (the embedded, digits, objective, frontier and stages grids,
+    BadCLIP's validation variants) rebuilds into the
     experiment it records, with the same
     fingerprints (so a sweep over them skips every cell, and a rerun writes the same file),
     and every one ran with the portable kernels."""
     from benchbd.experiment import RunConfig
     from benchbd.pipeline import plan
 
-    folders = [RESULTS, *(RESULTS / name for name in ("digits", "objective", "frontier")),
+    folders = [RESULTS, *(RESULTS / name for name in ("digits", "objective", "frontier",
+                                                      "stages")),
                RESULTS / "validation" / "badclip"]  # fmt: skip
     results = [r for folder in folders for r in load_folder(folder)[0]]
     for result in results:
