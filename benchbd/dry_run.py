@@ -249,8 +249,11 @@ def report(dry: DryRun, out: Path) -> list[str]:
         status = "done" if c.done else "to run"
         lines.append(f"  {status:10s} {c.name:{width}s}  {'' if c.done else _time(c.estimate)}")
     seconds, unknown = dry.seconds()
-    notes = [f"{n} from other attacks' timings" for n in [dry.borrowed()] if n]
-    notes += [f"{unknown} with no timing recorded not counted" for _ in [unknown] if unknown]
+    notes = []
+    if borrowed := dry.borrowed():
+        notes.append(f"{borrowed} from other attacks' timings")
+    if unknown:
+        notes.append(f"{unknown} with no timing recorded not counted")
     left_out = f" ({'; '.join(notes)})" if notes else ""
     wall = seconds / max(1, min(dry.jobs, len(pending)))
     files = f"{dry.timing_files} recorded result file{'s' * (dry.timing_files != 1)}"

@@ -13,10 +13,11 @@ in the cache are reused, as in any sweep; `--cold` first points the cache at an 
 to time the grids from nothing.
 
 The whole grown grid (8 attacks x 5 defenses x 3 seeds) does not fit an hour on 2 cores;
-`--seeds 0` is the tier that does (one seed of everything). With `--out` a new folder and
-`--compare results`, each regenerated cell is checked against the committed file of the same
-fingerprint: the same CA and ASR to the last digit when the thread counts match (a sweep with
-`--jobs 2` on 2 cores gives every cell one thread, as the committed grids had).
+`--seeds 0` is the tier that fits about one (one seed of everything: 57-61 min estimated).
+With `--out` a new folder and `--compare results`, each regenerated cell is checked against
+the committed file of the same fingerprint: the same CA and ASR to the last digit when the
+thread counts match (a sweep with `--jobs 2` on 2 cores gives every cell one thread, as the
+committed grids had).
 
     python benchmarks/reference_grid.py [--out results] [--seeds 0,1,2] [--jobs 2] [--cold]
         [--compare results]
@@ -36,8 +37,8 @@ from benchbd.leaderboard import leaderboard, load_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 # (grid file, its folder under --out): the classic attacks' grid and the frontier attacks'.
-# The screening and pretraining-time defenses pretrain a fresh model per cell (about 6 minutes
-# of one core each at the default size); their committed grid is results/digits/.
+# The screening and pretraining-time defenses pretrain a fresh model per cell (6-11 minutes
+# of one core each at the default size); their grids are results/digits/ and results/stages/.
 GRIDS = [(ROOT / "results" / "grid.toml", "."), (ROOT / "results" / "frontier" / "grid.toml",
                                                   "frontier")]  # fmt: skip
 
@@ -78,7 +79,7 @@ def compare(out: Path, committed: Path) -> None:
     """Each result in `out` against the committed result of the same fingerprint."""
     mine = [r for _, sub in GRIDS for r in load_folder(out / sub)[0]]
     theirs = {r["fingerprint"]: r for _, sub in GRIDS for r in load_folder(committed / sub)[0]}
-    same = worst = 0.0
+    same, worst = 0, 0.0
     missing = []
     for result in mine:
         other = theirs.get(result["fingerprint"])
@@ -88,8 +89,8 @@ def compare(out: Path, committed: Path) -> None:
         gaps = [abs(result["metrics"][when][name] - other["metrics"][when][name])
                 for when in ("before", "after") for name in ("ca", "asr")]  # fmt: skip
         worst = max(worst, *gaps)
-        same += max(gaps) == 0.0
-    print(f"against {committed}: {len(mine) - len(missing)} cells compared, {same:.0f} "
+        same += int(max(gaps) == 0.0)
+    print(f"against {committed}: {len(mine) - len(missing)} cells compared, {same} "
           f"identical, largest CA/ASR difference {worst:.4f}; "
           f"{len(missing)} with no committed file")  # fmt: skip
 
