@@ -7,30 +7,32 @@ Schedule, in benchbd's one training loop (an epoch hook decides, the objective a
 1. `inmodal_epochs`: CleanCLIP's in-modal loss on every pair (each image against its
    AutoAugment view, each caption against its EDA view; `defenses.cleanclip.inmodal_loss`).
 2. `clip_epochs`: the CLIP loss on every pair.
-3. Every later epoch starts by embedding all pairs with the model as trained so far. LOW
-   image-caption similarity is risky: a poisoned pair (an image of one class captioned with
-   another) is mismatched before the model learns it. The safe set is the `fraction` of the
-   pairs most similar; at the first such epoch `fraction` is the share a two-component
-   `GaussianMixture` (scikit-learn) on the similarities puts in its high component with
-   posterior at least `safe_probability` (0.9), or `start` where that share is smaller (never
-   above `cap`); each later epoch it grows by `growth` up to `cap`. Safe pairs in a batch get
-   the CLIP loss among themselves, the rest the in-modal loss; each term is weighted by its
-   share of the batch.
+3. Every later epoch starts by embedding all pairs with the model as trained so far and
+   fitting a two-component `GaussianMixture` (scikit-learn) on their image-caption cosine
+   similarities. LOW similarity is risky: a poisoned pair (an image of one class captioned
+   with another) is mismatched before the model learns it. At the first such epoch the safe
+   set is every pair whose posterior of the high-similarity component is at least
+   `safe_probability` (0.9, as in the public code), or the `start` share of the pairs most
+   probably safe where that is more; each later epoch it is the `fraction` of pairs most
+   probably safe, where `fraction` grows by `growth` a epoch up to `cap`. Safe pairs in a
+   batch get the CLIP loss among themselves, the rest the in-modal loss; each term is
+   weighted by its share of the batch.
 
 The public code trains the two subsets one after the other in each epoch with their own
 learning rates (and a low one in the CLIP warmup); here they share the batch and the run's one
 warmup-plus-cosine schedule, so the defense changes what each step optimises and nothing else.
 
-Scaling. The public development code (its `filter_ratio`, `update_filter_ratio`,
-`cap_filter_ratio`: 0.5, 0.05, 0.95 over 32 epochs) ranks the pairs by similarity, starts the
-safe set at half of them and grows it by 5 % a epoch; the paper's mixture decides the first
-split. On the embedded data after one in-modal and one CLIP epoch the mixture put no pair at
-posterior 0.9, so the mixture alone trained the first split epoch with no CLIP loss at all
-(measured: shares 0, 0.1, ... 0.5 and a clean accuracy 0.35-0.43 below the undefended
-model's). benchbd pretrains 8 epochs of 20,000 pairs in batches of 128: 1 in-modal epoch,
-1 CLIP epoch, then 6 split epochs starting at `start` 0.5; `growth` and `cap` were chosen on
-the validation split (docs/reference-results.md). Under torchrun each rank's safe and risky
-rows differ in number, which gathered losses cannot take: the defense refuses to run there.
+Scaling. The public code's schedule is a few in-modal warmup epochs and one CLIP warmup epoch
+before the split epochs, its first safe set the pairs with posterior 0.9 or more; its growth
+per epoch and cap are settings. benchbd pretrains 8 epochs of 20,000 pairs in batches of 128:
+1 in-modal epoch, 1 CLIP epoch, then 6 split epochs; growth 0.1 of the pairs a epoch, capped at
+0.9 (so at least a tenth of the pairs, the least safe, never get the CLIP loss). `start` is the
+public development code's other rule (`filter_ratio` 0.5: the first safe set is half of the
+pairs, ranked by similarity): where the mixture puts no pair at posterior 0.9 (as on the
+embedded data, where one and a half epochs leave the similarities one broad mode), the first
+split epoch would otherwise train no pair with the CLIP loss. Under torchrun each rank's safe
+and risky rows differ in number, which gathered losses cannot take: the defense refuses to
+run there.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ class SafeCLIPParams(Params):
         min=0.0, max=1.0,
     )  # fmt: skip
     start: float = param(
-        0.5, "smallest first safe set, a share of the pairs (the mixture's share when larger)",
-        min=0.0, max=1.0,
+        0.0, "smallest first safe set, a share of the pairs (the mixture's share when larger)",
+        min=0.0, max=1.0, recorded_at_default=False,
     )  # fmt: skip
     growth: float = param(0.1, "share of the pairs the safe set grows by each epoch", min=0.0)
     cap: float = param(0.9, "largest share of the pairs in the safe set", min=0.0, max=1.0)
@@ -82,18 +84,20 @@ class SafeSchedule:
         self.fraction: float | None = None
         self.shares: list[float] = []
 
-    def next_safe(self, similarities: np.ndarray) -> torch.Tensor:
-        """One flag per row: the `fraction` of the pairs most similar this epoch."""
+    def next_safe(self, similarities: np.ndarray, epoch: int) -> torch.Tensor:
+        """One flag per row: the `fraction` of the pairs most probably safe this epoch (the
+        mixture's posterior of its high-similarity component, fitted anew each epoch)."""
+        probability = high_component_probability(
+            similarities, substream(self.seed, f"safeclip-gmm:{epoch}")
+        )
         if self.fraction is None:
-            seed = substream(self.seed, "safeclip-gmm")
-            probability = high_component_probability(similarities, seed)
             mixture_share = float((probability >= self.params.safe_probability).mean())
-            self.fraction = min(max(mixture_share, self.params.start), self.params.cap)
+            self.fraction = max(mixture_share, self.params.start)
         else:
             self.fraction = min(self.fraction + self.params.growth, self.params.cap)
         safe = torch.zeros(len(similarities), dtype=torch.bool)
-        count = int(round(self.fraction * len(similarities)))
-        safe[torch.from_numpy(np.argsort(-similarities, kind="stable")[:count].copy())] = True
+        count = int(self.fraction * len(similarities))
+        safe[torch.from_numpy(np.argsort(-probability, kind="stable")[:count].copy())] = True
         self.shares.append(round(float(safe.float().mean()), 4))
         return safe
 
@@ -118,7 +122,7 @@ class SafeCLIPObjective:
             self.phase = "clip"
         else:
             self.phase = "split"
-            self.safe = self.schedule.next_safe(pair_similarities(clip, pairs))
+            self.safe = self.schedule.next_safe(pair_similarities(clip, pairs), epoch)
         return pairs
 
     def __call__(self, clip: ClipBundle, batch: Batch) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """SafeCLIP's split schedule on known similarities: the first safe set is the mixture's share
-or `start`, whichever is larger; it grows by `growth` a epoch up to `cap`; the safe rows are
-always the most similar pairs, so the low-similarity (poisoned) pairs stay out of the CLIP loss."""
+or `start`, whichever is larger; it grows by `growth` a epoch up to `cap`; the low-similarity
+(poisoned) pairs stay out of the CLIP loss; `start` at its default leaves the recorded
+parameters, and so every fingerprint, as they were."""
 
 from __future__ import annotations
 
@@ -26,31 +27,37 @@ def with_poisons(n: int = 2000, poisons: int = 60, seed: int = 0) -> np.ndarray:
 
 def test_a_mixture_that_finds_no_safe_pair_still_starts_the_safe_set_at_start():
     schedule = SafeSchedule(SafeCLIPParams(start=0.5, safe_probability=0.99), seed=0)
-    safe = schedule.next_safe(unimodal())
+    safe = schedule.next_safe(unimodal(), 2)
     assert safe.float().mean().item() == pytest.approx(0.5)
 
 
 def test_a_mixture_share_above_start_is_taken():
     similarities = with_poisons()
     schedule = SafeSchedule(SafeCLIPParams(start=0.1, safe_probability=0.9, cap=1.0), seed=0)
-    safe = schedule.next_safe(similarities)
+    safe = schedule.next_safe(similarities, 2)
     share = safe.float().mean().item()
     assert share > 0.95  # nearly every matched pair is in the high component
     assert not safe[:60].any()
-    capped = SafeSchedule(SafeCLIPParams(start=0.1, cap=0.8), seed=0).next_safe(similarities)
-    assert capped.float().mean().item() == pytest.approx(0.8)
 
 
-def test_the_safe_set_grows_by_growth_up_to_cap_and_holds_the_most_similar_pairs():
-    similarities = unimodal()
+def test_the_safe_set_grows_by_growth_up_to_cap():
     schedule = SafeSchedule(SafeCLIPParams(start=0.5, growth=0.1, cap=0.75), seed=0)
-    shares = []
-    for _ in range(5):
-        safe = schedule.next_safe(similarities)
-        shares.append(round(safe.float().mean().item(), 4))
-        assert similarities[safe.numpy()].min() >= similarities[~safe.numpy()].max()
-    assert shares == [0.5, 0.6, 0.7, 0.75, 0.75]
-    assert schedule.shares == shares
+    shares = [schedule.next_safe(unimodal(), epoch).float().mean().item() for epoch in range(5)]
+    assert [round(share, 4) for share in shares] == [0.5, 0.6, 0.7, 0.75, 0.75]
+    assert schedule.shares == [0.5, 0.6, 0.7, 0.75, 0.75]
+
+
+def test_the_poisons_stay_out_of_the_safe_set_as_it_grows():
+    similarities = with_poisons()
+    schedule = SafeSchedule(SafeCLIPParams(start=0.5, growth=0.1, cap=0.95), seed=0)
+    for epoch in range(2, 8):
+        assert not schedule.next_safe(similarities, epoch)[:60].any()
+    assert schedule.shares[-1] == 0.95
+
+
+def test_start_at_its_default_is_not_recorded_so_fingerprints_stay():
+    assert "start" not in SafeCLIPParams().to_dict()
+    assert SafeCLIPParams(start=0.5).to_dict()["start"] == 0.5
 
 
 def test_start_and_cap_are_shares():
