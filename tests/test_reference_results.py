@@ -23,8 +23,8 @@ def test_committed_leaderboard_is_the_table_of_the_committed_files():
 @pytest.mark.parametrize(
     ("folder", "page"),
     [(RESULTS, "reference-results.md"), (RESULTS / "digits", "reference-results.md"),
-     (RESULTS / "frontier", "frontier.md")],
-    ids=["synthetic", "digits", "frontier"],
+     (RESULTS / "frontier", "frontier.md"), (RESULTS / "stages", "reference-results.md")],
+    ids=["synthetic", "digits", "frontier", "stages"],
 )  # fmt: skip
 def test_the_docs_quote_the_committed_leaderboards(folder, page):
     """The docs show the tables themselves; they must be the generated ones, and each is what
@@ -55,6 +55,42 @@ def test_the_frontier_grid_is_complete():
     attacks = {"badclip", "sig", "nashville", "multi_trigger"}
     defenses = {"none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised"}
     assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    assert len(results) == len(cells)
+
+
+def safeclip_validation_choice() -> float:
+    """SafeCLIP's `start` that the committed validation runs choose by the rule their grid
+    states: the higher mean validation CA among the variants with ASR <= 0.10 on both
+    attacks; if none, the lower mean ASR."""
+    results, warnings = load_folder(RESULTS / "validation" / "safeclip")
+    assert not warnings and {r["dataset"]["split"] for r in results} == {"validation"}
+    by_start: dict[float, list[dict]] = {}
+    for r in results:
+        start = r["defense"]["params"].get("start", 0.0)
+        by_start.setdefault(start, []).append(r["metrics"]["after"])
+    assert sorted(by_start) == [0.0, 0.5] and all(len(v) == 2 for v in by_start.values())
+    passing = {start: sum(m["ca"] for m in ms) for start, ms in by_start.items()
+               if all(m["asr"] <= 0.10 for m in ms)}  # fmt: skip
+    mean_asr = {start: sum(m["asr"] for m in ms) for start, ms in by_start.items()}
+    return max(passing, key=passing.get) if passing else min(mean_asr, key=mean_asr.get)
+
+
+def test_the_stages_grid_holds_its_tier():
+    """results/stages on the embedded data: badnet and blended against every screen and both
+    pretraining-time defenses on seed 0, and the rows the issue's targets rest on (the best
+    detector, k-distance, and SafeCLIP at the start its validation runs chose) on seeds 0-2."""
+    results, warnings = load_folder(RESULTS / "stages")
+    assert not warnings
+    chosen = safeclip_validation_choice()
+    cells = set()
+    for r in results:
+        start = r["defense"]["params"].get("start", 0.0)
+        cells.add((r["attack"]["name"], r["defense"]["name"], r["seed"], start))
+    screens = ("kdistance", "lof", "dao", "iforest", "cosine_gmm")
+    every = {(a, d, 0, 0.0) for a in ("badnet", "blended") for d in (*screens, "roclip")}
+    headline = {(a, d, s, start) for a in ("badnet", "blended") for s in (0, 1, 2)
+                for d, start in (("kdistance", 0.0), ("safeclip", chosen))}  # fmt: skip
+    assert every | headline <= cells
     assert len(results) == len(cells)
 
 
@@ -95,7 +131,7 @@ def test_reference_plot_is_committed(name):
 @pytest.mark.slow
 def test_committed_results_are_what_the_engine_would_run_now():
     """Each committed result (the embedded, digits, objective, frontier and stages grids,
-    BadCLIP's validation variants) rebuilds into the
+    BadCLIP's and SafeCLIP's validation variants) rebuilds into the
     experiment it records, with the same
     fingerprints (so a sweep over them skips every cell, and a rerun writes the same file),
     and every one ran with the portable kernels."""
@@ -104,7 +140,7 @@ def test_committed_results_are_what_the_engine_would_run_now():
 
     folders = [RESULTS, *(RESULTS / name for name in ("digits", "objective", "frontier",
                                                       "stages")),
-               RESULTS / "validation" / "badclip"]  # fmt: skip
+               RESULTS / "validation" / "badclip", RESULTS / "validation" / "safeclip"]  # fmt: skip
     results = [r for folder in folders for r in load_folder(folder)[0]]
     for result in results:
         rebuilt = plan(RunConfig.from_result(result))
