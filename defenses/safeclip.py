@@ -28,9 +28,11 @@ per epoch and cap are settings. benchbd pretrains 8 epochs of 20,000 pairs in ba
 1 in-modal epoch, 1 CLIP epoch, then 6 split epochs; growth 0.1 of the pairs a epoch, capped at
 0.9 (so at least a tenth of the pairs, the least safe, never get the CLIP loss). `start` is the
 public development code's other rule (`filter_ratio` 0.5: the first safe set is half of the
-pairs, ranked by similarity): where the mixture puts no pair at posterior 0.9 (as on the
-embedded data, where one and a half epochs leave the similarities one broad mode), the first
-split epoch would otherwise train no pair with the CLIP loss. Under torchrun each rank's safe
+pairs, there ranked by similarity, here by the mixture's posterior as every split is): where
+the mixture puts no pair at posterior 0.9 (as on the embedded data, where one and a half
+epochs leave the similarities one broad mode), the first split epoch would otherwise train no
+pair with the CLIP loss; the embedded stages grid runs `start=0.5`, chosen on the validation
+split (results/validation/safeclip/). Under torchrun each rank's safe
 and risky rows differ in number, which gathered losses cannot take: the defense refuses to
 run there.
 """
