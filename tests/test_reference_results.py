@@ -78,7 +78,8 @@ def safeclip_validation_choice() -> float:
 def test_the_stages_grid_holds_its_tier():
     """results/stages on the embedded data: badnet and blended against every screen and both
     pretraining-time defenses on seed 0, and the rows the issue's targets rest on (the best
-    detector, k-distance, and SafeCLIP at the start its validation runs chose) on seeds 0-2."""
+    detectors, k-distance, LOF and DAO, SafeCLIP at the start its validation runs chose, and
+    RoCLIP) on seeds 0-2; wanet and label-consistent against k-distance and SafeCLIP on seed 0."""
     results, warnings = load_folder(RESULTS / "stages")
     assert not warnings
     chosen = safeclip_validation_choice()
@@ -89,8 +90,11 @@ def test_the_stages_grid_holds_its_tier():
     screens = ("kdistance", "lof", "dao", "iforest", "cosine_gmm")
     every = {(a, d, 0, 0.0) for a in ("badnet", "blended") for d in (*screens, "roclip")}
     headline = {(a, d, s, start) for a in ("badnet", "blended") for s in (0, 1, 2)
-                for d, start in (("kdistance", 0.0), ("safeclip", chosen))}  # fmt: skip
-    assert every | headline <= cells
+                for d, start in (("kdistance", 0.0), ("lof", 0.0), ("dao", 0.0), ("roclip", 0.0),
+                                 ("safeclip", chosen))}  # fmt: skip
+    others = {(a, d, 0, start) for a in ("wanet", "label_consistent")
+              for d, start in (("kdistance", 0.0), ("safeclip", chosen))}  # fmt: skip
+    assert every | headline | others <= cells
     assert len(results) == len(cells)
 
 
