@@ -193,3 +193,10 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
             raise BenchbdError(f"--param expects name=value, got {item!r}")
         parsed[name.strip()] = value.strip()
     return parsed
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """'kdistance:k=32;reference=train' -> ('kdistance', {'k': '32', 'reference': 'train'}):
+    a plugin and its parameters in one word, as the benchmark scripts take them."""
+    name, _, rest = text.partition(":")
+    return name, parse_assignments([item for item in rest.split(";") if item])

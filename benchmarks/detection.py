@@ -26,7 +26,7 @@ import torch
 
 from benchbd.data.sources import DataSizes
 from benchbd.experiment import RunConfig
-from benchbd.params import parse_assignments
+from benchbd.params import parse_variant
 from benchbd.plugins import defenses, stage_of
 from benchbd.stages import detect
 
@@ -44,11 +44,7 @@ def screens(spec: str | None) -> list[tuple[str, dict]]:
     else:
         names = [n for n in defenses.names() if stage_of(defenses.get(n)) == "screen"]
         items = [*names, *VARIANTS]
-    found = []
-    for item in items:
-        name, _, rest = item.partition(":")
-        found.append((name, parse_assignments([p for p in rest.split(";") if p])))
-    return found
+    return [parse_variant(item) for item in items]
 
 
 def main() -> None:

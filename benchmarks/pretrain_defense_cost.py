@@ -26,7 +26,7 @@ import torch
 
 from benchbd.data.sources import DataSizes, load_data
 from benchbd.model import create_clip
-from benchbd.params import build, parse_assignments
+from benchbd.params import build, parse_variant
 from benchbd.plugins import DefenseContext, defenses
 from benchbd.train import StepReport, TrainConfig, contrastive_objective, train
 
@@ -43,9 +43,8 @@ def epoch_seconds(method: str, data, recipe: TrainConfig) -> list[float]:
 
     hooks = {"objective": contrastive_objective}
     if method != "plain":
-        name, _, spec = method.partition(":")
+        name, given = parse_variant(method)
         cls = defenses.get(name)
-        given = parse_assignments([item for item in spec.split(";") if item])
         context = DefenseContext(data.clean, data.task, seed=0)
         made = cls(build(cls.Params, given, owner=name)).pretraining(data.train, context)
         hooks = {"objective": made.objective or contrastive_objective,

@@ -32,9 +32,8 @@ pairs, there ranked by similarity, here by the mixture's posterior as every spli
 the mixture puts no pair at posterior 0.9 (as on the embedded data, where one and a half
 epochs leave the similarities one broad mode), the first split epoch would otherwise train no
 pair with the CLIP loss; the embedded stages grid runs `start=0.5`, chosen on the validation
-split (results/validation/safeclip/). Under torchrun each rank's safe
-and risky rows differ in number, which gathered losses cannot take: the defense refuses to
-run there.
+split (results/validation/safeclip/). Under torchrun each rank's safe and risky rows differ in
+number, which gathered losses cannot take: the defense refuses to run there.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from benchbd.errors import BenchbdError
-from benchbd.params import Params, build, describe, param, parse_assignments
+from benchbd.params import Params, build, describe, param, parse_assignments, parse_variant
 
 
 @dataclass(frozen=True)
@@ -52,5 +52,15 @@ def test_describe_lists_name_type_default_help():
 
 def test_parse_assignments():
     assert parse_assignments(["a=1", "attack.b = x=y"]) == {"a": "1", "attack.b": "x=y"}
+
+
+def test_parse_variant():
+    assert parse_variant("kdistance:k=32;reference=train") == (
+        "kdistance",
+        {"k": "32", "reference": "train"},
+    )
+    assert parse_variant("safeclip") == ("safeclip", {})
+    with pytest.raises(BenchbdError, match="name=value"):
+        parse_variant("lof:k")
     with pytest.raises(BenchbdError, match="name=value"):
         parse_assignments(["novalue"])

@@ -60,6 +60,6 @@ def test_start_at_its_default_is_not_recorded_so_fingerprints_stay():
     assert SafeCLIPParams(start=0.5).to_dict()["start"] == 0.5
 
 
-def test_start_and_cap_are_shares():
+def test_start_is_a_share():
     with pytest.raises(BenchbdError, match="start"):
         SafeCLIPParams(start=1.5)
