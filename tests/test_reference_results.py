@@ -36,6 +36,19 @@ def test_the_docs_quote_the_committed_leaderboards(folder, page):
     assert made.exit_code == 0 and made.stdout == committed, made.output
 
 
+def test_every_committed_result_ran_with_one_thread_a_cell():
+    """A cell's numbers depend on its thread count, and the committed grids are regenerated
+    with `--jobs 2` on 2 cores (one thread a cell): a file made with other threads would not
+    come back identical (`benchmarks/reference_grid.py --compare`)."""
+    folders = sorted({path.parent for path in RESULTS.rglob("*.json")})
+    results = [result for folder in folders for result in load_folder(folder)[0]]
+    assert len(results) > 400
+    threads = {(r["runtime"]["threads"], r["runtime"]["pretrain_threads"]) for r in results}
+    made_otherwise = [f"{r['attack']['name']}/{r['defense']['name']}/{r['seed']}"
+                      for r in results if r["runtime"]["threads"] != 1]  # fmt: skip
+    assert threads == {(1, 1)}, made_otherwise
+
+
 def test_the_digits_grid_is_complete_for_every_defense_of_every_stage():
     results, warnings = load_folder(RESULTS / "digits")
     assert not warnings and {r["dataset"]["name"] for r in results} == {"digits"}
