@@ -21,6 +21,10 @@ WORKER = "--worker"
 
 def worker(threads: int, layout: str, steps: int) -> None:
     """Train `steps` steps (after 5 untimed) and print ms per step."""
+    # isort: off
+    import benchbd  # noqa: F401  (first: it pins the CPU kernels, which torch reads as it loads)
+
+    # isort: on
     import torch
 
     torch.set_num_threads(threads)
