@@ -13,14 +13,22 @@ BENCHBD_KERNELS=native to measure the other mode), and in this order:
   utilisation (harness FLOP/s / matmul FLOP/s);
 - open_clip's own trainer `open_clip_train` on the same model, pairs and batch size (PNG files
   and a CSV, 2 loader workers, fp32; `benchmarks/throughput.py` does the same at a larger
-  size), which inherits this process's kernel pins.
+  size), which inherits this process's kernel pins;
+- then the arrangement a sweep runs its cells in (`--jobs N` on N cores gives each cell one
+  thread): N one-thread processes side by side, started together, first each running the
+  same matrix multiply, then each running the same harness measurement. The machine's matmul
+  rate is the better of the two arrangements' (one process on all threads, or N one-thread
+  processes), so neither utilisation is measured against a reference it alone made low.
 
     python benchmarks/flop_rate.py [--pairs 2048] [--batch-size 128] [--size 2048]
+        [--processes N (default: the usable cores; 0 skips the side-by-side arrangement)]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +41,7 @@ import torch
 from throughput import benchbd_rate, open_clip_rate, write_png_dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchbd import distributed, kernels
+from benchbd import busy, distributed, kernels
 from benchbd.data import synthetic
 from benchbd.data.pairs import PairSet
 from benchbd.model import DEFAULT_MODEL, create_clip
@@ -54,6 +62,49 @@ def matmul_rate(n: int, repeats: int = 5) -> float:
     return 2 * n**3 / best
 
 
+def generated_pairs(model: str, count: int) -> PairSet:
+    """`count` training pairs of the embedded data at the model's image size."""
+    size = create_clip(model).image_size
+    images, captions, labels = synthetic.generate_split(
+        synthetic.SyntheticSpec(image_size=size), "train", count
+    )
+    return PairSet(torch.from_numpy(images), captions, torch.from_numpy(labels))
+
+
+def worker(kind: str, folder: Path, name: str, args: argparse.Namespace) -> None:
+    """One process of the side-by-side arrangement: one thread, the work prepared, then (once
+    every worker is ready) the measurement, its rate written to `folder/name`."""
+    torch.set_num_threads(1)
+    pairs = generated_pairs(args.model, args.pairs) if kind == "harness" else None
+    if kind == "matmul":
+        matmul_rate(args.size, repeats=1)  # warm-up, outside the timed part
+    (folder / f"ready-{name}").touch()
+    while not (folder / "go").exists():
+        time.sleep(0.005)
+    if pairs is not None:
+        rate = benchbd_rate(pairs, args.model, args.batch_size)
+    else:
+        rate = matmul_rate(args.size)
+    (folder / name).write_text(str(rate))
+
+
+def side_by_side(kind: str, processes: int, args: argparse.Namespace) -> list[float]:
+    """The rate of each of `processes` one-thread workers of `kind`, started together."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        names = [f"{kind}-{i}" for i in range(processes)]
+        command = [sys.executable, __file__, *sys.argv[1:], "--worker", kind, str(folder)]
+        procs = [subprocess.Popen([*command, name]) for name in names]
+        while not all((folder / f"ready-{name}").exists() for name in names):
+            if any(proc.poll() not in (None, 0) for proc in procs):
+                raise SystemExit(f"a {kind} worker failed")
+            time.sleep(0.05)
+        (folder / "go").touch()
+        for proc in procs:
+            proc.wait()
+        return [float((folder / name).read_text()) for name in names]
+
+
 def step_flops(model: str, pairs: PairSet, batch_size: int) -> int:
     """FLOPs of one training step's forward and backward (the optimizer's update is
     elementwise, which the counter does not count)."""
@@ -72,13 +123,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--size", type=int, default=2048, help="matmul side n")
+    parser.add_argument("--processes", type=int, default=busy.usable_cores(),
+                        help="one-thread processes side by side (0: skip)")  # fmt: skip
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        kind, folder, name = args.worker
+        worker(kind, Path(folder), name, args)
+        return
     threads = torch.get_num_threads()
-    size = create_clip(args.model).image_size
-    images, captions, labels = synthetic.generate_split(
-        synthetic.SyntheticSpec(image_size=size), "train", args.pairs
-    )
-    pairs = PairSet(torch.from_numpy(images), captions, torch.from_numpy(labels))
+    pairs = generated_pairs(args.model, args.pairs)
     flops = step_flops(args.model, pairs, args.batch_size)
     peak_before = matmul_rate(args.size)
     ours_before = benchbd_rate(pairs, args.model, args.batch_size)
@@ -103,6 +157,22 @@ def main() -> None:
               f"utilisation {rate * per_pair / peak:6.1%} of matmul")  # fmt: skip
     print(f"  (benchbd harness before {ours_before:.1f}, after {ours_after:.1f} pairs/s)")
     print(f"harness / open_clip_train: {ours / reference:.2f}x")
+    if args.processes < 1:
+        return
+    products = side_by_side("matmul", args.processes, args)
+    harnesses = side_by_side("harness", args.processes, args)
+    machine = max(peak, sum(products))
+    total = sum(harnesses)
+    print(f"{args.processes} one-thread processes side by side (a sweep's --jobs "
+          f"{args.processes}):")  # fmt: skip
+    print(f"  matmul: {' + '.join(f'{r / 1e9:.1f}' for r in products)} = "
+          f"{sum(products) / 1e9:.1f} GFLOP/s")  # fmt: skip
+    print(f"  benchbd harness: {' + '.join(f'{r:.1f}' for r in harnesses)} = {total:.1f} "
+          f"pairs/s = {total * per_pair / 1e9:.1f} GFLOP/s, {total / ours:.2f}x the one "
+          f"process on {threads} threads")  # fmt: skip
+    print(f"machine matmul rate (the better arrangement): {machine / 1e9:.1f} GFLOP/s; "
+          f"utilisation: one process {ours * per_pair / machine:.1%}, "
+          f"side by side {total * per_pair / machine:.1%}")  # fmt: skip
 
 
 if __name__ == "__main__":

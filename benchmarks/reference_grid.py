@@ -12,8 +12,9 @@ supervised finetuning on badnet and blended, BadCLIP after CleanCLIP). Poisoned 
 in the cache are reused, as in any sweep; `--cold` first points the cache at an empty folder
 to time the grids from nothing.
 
-The whole grown grid (8 attacks x 5 defenses x 3 seeds) does not fit an hour on 2 cores;
-`--seeds 0` is the tier that fits about one (one seed of everything: 57-61 min estimated).
+The whole grown grid (8 attacks x 5 defenses x 3 seeds) does not fit an hour on 2 cores
+(121 min estimated); `--seeds 0` is the tier that fits one (one seed of everything: 41.2 min
+measured from an empty cache on 2 idle cores).
 With `--out` a new folder and `--compare results`, each regenerated cell is checked against
 the committed file of the same fingerprint: the same CA and ASR to the last digit when the
 thread counts match (a sweep with `--jobs 2` on 2 cores gives every cell one thread, as the
