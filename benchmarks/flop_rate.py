@@ -38,11 +38,10 @@ import benchbd  # noqa: F401  (first: it pins the CPU kernels, which torch reads
 
 # isort: on
 import torch
-from throughput import benchbd_rate, open_clip_rate, write_png_dataset
+from throughput import benchbd_rate, generated_pairs, open_clip_rate, write_png_dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchbd import busy, distributed, kernels
-from benchbd.data import synthetic
 from benchbd.data.pairs import PairSet
 from benchbd.model import DEFAULT_MODEL, create_clip
 from benchbd.train import TrainConfig, contrastive_objective, memory_batches
@@ -60,15 +59,6 @@ def matmul_rate(n: int, repeats: int = 5) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
-
-
-def generated_pairs(model: str, count: int) -> PairSet:
-    """`count` training pairs of the embedded data at the model's image size."""
-    size = create_clip(model).image_size
-    images, captions, labels = synthetic.generate_split(
-        synthetic.SyntheticSpec(image_size=size), "train", count
-    )
-    return PairSet(torch.from_numpy(images), captions, torch.from_numpy(labels))
 
 
 def worker(kind: str, folder: Path, name: str, args: argparse.Namespace) -> None:

@@ -75,6 +75,15 @@ def open_clip_rate(table: Path, folder: Path, model: str, batch_size: int, pairs
     return len(steady) / sum(1 / r for r in steady)
 
 
+def generated_pairs(model: str, count: int) -> PairSet:
+    """`count` training pairs of the embedded data at the model's image size."""
+    size = create_clip(model).image_size
+    images, captions, labels = synthetic.generate_split(
+        synthetic.SyntheticSpec(image_size=size), "train", count
+    )
+    return PairSet(torch.from_numpy(images), captions, torch.from_numpy(labels))
+
+
 def benchbd_rate(pairs: PairSet, model: str, batch_size: int) -> float:
     clip = create_clip(model, seed=0)
     times: list[float] = []
@@ -94,11 +103,7 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    size = create_clip(args.model).image_size
-    images, captions, labels = synthetic.generate_split(
-        synthetic.SyntheticSpec(image_size=size), "train", args.pairs
-    )
-    pairs = PairSet(torch.from_numpy(images), captions, torch.from_numpy(labels))
+    pairs = generated_pairs(args.model, args.pairs)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         table = write_png_dataset(folder, pairs)
