@@ -2,10 +2,11 @@
 
 A table row is a groupby of the results' frame (benchbd.result_frame): one experiment (attack,
 defense and every other recorded setting, see benchbd.experiments) and any `group_by` fields,
-each metric (benchbd.table_columns) the mean and standard deviation over distinct seeds
-(`SeedSpread`). Rows are ranked by the column a table sorts by, in its direction, and the best
-defense of each attack is marked. The rows are written as text by benchbd.table_writers and as
-a rich table by the CLI.
+each metric (benchbd.table_columns) the mean over distinct seeds with its 95 % interval
+(`benchbd.spreads.SeedSpread`). Rows are ranked by one rule (benchbd.ranking): within an
+attack and setting, by the column a table sorts by, in its direction, among the rows whose
+model is usable (CA drop within the tolerance, every seed trained); the best is marked. The
+rows are written as text by benchbd.table_writers and as a rich table by the CLI.
 
 What a reader could be misled by comes back as warning lines with the rows (only the CLI
 prints): results of one attack that differ in a setting (rows split, the fields shown as
@@ -21,13 +22,22 @@ working. pandas is imported on first use, not with this module.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from benchbd.experiments import NOT_SETTINGS, split_columns
+from benchbd.ranking import (
+    DEFAULT_CA_TOLERANCE,
+    check_tolerance,
+    eligibility,
+    rank_text,
+    ranked,
+    splits_rankings,
+    untrained,
+)
 from benchbd.result_frame import (
+    FIELD_ALIASES,
     RUNTIME_FIELDS,
     SHORT_NAMES,
     apply_filters,
@@ -40,6 +50,7 @@ from benchbd.result_frame import (
     with_omitted_settings,
 )
 from benchbd.results import is_baseline
+from benchbd.spreads import SeedSpread, over_seeds, spreads
 from benchbd.table_columns import (
     COLUMNS,
     DEFAULT_SORT,
@@ -70,23 +81,6 @@ __all__ = [  # what this module holds, then what it re-exports for existing impo
 
 
 @dataclass(frozen=True)
-class SeedSpread:
-    """One metric of one row, over its seeds: mean and standard deviation (0 for a single
-    seed) of the finite values; None if there are none. `nonfinite` counts NaN or infinite
-    values left out. What a table cell shows, as `text()`."""
-
-    mean: float | None
-    std: float | None
-    nonfinite: int = 0
-
-    def text(self) -> str:
-        if self.mean is None:
-            return "nan" if self.nonfinite else "-"
-        text = f"{self.mean:.3f}" if not self.std else f"{self.mean:.3f} ± {self.std:.3f}"
-        return f"{text} ({self.nonfinite} nan)" if self.nonfinite else text
-
-
-@dataclass(frozen=True)
 class Row:
     attack: str
     defense: str
@@ -95,6 +89,11 @@ class Row:
     groups: tuple[str, ...] = ()  # values of the group columns, in order
     best: bool = False
     baseline: bool = False  # the defense is a reference point (never marked best)
+    rank: int = 0  # 1, 2, ... within its attack and setting (benchbd.ranking); 0: unranked
+    rank_text: str = ""  # the rank column: the rank, "baseline", or "unranked: <why>"
+    eligible: bool = True  # usable model: CA drop within the tolerance, every seed trained
+    ca_drop: float | None = None  # mean over seeds, before - after on one classifier
+    members: tuple[int, ...] = ()  # the results averaged (indices into the results given)
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,9 @@ class Board:
     rows: list[Row]
     group_by: list[str]
     warnings: list[str]
+    sort: str = DEFAULT_SORT
+    tolerance: float = DEFAULT_CA_TOLERANCE
+    per_result: pd.DataFrame | None = None  # every metric of every result, by result index
 
 
 # --- the table ---------------------------------------------------------------------------
@@ -213,15 +215,6 @@ def _listing(items: list[str], limit: int = 3) -> str:
     return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
 
 
-def _natural(text: str) -> tuple[int, float, str]:
-    """Group values sort as numbers when they are numbers (2 before 10)."""
-    try:
-        number = float(text)
-    except ValueError:
-        return (1, 0.0, text)
-    return (0, number, text) if math.isfinite(number) else (1, 0.0, text)
-
-
 def _row_name(row: Row, group_by: list[str]) -> str:
     groups = ", ".join(f"{name}={value}" for name, value in zip(group_by, row.groups, strict=True))
     return f"{row.attack}/{row.defense}" + (f" ({groups})" if groups else "")
@@ -281,54 +274,9 @@ def _runtime_warnings(frame: pd.DataFrame, row_of: pd.Series,
     return warnings
 
 
-def _over_seeds(values: pd.DataFrame, row_of: pd.Series) -> dict[str, pd.DataFrame]:
-    """Each metric over each row's results: mean, standard deviation and count of the finite
-    values, and how many were not finite."""
-    import numpy as np
-
-    finite = values.where(np.isfinite(values)).groupby(row_of)
-    return {"mean": finite.mean(), "std": finite.std(ddof=1), "count": finite.count(),
-            "nonfinite": np.isinf(values).groupby(row_of).sum()}  # fmt: skip
-
-
-def _spreads(stats: dict[str, pd.DataFrame]) -> dict[int, dict[str, SeedSpread]]:
-    """Each row's SeedSpread of each metric, from `_over_seeds`."""
-    keys = list(stats["mean"].columns)
-    spreads = {}
-    for row, mean, std, n, bad in zip(stats["mean"].index, *(stats[part].to_numpy().tolist()
-                                      for part in ("mean", "std", "count", "nonfinite")),
-                                      strict=True):  # fmt: skip
-        spreads[row] = {key: SeedSpread(None, None, b) if not c else  # one seed: no spread
-                        SeedSpread(m, s if c > 1 else 0.0, b)
-                        for key, m, s, c, b in zip(keys, mean, std, n, bad,
-                                                   strict=True)}  # fmt: skip
-    return spreads
-
-
-def _ranked(rows: pd.DataFrame, groups: list[str], mean: pd.Series, nonfinite: pd.Series,
-            sign: int) -> pd.DataFrame:  # fmt: skip
-    """The rows in table order, with `best` marked: by group values (numbers as numbers),
-    attack, then rows whose every `sort` value is finite, best first; then rows with some
-    non-finite; then rows without a value. The best of each group and attack is the first row
-    there that is no baseline and has only finite values."""
-    import numpy as np
-
-    tier = np.where(mean.isna(), 2, np.where(nonfinite > 0, 1, 0))
-    ordered = rows.assign(tier=tier, score=-sign * mean.fillna(0.0))
-    by = []
-    for group in groups:
-        kind, number, text = zip(*map(_natural, ordered[group]), strict=True)
-        ordered = ordered.assign(**{f"{group}.kind": kind, f"{group}.number": number,
-                                    f"{group}.text": text})  # fmt: skip
-        by += [f"{group}.kind", f"{group}.number", f"{group}.text"]
-    ordered = ordered.sort_values([*by, "attack", "tier", "score", "defense"], kind="stable")
-    eligible = ordered[~ordered["baseline"] & (ordered["tier"] == 0)]
-    winners = eligible.drop_duplicates(subset=[*groups, "attack"]).index
-    return ordered.assign(best=ordered.index.isin(winners))
-
-
 def tabulate(results: list[dict], group_by: list[str] | None = None,
-             sort: str = DEFAULT_SORT, columns: Sequence[str] | None = None) -> Board:  # fmt: skip
+             sort: str = DEFAULT_SORT, columns: Sequence[str] | None = None,
+             ca_tolerance: float = DEFAULT_CA_TOLERANCE) -> Board:  # fmt: skip
     """Rows sorted by group, attack, then `sort` best first; the best defense (not a baseline,
     see `results.is_baseline`, with no non-finite value of `sort`) of each attack and group is
     marked. `columns` are the metric columns the table will show (keys such as after_ra or
@@ -337,6 +285,7 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     import numpy as np
     import pandas as pd
 
+    tolerance = check_tolerance(ca_tolerance)
     keys = column_keys(columns)
     chosen_by = list(group_by or [])
     frame = results_frame(results)
@@ -346,7 +295,7 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     sort = column_key(sort)
     chosen = [field_values(frame, results, name) for name in chosen_by]
     if frame.empty:
-        return Board([], chosen_by, [])
+        return Board([], chosen_by, [], column_key(sort), tolerance)
     warnings: list[str] = []
     sign = direction(sort)
     if sign is None:
@@ -376,10 +325,11 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     attack, defense = frame["attack.name"], frame["defense.name"]
     n = len(frame)
     averaged = _ids(_codes([*chosen_texts, attack, defense]), n)
-    ranked = _ids(_codes([*chosen_texts, attack]), n)
+    compared = _ids(_codes([*chosen_texts, attack]), n)
     poisoned = settings[[p for p in settings.columns if not p.startswith("defense.")]]
-    differ = _varying(settings, averaged) | _varying(poisoned, ranked)
+    differ = _varying(settings, averaged) | _varying(poisoned, compared)
     split = split_columns(differ, settings[sorted(differ)].to_dict("records"))
+    split = sorted(split, key=lambda path: not splits_rankings(path))  # a defense's own last
     names = [*chosen_by, *map(_short, split)]
     if split:
         warnings.append(_split_warning(split, differ))
@@ -397,25 +347,49 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     grouped = per_result.groupby(row_of)
     rows = grouped.first().assign(seeds=grouped["seed"].nunique(),
                                   baseline=grouped["baseline"].any())  # fmt: skip
-    stats = _over_seeds(metrics, row_of)
+    stats = over_seeds(metrics, row_of)
     warning = _nonfinite_warning(metrics[keys], results)
     if warning:
         warnings.append(warning)
 
-    ordered = _ranked(rows, groups, stats["mean"][sort].where(stats["count"][sort] > 0),
-                      stats["nonfinite"][sort], sign)  # fmt: skip
-    spreads = _spreads(stats)
+    # The ranking rule (benchbd.ranking): a row ranks when its model is usable, against the
+    # rows of its attack that share every group value but the defense's own settings.
+    drops = metrics["before_ca"] - metrics["after_ca"]
+    members = {row: list(index) for row, index in row_of.groupby(row_of).groups.items()}
+    members = {row: sorted(index, key=lambda i: _seed_order(results[i])) for row, index in
+               members.items()}  # fmt: skip
+    checks = {row: eligibility([results[i].get("seed") for i in index],
+                               [float(drops[i]) for i in index],
+                               [untrained(results[i]) for i in index], tolerance)
+              for row, index in members.items()}  # fmt: skip
+    rows = rows.assign(eligible=[checks[row].eligible for row in rows.index])
+    paths = [FIELD_ALIASES.get(name, name) for name in chosen_by] + split
+    scope = [g for g, path in zip(groups, paths, strict=True) if splits_rankings(path)]
+    others = [g for g in groups if g not in scope]
+    mean = stats["mean"][sort].where(stats["count"][sort] > 0)
+    ordered = ranked(rows, scope, others, mean, stats["nonfinite"][sort], sign)
+    cells = spreads(stats)
     lines = zip(ordered.index, ordered.to_dict("records"), strict=True)
-    made = {row: Row(line["attack"], line["defense"], int(line["seeds"]), spreads[row],
+    made = {row: Row(line["attack"], line["defense"], int(line["seeds"]), cells[row],
                      tuple(line[g] for g in groups), best=bool(line["best"]),
-                     baseline=bool(line["baseline"]))
+                     baseline=bool(line["baseline"]), rank=int(line["rank"]),
+                     rank_text=rank_text(int(line["rank"]), bool(line["baseline"]), checks[row],
+                                         line["tier"] == 0 or not line["eligible"]),
+                     eligible=checks[row].eligible, ca_drop=checks[row].ca_drop,
+                     members=tuple(members[row]))
             for row, line in lines}  # fmt: skip
     warnings += _runtime_warnings(frame, row_of, {row: _row_name(made[row], names)
                                                   for row in made})  # fmt: skip
-    return Board(list(made.values()), names, warnings)
+    return Board(list(made.values()), names, warnings, sort, tolerance, metrics)
+
+
+def _seed_order(result: Mapping[str, Any]) -> tuple[int, Any]:
+    seed = result.get("seed")
+    return (0, seed) if isinstance(seed, (int, float)) else (1, str(seed))
 
 
 def leaderboard(results: list[dict], group_by: list[str] | None = None, sort: str = DEFAULT_SORT,
-                columns: Sequence[str] | None = None) -> list[Row]:  # fmt: skip
+                columns: Sequence[str] | None = None,
+                ca_tolerance: float = DEFAULT_CA_TOLERANCE) -> list[Row]:  # fmt: skip
     """The rows of `tabulate` (its group columns and warnings dropped)."""
-    return tabulate(results, group_by, sort, columns).rows
+    return tabulate(results, group_by, sort, columns, ca_tolerance).rows

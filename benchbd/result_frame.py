@@ -46,6 +46,7 @@ RUNTIME_FIELDS = (
     ("runtime.threads", "runtime.threads"),
     ("runtime.pretrain_threads", "runtime.pretrain_threads"),
 )
+LINEAR_PROBE = "linear-probe"  # extra.der_basis of a linear-head defense: its before is a probe
 ABSENT = "-"  # a group-by value of a result that does not record the field (or records null)
 # What changes from run to run and no table reads (poison indices, an attack's seeded state,
 # timings, versions, hashes): left out of the frame. `--filter` and `--group-by` still find
@@ -167,11 +168,29 @@ def with_omitted_settings(result: Mapping[str, Any]) -> Mapping[str, Any]:
     return result
 
 
+def like_with_like(metrics: Mapping[str, Any], basis: Any) -> Mapping[str, Any]:
+    """A result's metrics with `before` on the classifier `after` uses. A linear-head defense
+    (`extra.der_basis` "linear-probe") is measured after with a trained head, so its before is
+    the linear probe of the poisoned encoder (`metrics.before_probe`), as its DER is; the
+    zero-shot before it also records stays readable as `before_zeroshot`. Every other result's
+    before is already zero-shot, and `before_zeroshot` is that same before, so the column is
+    whole."""
+    if not isinstance(metrics, Mapping) or "before" not in metrics:
+        return metrics
+    zero_shot = metrics["before"]
+    if basis == LINEAR_PROBE and isinstance(metrics.get("before_probe"), Mapping):
+        metrics = {**metrics, "before": metrics["before_probe"]}
+    return {**metrics, "before_zeroshot": zero_shot}
+
+
 def _flat_record(result: Mapping[str, Any]) -> dict[str, Any]:
     """What `results_frame` flattens of one result: no unread per-run field, settings left out
-    at their default filled in, non-finite measurements as infinity, `runtime` only for
-    RUNTIME_FIELDS."""
+    at their default filled in, before on the classifier after uses (`like_with_like`),
+    non-finite measurements as infinity, `runtime` only for RUNTIME_FIELDS."""
     record = _pruned(with_omitted_settings(result), UNREAD)
+    basis = (result.get("extra") or {}).get("der_basis")
+    if "metrics" in record:
+        record["metrics"] = like_with_like(record["metrics"], basis)
     for key in ("metrics", "der"):
         if key in record:
             record[key] = _inf_for_nan(record[key])

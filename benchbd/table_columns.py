@@ -5,8 +5,11 @@ Every number recorded under metrics.before.* / metrics.after.* / metrics.detecti
 (`psnr_db`, `ssim`, `linf`); a column is named by that key or by its recorded path
 (`metrics.after.ra`). A table shows the columns it is given (`--columns`; CA and ASR before and
 after and DER unless told otherwise) and sorts by one of them, and only by one it shows, so that
-a reader sees what the rows are ranked by. Every choice of direction (sorting, the best row)
-comes from `HIGHER_IS_BETTER` (`direction`), so ASR is better low and CA, RA and DER better high.
+a reader sees what the rows are ranked by. A row's before is on the classifier its after uses
+(benchbd.result_frame.like_with_like: a linear-head defense's before is the probe of the poisoned
+encoder); the zero-shot before of every row is `before_zeroshot_<name>`. Every choice of
+direction (sorting, the best row) comes from `HIGHER_IS_BETTER` (`direction`), so ASR is better
+low and CA, RA and DER better high.
 
 pandas is imported on first use, not with this module.
 """
@@ -39,7 +42,7 @@ SORT_CHOICES = tuple(key for key, _ in COLUMNS)
 DEFAULT_SORT = "after_asr"
 # metrics.<when>.<name> is the column <when>_<name>; a screening defense records how well it
 # found the poisoned pairs under metrics.detection (detection_auroc, detection_tpr_at_1fpr, ...)
-WHEN = ("before", "after", "detection")
+WHEN = ("before", "after", "detection", "before_zeroshot")
 METRIC_LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "ca_top5": "CA top-5", "auroc": "AUROC",
                  "ap": "AP", "tpr_at_1fpr": "TPR@1%FPR", "tpr_at_5fpr": "TPR@5%FPR",
                  "poisons_removed": "poisons removed", "clean_lost": "clean lost"}  # fmt: skip
@@ -51,6 +54,15 @@ def _metric_key(path: str) -> str | None:
     if len(parts) >= 3 and parts[0] == "metrics" and parts[1] in WHEN:
         return f"{parts[1]}_{'_'.join(parts[2:])}"
     return None
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(when, metric) of a metric column's key, the longest `WHEN` first
+    (before_zeroshot_asr -> ("before_zeroshot", "asr")); ("", key) for another column."""
+    for when in sorted(WHEN, key=len, reverse=True):
+        if key.startswith(f"{when}_") and len(key) > len(when) + 1:
+            return when, key[len(when) + 1 :]
+    return "", key
 
 
 def column_key(name: str) -> str:
@@ -79,10 +91,12 @@ def column_header(key: str) -> str:
     known = dict([*COLUMNS, *VISIBILITY_COLUMNS])
     if key in known:
         return known[key]
-    when, _, metric = key.partition("_")
-    if when == "detection" and metric:
+    when, metric = split_key(key)
+    if when == "detection":
         return f"detection {METRIC_LABELS.get(metric, metric)}"
-    if when in WHEN and metric:
+    if when == "before_zeroshot":
+        return f"{METRIC_LABELS.get(metric, metric)} before (zero-shot)"
+    if when:
         return f"{METRIC_LABELS.get(metric, metric)} {when}"
     return key
 
@@ -121,8 +135,7 @@ def check_sort(sort: str, columns: Sequence[str] | None = None) -> None:
 def direction(key: str) -> int | None:
     """+1 when a larger value of this column is better, -1 when smaller is, None when the
     metric declares no direction in HIGHER_IS_BETTER."""
-    metric = key.split("_", 1)[1] if key.startswith(tuple(f"{w}_" for w in WHEN)) else key
-    higher = higher_is_better(metric)
+    higher = higher_is_better(split_key(key)[1])
     return None if higher is None else (1 if higher else -1)
 
 

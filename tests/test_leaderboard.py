@@ -124,10 +124,11 @@ def test_every_format(results):
     rows = leaderboard(results)
     html = render(rows, "html")
     assert html.count("<tr") == len(rows) + 1  # the best rows' cells are <strong>
-    assert html.count("<td><strong>") == 2 * 8 and "<td><strong>cleanclip</strong></td>" in html
+    assert html.count("<td><strong>") == 2 * 9 and "<td><strong>cleanclip</strong></td>" in html
     csv = render(rows, "csv").splitlines()
-    assert csv[0].startswith("attack,defense,seeds,best,before_ca_mean,before_ca_std")
-    assert csv[1].startswith("badnet,cleanclip,2,1,0.850000,")
+    assert csv[0].startswith("attack,defense,seeds,best,rank,eligible,ranking,ca_drop,"
+                             "before_ca_mean,before_ca_std,before_ca_low,before_ca_high,before_ca_n")
+    assert csv[1].startswith("badnet,cleanclip,2,1,1,1,1,0.040000,0.850000,")
     latex = render(rows, "latex")
     assert r"\textbf{cleanclip}" in latex and r"\_" not in latex.split("\n")[0]
     assert render(rows, "markdown").count("**badnet**") == 1
@@ -377,14 +378,15 @@ def test_visibility_columns_are_means_over_seeds_and_dash_without_them(results):
     markdown = render(rows, "markdown", visibility=True).splitlines()
     assert markdown[0].endswith("| DER | PSNR | SSIM | L-inf |")
     line = next(x for x in markdown if "badnet" in x and "finetune" in x)
-    assert line.endswith("| 21.000 ± 1.414 | 0.900 | 0.500 |")
+    assert line.endswith("| 21.000 [8.294, 33.706] | 0.900 [0.900, 0.900] | 0.500 [0.500, 0.500] |")
     blended = next(x for x in markdown if "blended" in x and "finetune" in x)
     assert blended.replace("*", "").endswith("| - | - | - |")
     csv = render(rows, "csv", visibility=True).splitlines()
-    tail = ",der_std,psnr_db_mean,psnr_db_std,ssim_mean,ssim_std,linf_mean,linf_std"
-    assert csv[0].endswith(tail)
+    tail = ",der_n,psnr_db_mean,psnr_db_std,psnr_db_low,psnr_db_high,psnr_db_n,ssim_mean"
+    assert tail in csv[0] and csv[0].endswith(",linf_mean,linf_std,linf_low,linf_high,linf_n")
     assert next(x for x in csv if x.startswith("badnet,finetune,")).endswith(
-        ",21.000000,1.414214,0.900000,0.000000,0.500000,0.000000"
+        ",21.000000,1.414214,8.293797,33.706203,2,0.900000,0.000000,0.900000,0.900000,2,"
+        "0.500000,0.000000,0.500000,0.500000,2"
     )
     assert render(rows, "html", visibility=True).count("<th>L-inf</th>") == 1
     assert "L-inf" in render(rows, "latex", visibility=True)
@@ -396,17 +398,19 @@ def test_ra_is_sorted_by_only_as_a_column_the_table_shows(results):
         r["metrics"]["after"]["ra"] = ra[r["defense"]["name"]]
     shown = ["after_ca", "after_asr", "after_ra"]
     board = tabulate(results, sort="after_ra", columns=shown)
+    # blended's cleanclip has the higher RA but loses 0.20 of CA: it ranks after finetune
     assert [(r.attack, r.defense) for r in board.rows] == [
         ("badnet", "cleanclip"), ("badnet", "finetune"), ("badnet", "none"),
-        ("blended", "cleanclip"), ("blended", "finetune"),
+        ("blended", "finetune"), ("blended", "cleanclip"),
     ]  # fmt: skip
     assert {(r.attack, r.defense) for r in board.rows if r.best} == {
-        ("badnet", "cleanclip"), ("blended", "cleanclip")}  # fmt: skip
+        ("badnet", "cleanclip"), ("blended", "finetune")}  # fmt: skip
     markdown = render(board.rows, "markdown", columns=shown).splitlines()
-    assert markdown[0] == "| attack | defense | seeds | CA after | ASR after | RA after |"
-    assert markdown[2].endswith("| **0.700** |")
+    assert markdown[0] == "| attack | defense | seeds | rank | CA after | ASR after | RA after |"
+    assert markdown[2].endswith("| **0.700 [0.700, 0.700]** |")
+    assert markdown[-1].endswith("| unranked: CA drop 0.200 > 0.05 | 0.700 | 0.500 | 0.700 |")
     csv = render(board.rows, "csv", columns=shown).splitlines()
-    assert csv[0].endswith(",after_asr_mean,after_asr_std,after_ra_mean,after_ra_std")
+    assert csv[0].endswith(",after_ra_mean,after_ra_std,after_ra_low,after_ra_high,after_ra_n")
     # every row carries every recorded metric, shown or not
     assert board.rows[0].spreads["before_ra"].mean == 0.0
     # the default table does not show RA, so it does not sort by it either
@@ -426,7 +430,8 @@ def test_any_numeric_metric_recorded_is_a_column_and_a_sort_key(results):
     shown = ["after_ca", "after_asr", "metrics.after.recall_at_1"]  # a dotted path works too
     board = tabulate(results, sort="after_recall_at_1", columns=shown)
     best = {(r.attack, r.defense) for r in board.rows if r.best}
-    assert best == {("badnet", "cleanclip"), ("blended", "cleanclip")}  # the highest recall
+    # the highest recall of those whose CA drop is within 0.05 (blended's cleanclip loses 0.20)
+    assert best == {("badnet", "cleanclip"), ("blended", "finetune")}
     assert any("after_recall_at_1" in w and "HIGHER_IS_BETTER" in w for w in board.warnings)
     text = render(board.rows, "markdown", columns=shown)
     assert text.splitlines()[0].endswith("| ASR after | recall_at_1 after |")
@@ -452,9 +457,10 @@ def test_table_command_takes_columns_and_documents_them(tmp_path):
     made = runner.invoke(app, args)
     assert made.exit_code == 0, made.output
     assert made.stdout.splitlines()[0] == (
-        "attack,defense,seeds,best,after_ca_mean,after_ca_std,after_asr_mean,after_asr_std,"
-        "after_recall_at_1_mean,after_recall_at_1_std")  # fmt: skip
-    assert made.stdout.splitlines()[1].startswith("badnet,cleanclip,1,1,")
+        "attack,defense,seeds,best,rank,eligible,ranking,ca_drop,"
+        + ",".join(f"{key}_{part}" for key in ("after_ca", "after_asr", "after_recall_at_1")
+                   for part in ("mean", "std", "low", "high", "n")))  # fmt: skip
+    assert made.stdout.splitlines()[1].startswith("badnet,cleanclip,1,1,1,1,")
     # without --sort, the table ranks by ASR after when shown, else by its first column
     made = runner.invoke(app, ["table", str(tmp_path), "-f", "csv", "-c", "after_recall_at_1"])
     assert made.exit_code == 0, made.output
@@ -478,7 +484,7 @@ def test_each_format_is_what_its_readers_expect(results):
     import pandas as pd
 
     board = tabulate(results, group_by=["poison_rate"])
-    rows, heads = board.rows, ["poison_rate", "attack", "defense", "seeds", "CA before",
+    rows, heads = board.rows, ["poison_rate", "attack", "defense", "seeds", "rank", "CA before",
                                "ASR before", "CA after", "ASR after", "DER"]  # fmt: skip
     # markdown: a GFM table, header, delimiter row, one line per row, as many cells in each
     lines = render(rows, "markdown", board.group_by).splitlines()
@@ -494,12 +500,12 @@ def test_each_format_is_what_its_readers_expect(results):
         [r.spreads["after_asr"].mean for r in rows])  # fmt: skip
     # LaTeX: one booktabs tabular, a column spec per column, a line per row
     latex = render(rows, "latex", board.group_by).splitlines()
-    assert latex[0] == r"\begin{tabular}{lllrrrrrr}" and latex[-1] == r"\end{tabular}"
+    assert latex[0] == r"\begin{tabular}{lllrrrrrrr}" and latex[-1] == r"\end{tabular}"
     assert latex[1] == r"\toprule" and latex[3] == r"\midrule" and latex[-2] == r"\bottomrule"
     body = latex[2:3] + latex[4:-2]
     assert len(body) == len(rows) + 1
     assert all(line.endswith(r"\\") and line.count("&") == len(heads) - 1 for line in body)
-    assert r"poison\_rate" in latex[2] and r"$\pm$" in "\n".join(latex)
+    assert r"poison\_rate" in latex[2] and "0.150 [-0.485, 0.785]" in "\n".join(latex)
 
     class Table(HTMLParser):
         def __init__(self):
@@ -580,10 +586,11 @@ def test_a_metric_that_declares_its_direction_ranks_by_it_without_a_warning(resu
         r["metrics"]["after"]["probe_asr"] = 1.0 - r["metrics"]["after"]["asr"]
     board = tabulate(results, sort="after_probe_asr", columns=["after_asr", "after_probe_asr"])
     assert not board.warnings
+    # blended's cleanclip has the lower probe ASR but loses 0.20 of CA: finetune ranks first
     assert {(r.attack, r.defense) for r in board.rows if r.best} == {
-        ("badnet", "finetune"), ("blended", "cleanclip")}  # fmt: skip
+        ("badnet", "finetune"), ("blended", "finetune")}  # fmt: skip
     assert render(board.rows, "markdown", columns=["after_asr", "after_probe_asr"]).startswith(
-        "| attack | defense | seeds | ASR after | probe_asr after |"
+        "| attack | defense | seeds | rank | ASR after | probe_asr after |"
     )
 
 

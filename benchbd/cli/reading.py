@@ -23,3 +23,26 @@ def read_results(folder: Path, filters: list[str]) -> tuple[list[dict], list[str
 def warn(lines: list[str]) -> None:
     for line in lines:
         typer.echo(f"benchbd: warning: {line}", err=True)
+
+
+CA_TOLERANCE_HELP = (
+    "the largest mean CA drop over seeds (before - after, on the classifier after uses) of a "
+    "row that may rank; rows beyond it, or with an untrained seed, are listed after the "
+    "ranked ones with the reason (a number in [0, 1]; default 0.05; README 'How results are "
+    "ranked')"
+)
+
+
+def ca_tolerance(text: str | None) -> float:
+    """`--ca-tolerance`, read as text so that a value that is no number gets benchbd's own
+    one-line error."""
+    from benchbd.ranking import DEFAULT_CA_TOLERANCE, check_tolerance
+
+    return DEFAULT_CA_TOLERANCE if text is None else check_tolerance(_number(text))
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text

@@ -7,10 +7,20 @@ from pathlib import Path
 import typer
 
 from benchbd.cli.errors import friendly_errors
-from benchbd.cli.reading import read_results, warn
+from benchbd.cli.reading import CA_TOLERANCE_HELP, ca_tolerance, read_results, warn
 from benchbd.leaderboard import tabulate
 from benchbd.table_columns import SORT_CHOICES, check_sort, default_sort, parse_columns
-from benchbd.table_writers import FORMATS, headers, render, row_texts
+from benchbd.table_writers import (
+    FORMATS,
+    caption,
+    headers,
+    per_seed_headers,
+    per_seed_records,
+    per_seed_texts,
+    render,
+    render_per_seed,
+    row_texts,
+)
 
 COLUMNS_HELP = (
     "metric columns to show, in order: comma-separated or repeated (default "
@@ -61,36 +71,57 @@ def table(
     asr_threshold: float = typer.Option(
         0.05, "--asr-threshold", help="--curves: the ASR a point must reach for best CA"
     ),
+    tolerance: str = typer.Option(None, "--ca-tolerance", help=CA_TOLERANCE_HELP),
+    per_seed: bool = typer.Option(
+        False,
+        "--per-seed",
+        help="one line per result file (seed) instead of one per row: the row's rank, the "
+        "file, its CA drop, whether its model trained, and its own numbers",
+    ),
 ) -> None:
-    """Print the leaderboard: rows attack x defense, CA and ASR before and after, DER, seeds
-    (--columns shows any other recorded metric). The best defense of each attack is in bold.
-    Results whose settings differ are rows apart, with the differing settings as columns and
-    a warning."""
+    """Print the leaderboard: rows attack x defense, CA and ASR before and after (one
+    classifier), DER, seeds, each a mean with its 95 % interval (--columns shows any other
+    recorded metric). Rows rank within an attack and setting among the usable models (CA drop
+    within --ca-tolerance, every seed trained); the best is in bold. Results whose settings
+    differ are rows apart, with the differing settings as columns and a warning."""
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
+    limit = ca_tolerance(tolerance)
     if curves:
-        if group_by or columns or sort or visibility:
+        if group_by or columns or sort or visibility or per_seed or tolerance is not None:
             raise ValueError("--curves takes none of --group-by, --columns, --sort, "
-                             "--visibility: its columns are fixed (docs/curves.md)")  # fmt: skip
+                             "--visibility, --per-seed, --ca-tolerance: its columns are fixed "
+                             "(docs/curves.md)")  # fmt: skip
         return curve_table(folder, filter, format, asr_threshold)
     keys = parse_columns(columns)
     sort = sort or default_sort(keys)
     check_sort(sort, keys)
     results, skipped = read_results(folder, filter)
-    board = tabulate(results, group_by=group_by, sort=sort, columns=keys)
+    board = tabulate(results, group_by=group_by, sort=sort, columns=keys, ca_tolerance=limit)
     warn(skipped + board.warnings)
     if format != "rich":
-        typer.echo(render(board.rows, format, board.group_by, visibility, keys), nl=False)
+        text = (render_per_seed(board, results, format, visibility, keys) if per_seed else
+                render(board.rows, format, board.group_by, visibility, keys,
+                       caption(board.sort, board.tolerance)))  # fmt: skip
+        typer.echo(text, nl=False)
         return
     from rich.console import Console
     from rich.table import Table
 
-    view = Table(title=f"benchbd leaderboard: {folder} ({len(results)} runs)")
+    title = f"benchbd leaderboard: {folder} ({len(results)} runs)"
+    view = Table(title=title + (", one line per seed" if per_seed else ""),
+                 caption=None if per_seed else caption(board.sort, board.tolerance))  # fmt: skip
     n_left = len(board.group_by) + 2
-    for i, header in enumerate(headers(board.group_by, visibility, keys)):
+    heads = (per_seed_headers(board.group_by, visibility, keys) if per_seed else
+             headers(board.group_by, visibility, keys))  # fmt: skip
+    for i, header in enumerate(heads):
         view.add_column(header, justify="left" if i < n_left else "right")
-    for row in board.rows:
-        view.add_row(*row_texts(row, visibility, keys), style="bold green" if row.best else None)
+    if per_seed:
+        for line in per_seed_texts(per_seed_records(board, results, visibility, keys)):
+            view.add_row(*line)
+    for row in [] if per_seed else board.rows:
+        style = "bold green" if row.best else (None if row.eligible else "dim")
+        view.add_row(*row_texts(row, visibility, keys), style=style)
     Console().print(view)
 
 
