@@ -385,7 +385,7 @@ def test_visibility_columns_are_means_over_seeds_and_dash_without_them(results):
     tail = ",der_n,psnr_db_mean,psnr_db_std,psnr_db_low,psnr_db_high,psnr_db_n,ssim_mean"
     assert tail in csv[0] and csv[0].endswith(",linf_mean,linf_std,linf_low,linf_high,linf_n")
     assert next(x for x in csv if x.startswith("badnet,finetune,")).endswith(
-        ",21.000000,1.414214,8.293797,33.706203,2,0.900000,0.000000,0.900000,0.900000,2,"
+        ",21.000000,1.414214,8.293795,33.706205,2,0.900000,0.000000,0.900000,0.900000,2,"
         "0.500000,0.000000,0.500000,0.500000,2"
     )
     assert render(rows, "html", visibility=True).count("<th>L-inf</th>") == 1
