@@ -26,6 +26,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from benchbd.board_warnings import (
+    file_name,
+    listing,
+    nonfinite_warning,
+    runtime_warnings,
+    split_warning,
+)
 from benchbd.experiments import NOT_SETTINGS, split_columns
 from benchbd.ranking import (
     DEFAULT_CA_TOLERANCE,
@@ -38,7 +45,7 @@ from benchbd.ranking import (
 )
 from benchbd.result_frame import (
     FIELD_ALIASES,
-    RUNTIME_FIELDS,
+    LINEAR_PROBE,
     SHORT_NAMES,
     apply_filters,
     field_values,
@@ -94,6 +101,7 @@ class Row:
     eligible: bool = True  # usable model: CA drop within the tolerance, every seed trained
     ca_drop: float | None = None  # mean over seeds, before - after on one classifier
     members: tuple[int, ...] = ()  # the results averaged (indices into the results given)
+    basis: str = "zero-shot"  # the classifier of before and after: "linear-probe" for a head
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,7 @@ class Board:
     sort: str = DEFAULT_SORT
     tolerance: float = DEFAULT_CA_TOLERANCE
     per_result: pd.DataFrame | None = None  # every metric of every result, by result index
+    scope: tuple[str, ...] = ()  # the group columns that separate rankings (not a defense's)
 
 
 # --- the table ---------------------------------------------------------------------------
@@ -203,18 +212,6 @@ def _newest_per_seed(frame: pd.DataFrame, slot: np.ndarray) -> list[int]:
     return sorted(newest.drop_duplicates(subset=["slot", "seed"], keep="last").index)
 
 
-def _name(result: Mapping[str, Any]) -> str:
-    path = getattr(result, "path", None)
-    if path is not None:
-        return str(path)
-    return f"{result['attack']['name']}/{result['defense']['name']} seed {result['seed']}"
-
-
-def _listing(items: list[str], limit: int = 3) -> str:
-    shown = ", ".join(items[:limit])
-    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
-
-
 def _row_name(row: Row, group_by: list[str]) -> str:
     groups = ", ".join(f"{name}={value}" for name, value in zip(group_by, row.groups, strict=True))
     return f"{row.attack}/{row.defense}" + (f" ({groups})" if groups else "")
@@ -222,56 +219,6 @@ def _row_name(row: Row, group_by: list[str]) -> str:
 
 def _short(path: str) -> str:
     return SHORT_NAMES.get(path, path)
-
-
-def _split_warning(split: list[str], differ: set[str]) -> str:
-    shown = ", ".join(map(_short, split))
-    also = ", ".join(map(_short, sorted(differ - set(split))))
-    them = "them" if len(split) > 1 else "it"
-    named = f"{shown} (and {also}, which vary with {them})" if also else shown
-    return (f"results of the same attack differ in {named}; rows are split by {them} "
-            f"(choose the columns with --group-by, or keep one setting with --filter "
-            f"FIELD=VALUE)")  # fmt: skip
-
-
-def _nonfinite_warning(values: pd.DataFrame, results: Sequence[Mapping[str, Any]]) -> str:
-    import numpy as np
-
-    bad = np.isinf(values)
-    named = [f"{_name(results[i])} ({', '.join(bad.columns[flags])})"
-             for i, flags in zip(bad.index, bad.to_numpy(), strict=True)
-             if flags.any()]  # fmt: skip
-    if not named:
-        return ""
-    return ("non-finite metrics (NaN or infinite) are left out of the means and never marked "
-            f"best: {_listing(named)}")  # fmt: skip
-
-
-def _runtime_warnings(frame: pd.DataFrame, row_of: pd.Series,
-                      names: dict[int, str]) -> list[str]:  # fmt: skip
-    """One warning per row (`names`, in table order) that averages results of different
-    runtimes."""
-    import pandas as pd
-
-    texts = {label: value_texts(frame[path], "unrecorded")
-             for path, label in RUNTIME_FIELDS if path in frame.columns}  # fmt: skip
-    texts = pd.DataFrame({label: t for label, t in texts.items() if len(set(t)) > 1},
-                         index=row_of.index)  # fmt: skip
-    if texts.columns.empty:  # one runtime for the whole table
-        return []
-    mixed = texts.groupby(row_of).nunique() > 1
-    warnings = []
-    for row, name in names.items():
-        if not mixed.loc[row].any():
-            continue
-        seen = texts[row_of == row]
-        listed = [f"{label} ({', '.join(sorted(seen[label].unique()))})"
-                  for label in texts.columns if mixed.loc[row, label]]  # fmt: skip
-        both = listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} and {listed[-1]}"
-        warnings.append(f"row {name} averages results of different {both}; numbers from "
-                        f"different CPU kernels or thread counts are not bit-comparable (the "
-                        f"row is not split)")  # fmt: skip
-    return warnings
 
 
 def tabulate(results: list[dict], group_by: list[str] | None = None,
@@ -310,11 +257,11 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     experiment = _ids(settings.to_numpy(), n)
     slot = _ids(np.column_stack([_codes(chosen_texts).reshape(n, -1), experiment]), n)
     kept = _newest_per_seed(frame, slot)
-    dropped = [_name(results[i]) for i in sorted(set(frame.index) - set(kept))]
+    dropped = [file_name(results[i]) for i in sorted(set(frame.index) - set(kept))]
     if dropped:
         warnings.append(f"{len(dropped)} result file(s) repeat a seed of the same experiment; "
                         f"each seed counts once (the newest by created), left out: "
-                        f"{_listing(dropped)}")  # fmt: skip
+                        f"{listing(dropped)}")  # fmt: skip
         frame, settings, metrics = frame.loc[kept], settings.loc[kept], metrics.loc[kept]
         chosen_texts = [texts.loc[kept] for texts in chosen_texts]
         slot = slot[kept]
@@ -332,7 +279,7 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     split = sorted(split, key=lambda path: not splits_rankings(path))  # a defense's own last
     names = [*chosen_by, *map(_short, split)]
     if split:
-        warnings.append(_split_warning(split, differ))
+        warnings.append(split_warning(split, differ))
 
     # One row per slot: names, group values and seeds from its results, metrics over them.
     row_of = pd.Series(_ids(slot[:, None], n), index=frame.index)
@@ -348,7 +295,7 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     rows = grouped.first().assign(seeds=grouped["seed"].nunique(),
                                   baseline=grouped["baseline"].any())  # fmt: skip
     stats = over_seeds(metrics, row_of)
-    warning = _nonfinite_warning(metrics[keys], results)
+    warning = nonfinite_warning(metrics[keys], results)
     if warning:
         warnings.append(warning)
 
@@ -376,11 +323,18 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
                      rank_text=rank_text(int(line["rank"]), bool(line["baseline"]), checks[row],
                                          line["tier"] == 0 or not line["eligible"]),
                      eligible=checks[row].eligible, ca_drop=checks[row].ca_drop,
-                     members=tuple(members[row]))
+                     members=tuple(members[row]), basis=_basis(results, members[row]))
             for row, line in lines}  # fmt: skip
-    warnings += _runtime_warnings(frame, row_of, {row: _row_name(made[row], names)
+    warnings += runtime_warnings(frame, row_of, {row: _row_name(made[row], names)
                                                   for row in made})  # fmt: skip
-    return Board(list(made.values()), names, warnings, sort, tolerance, metrics)
+    in_scope = tuple(name for name, g in zip(names, groups, strict=True) if g in scope)
+    return Board(list(made.values()), names, warnings, sort, tolerance, metrics, in_scope)
+
+
+def _basis(results: Sequence[Mapping[str, Any]], members: list[int]) -> str:
+    """The classifier basis of a row's before and after (benchbd.result_frame.like_with_like)."""
+    bases = {(results[i].get("extra") or {}).get("der_basis") or "zero-shot" for i in members}
+    return LINEAR_PROBE if LINEAR_PROBE in bases else "zero-shot"
 
 
 def _seed_order(result: Mapping[str, Any]) -> tuple[int, Any]:

@@ -17,18 +17,32 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchbd.leaderboard import SeedSpread
+from benchbd.ranking import rule_text
 from benchbd.report_cells import Cell, Table
 from benchbd.report_gallery import Trigger
 from benchbd.results import higher_is_better
+from benchbd.spreads import CAPTION, SeedSpread
+from benchbd.table_columns import column_header, split_key
 
 GENERATOR = "benchbd report"  # the page's <meta name="generator">: marks a folder as a site
 LABELS = {  # the columns, in order: a spread's key -> (header, what it measures)
-    "before_ca": ("CA before", "clean accuracy of the poisoned model"),
-    "before_asr": ("ASR before", "attack success rate of the poisoned model"),
+    "before_ca": (
+        "CA before",
+        "clean accuracy of the poisoned model, on the classifier the "
+        "after uses (a linear-head defense: the probe of the poisoned encoder)",
+    ),
+    "before_asr": (
+        "ASR before",
+        "attack success rate of the poisoned model, on the classifier the after uses",
+    ),
     "after_ca": ("CA after", "clean accuracy after the defense"),
     "after_asr": ("ASR after", "attack success rate after the defense"),
     "der": ("DER", "defense effectiveness rating"),
+    "before_zeroshot_asr": (
+        "ASR before (zero-shot)",
+        "attack success rate of the poisoned "
+        "model with the zero-shot classifier, whatever the after uses",
+    ),
     "psnr_db": ("PSNR", "trigger visibility: PSNR in dB against the clean image"),
     "ssim": ("SSIM", "trigger visibility: SSIM against the clean image"),
     "linf": ("L-inf", "trigger visibility: largest pixel change, a fraction of 255"),
@@ -50,20 +64,23 @@ class Page:
     triggers: list[Trigger] | None  # None: the gallery was not asked for
     warnings: list[str]
     version: str
+    back: str | None = None  # the index of a site of several grids, relative to this page
 
 
 def page(content: Page) -> str:
     title = f"benchbd leaderboard: {content.source}"
+    back = f'<p><a href="{escape(content.back)}">All grids</a></p>' if content.back else ""
     parts = [
-        _head(title),
-        f"<h1>{_e(title)}</h1>",
+        head(title),
+        back,
+        f"<h1>{escape(title)}</h1>",
         _intro(content),
         _warnings(content.warnings),
         _board(content.table),
         _plot(content.plot),
         _gallery(content.triggers),
         _configurations(content.table),
-        f"<footer>Written by benchbd {_e(content.version)} (<code>benchbd report</code>). "
+        f"<footer>Written by benchbd {escape(content.version)} (<code>benchbd report</code>). "
         "Nothing on this page is fetched from elsewhere.</footer>",
         f"<script>{SCRIPT}</script>",
         "</body>\n</html>\n",
@@ -71,45 +88,47 @@ def page(content: Page) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def _e(text: Any) -> str:
+def escape(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _head(title: str) -> str:
+def head(title: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f'<meta name="generator" content="{GENERATOR}">\n<title>{_e(title)}</title>\n'
+            f'<meta name="generator" content="{GENERATOR}">\n<title>{escape(title)}</title>\n'
             f"<style>{STYLE}</style>\n</head>\n<body>")  # fmt: skip
 
 
 def _intro(content: Page) -> str:
     rows = len(content.table.cells)
+    rule = rule_text(column_header(content.table.sort), content.table.tolerance)
     return (f"<p>{content.n_results} result files, {rows} rows: each is one experiment "
-            "(attack, defense and every recorded setting), its metrics the mean ± standard "
-            "deviation over seeds. ★ marks the best defense of each attack by ASR after the "
-            "defense (baselines in grey are never marked); a defense's name links to the "
-            "configuration its files record. Click a column header to sort; "
-            "click again to reverse. <code>?sort=after_asr</code> in the address opens the "
-            "page sorted by that column.</p>")  # fmt: skip
+            "(attack, defense and every recorded setting). "
+            f"{escape(CAPTION)} {escape(rule)} ★ marks the best (rank 1) of each attack and "
+            "setting; unranked rows are greyed and say why; baselines in grey are never ranked. A "
+            "defense's name links to the configuration its files record. Click a column "
+            "header to sort; click again to reverse. <code>?sort=after_asr</code> in the "
+            "address opens the page sorted by that column.</p>")  # fmt: skip
 
 
 def _warnings(warnings: list[str]) -> str:
     if not warnings:
         return ""
-    items = "".join(f"<li>{_e(line)}</li>" for line in warnings)
+    items = "".join(f"<li>{escape(line)}</li>" for line in warnings)
     return f'<section class="warnings"><h2>Warnings</h2><ul>{items}</ul></section>'
 
 
 def _keys(cells: list[Cell]) -> list[str]:
     """The metric columns: the terminal table's, then the trigger's visibility, each where some
     row has it (a row carries a spread for every number its files record, shown or not)."""
-    return [key for key in LABELS if any(key in cell.row.spreads for cell in cells)]
+    probe = any(cell.row.basis == "linear-probe" for cell in cells)
+    return [key for key in LABELS if any(key in cell.row.spreads for cell in cells)
+            and (probe or not key.startswith("before_zeroshot"))]  # fmt: skip
 
 
 def _better(key: str) -> bool | None:
     """Whether a column is better high (True), low (False), or neither (visibility)."""
-    metric = key.split("_", 1)[1] if key.startswith(("before_", "after_")) else key
-    return higher_is_better(metric)
+    return higher_is_better(split_key(key)[1])
 
 
 def _direction(key: str) -> str:
@@ -118,10 +137,10 @@ def _direction(key: str) -> str:
 
 
 def _header(key: str, label: str, kind: str, first: str, note: str = "") -> str:
-    note_attr = f' title="{_e(note)}"' if note else ""
+    note_attr = f' title="{escape(note)}"' if note else ""
     return (
-        f'<th data-key="{_e(key)}" data-type="{kind}" data-first="{first}" '
-        f'aria-sort="none"{note_attr}><button type="button">{_e(label)}</button></th>'
+        f'<th data-key="{escape(key)}" data-type="{kind}" data-first="{first}" '
+        f'aria-sort="none"{note_attr}><button type="button">{escape(label)}</button></th>'
     )
 
 
@@ -132,7 +151,14 @@ def _board(table: Table) -> str:
     heads += [
         _header("attack", "attack", "text", "ascending"),
         _header("defense", "defense", "text", "ascending"),
-        _header("seeds", "seeds", "number", "descending", "distinct seeds averaged"),
+        _header("seeds", "seeds", "number", "descending", "distinct seeds averaged (n)"),
+        _header(
+            "rank",
+            "rank",
+            "number",
+            "ascending",
+            "rank within the attack and setting; unranked: the reason",
+        ),
     ]
     for key in keys:
         label, what = LABELS.get(key, (key, key))
@@ -145,23 +171,34 @@ def _board(table: Table) -> str:
             "</table></div></section>")  # fmt: skip
 
 
-def _number(spread: SeedSpread | None) -> str:
+def _number(spread: SeedSpread | None, seeds: int) -> str:
     if spread is None:
         return '<td class="num" data-sort="">-</td>'
     value = "" if spread.mean is None else repr(float(spread.mean))
-    return f'<td class="num" data-sort="{value}">{_e(spread.text())}</td>'
+    return f'<td class="num" data-sort="{value}">{escape(spread.text(seeds))}</td>'
 
 
 def _board_row(index: int, cell: Cell, keys: list[str]) -> str:
     row = cell.row
-    classes = [name for name, on in (("best", row.best), ("baseline", row.baseline)) if on]
+    classes = [
+        name
+        for name, on in (
+            ("best", row.best),
+            ("baseline", row.baseline),
+            ("unranked", not row.rank and not row.baseline),
+        )
+        if on
+    ]
     attrs = f' class="{" ".join(classes)}"' if classes else ""
-    mark = ' <span class="star" title="best defense of this attack">★</span>' if row.best else ""
-    cells = [f"<td>{_e(value)}</td>" for value in row.groups]
-    link = f'<a href="#cell-{index}" title="recorded configuration">{_e(row.defense)}</a>'
-    cells += [f"<td>{_e(row.attack)}</td>", f"<td>{link}{mark}</td>",
-              f'<td class="num" data-sort="{row.seeds}">{row.seeds}</td>']  # fmt: skip
-    cells += [_number(row.spreads.get(key)) for key in keys]
+    mark = (' <span class="star" title="best of this attack and setting">★</span>'
+            if row.best else "")  # fmt: skip
+    cells = [f"<td>{escape(value)}</td>" for value in row.groups]
+    link = f'<a href="#cell-{index}" title="recorded configuration">{escape(row.defense)}</a>'
+    cells += [f"<td>{escape(row.attack)}</td>", f"<td>{link}{mark}</td>",
+              f'<td class="num" data-sort="{row.seeds}">{row.seeds}</td>',
+              f'<td class="num" data-sort="{row.rank or ""}">'
+              f"{escape(row.rank_text)}</td>"]  # fmt: skip
+    cells += [_number(row.spreads.get(key), row.seeds) for key in keys]
     return f'<tr data-row="{index}"{attrs}>{"".join(cells)}</tr>'
 
 
@@ -169,11 +206,13 @@ def _plot(plot: str | None) -> str:
     if plot is None:
         return ""
     return ('<section><h2>Clean accuracy against attack success</h2><figure>'
-            f'<img src="{_e(plot)}" alt="CA against ASR for each attack, arrows from the '
+            f'<img src="{escape(plot)}" alt="CA against ASR for each attack, arrows from the '
             'poisoned model to each defended model, and ASR after each defense">'
-            "<figcaption>Each panel: the poisoned model (✕) and an arrow to each defended "
-            "model, with the seeds' standard deviation as error bars; a good defense points "
-            "left and stays level. Below: ASR after each defense.</figcaption></figure>"
+            "<figcaption>Each panel: the poisoned model (✕ zero-shot, ◆ the linear probe a "
+            "linear-head defense is compared with) and an arrow to each defended model, with "
+            "the 95 % t interval over seeds as error bars; a good defense points left and "
+            "stays level. ★ the best row, hollow points and hatched bars the unranked ones. "
+            "Below: ASR after each defense.</figcaption></figure>"
             "</section>")  # fmt: skip
 
 
@@ -185,12 +224,12 @@ def _gallery(triggers: list[Trigger] | None) -> str:
     figures = []
     for trigger in triggers:
         if trigger.file is None:
-            figures.append(f'<figure class="missing"><figcaption>{_e(trigger.caption)}: not '
-                           f"drawn ({_e(trigger.reason)})</figcaption></figure>")  # fmt: skip
+            figures.append(f'<figure class="missing"><figcaption>{escape(trigger.caption)}: not '
+                           f"drawn ({escape(trigger.reason)})</figcaption></figure>")  # fmt: skip
             continue
-        figures.append(f'<figure><img src="{_e(trigger.file)}" alt="{_e(trigger.attack)} '
+        figures.append(f'<figure><img src="{escape(trigger.file)}" alt="{escape(trigger.attack)} '
                        'trigger: clean test images, triggered, amplified difference">'
-                       f"<figcaption>{_e(trigger.caption)}</figcaption></figure>")  # fmt: skip
+                       f"<figcaption>{escape(trigger.caption)}</figcaption></figure>")  # fmt: skip
     return ("<section><h2>Triggers</h2><p>Clean test images, the same images triggered as "
             "the run evaluated them, and their amplified difference.</p>"
             f'<div class="gallery">{"".join(figures)}</div></section>')  # fmt: skip
@@ -211,7 +250,7 @@ def _details(index: int, cell: Cell, names: Sequence[str | None]) -> str:
     )
     label = f"{row.attack} / {row.defense}" + (f" ({split})" if split else "")
     seeds = f"{row.seeds} seed{'s' if row.seeds != 1 else ''}"
-    summary = f"{_e(label)}: {seeds}{' ★' if row.best else ''}"
+    summary = f"{escape(label)}: {seeds}{' ★' if row.best else ''}"
     return (
         f'<details id="cell-{index}"><summary>{summary}</summary>{_fields(cell.results)}</details>'
     )
@@ -225,14 +264,14 @@ def _fields(results: Sequence[Mapping[str, Any]]) -> str:
     shared = [k for k in keys if all(k in f for f in files) and len({f[k] for f in files}) == 1]
     varied = [k for k in keys if k not in shared]
     parts = ['<h4>Shared by every seed</h4><table class="fields">']
-    parts += [f"<tr><th>{_e(k)}</th><td>{_e(files[0][k])}</td></tr>" for k in shared]
+    parts += [f"<tr><th>{escape(k)}</th><td>{escape(files[0][k])}</td></tr>" for k in shared]
     parts.append("</table>")
     if varied:
-        seeds = "".join(f"<th>seed {_e(r.get('seed'))}</th>" for r in results)
+        seeds = "".join(f"<th>seed {escape(r.get('seed'))}</th>" for r in results)
         parts.append(f'<h4>Per seed</h4><table class="fields"><tr><th></th>{seeds}</tr>')
         for key in varied:
-            values = "".join(f"<td>{_e(f.get(key, '-'))}</td>" for f in files)
-            parts.append(f"<tr><th>{_e(key)}</th>{values}</tr>")
+            values = "".join(f"<td>{escape(f.get(key, '-'))}</td>" for f in files)
+            parts.append(f"<tr><th>{escape(key)}</th>{values}</tr>")
         parts.append("</table>")
     return "".join(parts)
 
@@ -282,7 +321,7 @@ code { background: #f6f8fa; padding: 0 .25rem; border-radius: 3px; }
 #board th[aria-sort="descending"] button::after { content: " ▼"; }
 #board td.num { text-align: right; font-variant-numeric: tabular-nums; }
 #board tr.best td { background: var(--best); font-weight: 600; }
-#board tr.baseline td { color: var(--muted); }
+#board tr.baseline td, #board tr.unranked td { color: var(--muted); }
 #board a { color: inherit; }
 .star { color: #1a7f37; }
 .warnings { background: #fff8c5; border: 1px solid #d4a72c; padding: 0 1rem; }

@@ -2,7 +2,12 @@
 
 For every attack, CA against ASR with an arrow from the poisoned model to each defended model
 (a good defense points left and stays level), and one bar chart of ASR after each defense with
-seed error bars. When the table splits an attack's rows by a setting (two poison rates, say),
+the 95 % t interval over seeds as error bars. The ranking rule of the tables (benchbd.ranking)
+marks the picture too: the best row of each panel is a star, a row whose CA drop exceeds the
+tolerance or whose model never trained is hollow (hatched bar) and says "(unranked)". An arrow
+starts at its own row's poisoned model on the classifier its after uses, so a linear-head
+defense's arrow starts at the probe of the poisoned encoder (◆), never at the zero-shot ✕.
+When the table splits an attack's rows by a setting (two poison rates, say),
 each setting gets its own panel and bar group, titled with it, so no two experiments share a
 point. A mean that is not a number (every seed NaN) is not drawn. matplotlib's Agg backend: no
 display needed.
@@ -22,36 +27,80 @@ from pathlib import Path
 from benchbd.cache import atomic_write_bytes
 from benchbd.experiments import experiment_key, settings, varying
 from benchbd.leaderboard import Board, Row, tabulate
+from benchbd.ranking import DEFAULT_CA_TOLERANCE
+from benchbd.result_frame import ABSENT
 
 
-def _panels(rows: list[Row], group_by: list[str]) -> dict[str, list[Row]]:
-    """Rows by panel title: the attack, and the values of the group columns if any."""
+def _panels(board: Board, rows: list[Row]) -> dict[str, list[Row]]:
+    """Rows by panel title: the attack, and the values of the group columns that separate
+    rankings (a defense's own parameters do not: its variants share the panel they compete
+    in)."""
+    shown = [i for i, name in enumerate(board.group_by) if name in board.scope]
     by_panel: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
-        by_panel[(row.attack, row.groups)].append(row)
+        by_panel[(row.attack, tuple(row.groups[i] for i in shown))].append(row)
     titled = {}
     # attacks in name order; an attack's settings in table order (the sort is stable)
     for (attack, groups), panel_rows in sorted(by_panel.items(), key=lambda item: item[0][0]):
-        settings = "\n".join(f"{n}={v}" for n, v in zip(group_by, groups, strict=True))
+        names = [board.group_by[i] for i in shown]
+        settings = "\n".join(f"{n}={v}" for n, v in zip(names, groups, strict=True))
         titled[f"{attack}\n{settings}" if settings else attack] = panel_rows
     return titled
+
+
+def _variant(board: Board, row: Row) -> str:
+    """A defense's own settings that tell its variants apart ("start=0.5"), or ""."""
+    own = [f"{name.rpartition('.')[2]}={value}" for name, value in
+           zip(board.group_by, row.groups, strict=True)
+           if name not in board.scope and value != ABSENT]  # fmt: skip
+    return ", ".join(own)
 
 
 def _drawn(row: Row) -> bool:
     return row.spreads["after_asr"].mean is not None and row.spreads["after_ca"].mean is not None
 
 
-def leaderboard_figure(source: list[dict] | Board):
+def _label(board: Board, row: Row) -> str:
+    """A defense's legend entry: its variant, ★ for the best, "(unranked)" for a row the rule
+    leaves out."""
+    variant = _variant(board, row)
+    name = f"{row.defense} ({variant})" if variant else row.defense
+    if row.best:
+        return f"{name} ★"
+    return name if row.eligible else f"{name} (unranked)"
+
+
+def _before(row: Row) -> tuple[float, float] | None:
+    x, y = row.spreads["before_asr"].mean, row.spreads["before_ca"].mean
+    return None if x is None or y is None else (x, y)
+
+
+def _poisoned_markers(ax, rows: list[Row]) -> None:
+    """The poisoned model once per classifier basis: ✕ zero-shot, ◆ the linear probe of a
+    linear-head defense's poisoned encoder (its own before, benchbd.result_frame)."""
+    for basis, marker, label in (("zero-shot", "X", "poisoned"),
+                                 ("linear-probe", "D", "poisoned (linear probe)")):  # fmt: skip
+        points = [p for row in rows if row.basis == basis and (p := _before(row))]
+        if points:
+            x0 = sum(x for x, _ in points) / len(points)
+            y0 = sum(y for _, y in points) / len(points)
+            ax.scatter([x0], [y0], marker=marker, s=70, color="black", zorder=3, label=label)
+
+
+def leaderboard_figure(source: list[dict] | Board, ca_tolerance: float = DEFAULT_CA_TOLERANCE):
     """A figure with one CA-vs-ASR panel per attack (and setting) and a bar chart of ASR after
-    defense; `source` is result dicts or a `tabulate` board already made of them."""
+    defense; `source` is result dicts or a `tabulate` board already made of them. Each arrow
+    starts at its row's own poisoned model, on the classifier its after uses; error bars are
+    the 95 % t intervals over seeds; rows the ranking rule leaves out (benchbd.ranking) are
+    hollow, hatched and labelled "(unranked)", the best of each panel is starred."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    board = source if isinstance(source, Board) else tabulate(source)
+    board = source if isinstance(source, Board) else tabulate(source, ca_tolerance=ca_tolerance)
     rows = [row for row in board.rows if _drawn(row)]
-    by_attack = _panels(rows, board.group_by)
+    by_attack = _panels(board, rows)
     defenses = sorted({row.defense for row in rows})
     colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(defenses)}
     n = max(1, len(by_attack))
@@ -59,45 +108,49 @@ def leaderboard_figure(source: list[dict] | Board):
     grid = fig.add_gridspec(2, n)
     for i, (title, attack_rows) in enumerate(by_attack.items()):
         ax = fig.add_subplot(grid[0, i])
-        before = [(r.spreads["before_asr"].mean, r.spreads["before_ca"].mean) for r in attack_rows]
-        before = [(x, y) for x, y in before if x is not None and y is not None]
-        if before:
-            x0 = sum(x for x, _ in before) / len(before)
-            y0 = sum(y for _, y in before) / len(before)
-            ax.scatter([x0], [y0], marker="X", s=90, color="black", zorder=3, label="poisoned")
+        _poisoned_markers(ax, attack_rows)
         for row in attack_rows:
             x1, y1 = row.spreads["after_asr"].mean, row.spreads["after_ca"].mean
-            if before:
-                ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                            arrowprops={"arrowstyle": "->", "color": colours[row.defense],
-                                        "lw": 1.4})  # fmt: skip
-            ax.errorbar([x1], [y1], xerr=[row.spreads["after_asr"].std or 0],
-                        yerr=[row.spreads["after_ca"].std or 0], fmt="o",
-                        color=colours[row.defense], label=row.defense, capsize=2)  # fmt: skip
+            colour = colours[row.defense]
+            start = _before(row)
+            if start is not None:
+                ax.annotate("", xy=(x1, y1), xytext=start,
+                            arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.4,
+                                        "ls": "-" if row.eligible else ":"})  # fmt: skip
+            ax.errorbar([x1], [y1], xerr=[row.spreads["after_asr"].half_width],
+                        yerr=[row.spreads["after_ca"].half_width],
+                        fmt="*" if row.best else "o", markersize=11 if row.best else 6,
+                        color=colour, mfc=colour if row.eligible else "white",
+                        label=_label(board, row), capsize=2)  # fmt: skip
         ax.set_title(title)
         ax.set_xlabel("ASR (lower is better)")
         ax.set_ylabel("CA (higher is better)")
         ax.set_xlim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-        if i == 0:
-            ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=6, loc="lower left")
     bars = fig.add_subplot(grid[1, :])
-    width = 0.8 / max(1, len(defenses))
-    for j, defense in enumerate(defenses):
-        xs, heights, errors = [], [], []
+    slots = sorted({(row.defense, _variant(board, row)) for row in rows})
+    width = 0.8 / max(1, len(slots))
+    for j, (defense, variant) in enumerate(slots):
+        labelled = False
         for i, attack_rows in enumerate(by_attack.values()):
             for row in attack_rows:
-                if row.defense == defense:
-                    xs.append(i + (j - (len(defenses) - 1) / 2) * width)
-                    heights.append(row.spreads["after_asr"].mean)
-                    errors.append(row.spreads["after_asr"].std or 0.0)
-        bars.bar(xs, heights, width, yerr=errors, capsize=2, color=colours[defense],
-                 label=defense)  # fmt: skip
+                if (row.defense, _variant(board, row)) != (defense, variant):
+                    continue
+                name = f"{defense} ({variant})" if variant else defense
+                bars.bar([i + (j - (len(slots) - 1) / 2) * width],
+                         [row.spreads["after_asr"].mean], width,
+                         yerr=[row.spreads["after_asr"].half_width], capsize=2,
+                         color=colours[defense] if row.eligible else "white",
+                         edgecolor=colours[defense], hatch=None if row.eligible else "//",
+                         label=None if labelled else name)  # fmt: skip
+                labelled = True
     bars.set_xticks(range(len(by_attack)), list(by_attack))
-    bars.set_ylabel("ASR after defense (mean ± std over seeds)")
+    bars.set_ylabel("ASR after defense\n(mean, 95 % t interval over seeds)")
     bars.set_ylim(0, 1.05)
-    bars.set_title("ASR after each defense")
-    bars.legend(fontsize=8, ncols=min(len(defenses), 5))
+    bars.set_title(f"ASR after each defense (hatched: unranked, CA drop > "
+                   f"{board.tolerance:g} or untrained)")  # fmt: skip
+    bars.legend(fontsize=8, ncols=min(len(slots), 5))
     bars.grid(axis="y", alpha=0.3)
     return fig
 
@@ -173,9 +226,10 @@ def _write_png(fig, out: Path, dpi: int) -> Path:
     return Path(out)
 
 
-def write_plot(source: list[dict] | Board, out: Path, dpi: int = 110) -> Path:
+def write_plot(source: list[dict] | Board, out: Path, dpi: int = 110,
+               ca_tolerance: float = DEFAULT_CA_TOLERANCE) -> Path:  # fmt: skip
     """Render and write the PNG atomically (an interrupted plot never leaves half a file)."""
-    return _write_png(leaderboard_figure(source), out, dpi)
+    return _write_png(leaderboard_figure(source, ca_tolerance), out, dpi)
 
 
 def write_roc_plot(results: list[dict], out: Path, dpi: int = 110) -> Path:

@@ -12,12 +12,12 @@ defense.params.inmodal_weight`) and a plot of ASR and CA against the weight.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 from benchbd.cache import atomic_write_text
-from benchbd.leaderboard import leaderboard, load_folder, render
+from benchbd.leaderboard import load_folder, render, tabulate
 from benchbd.sweep import Grid, sweep
+from benchbd.table_writers import caption
 
 GROUP = "defense.params.inmodal_weight"
 
@@ -33,11 +33,11 @@ def plot(rows, weights: list[float], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
     for key, label, marker in (("after_asr", "ASR", "o"), ("after_ca", "CA", "s")):
         ys = [by_weight[w].spreads[key].mean for w in xs]
-        errs = [by_weight[w].spreads[key].std or 0 for w in xs]
+        errs = [by_weight[w].spreads[key].half_width for w in xs]
         ax.errorbar(range(len(xs)), ys, yerr=errs, marker=marker, capsize=3, label=label)
     ax.set_xticks(range(len(xs)), [f"{w:g}" for w in xs])
     ax.set_xlabel("inmodal_weight (clip_weight = 1)")
-    ax.set_ylabel("after cleanclip (mean ± std over seeds)")
+    ax.set_ylabel("after cleanclip\n(mean, 95 % t interval over seeds)")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -63,10 +63,10 @@ def main() -> None:
         print(f"inmodal_weight {weight:g}: {summary.done} run, {summary.skipped} reused, "
               f"{len(summary.failed)} failed", flush=True)  # fmt: skip
     results = [r for r in load_folder(args.out)[0] if r["attack"]["name"] == args.attack]
-    # one row per weight: no "best defense" to mark, just the curve
-    rows = [replace(row, best=False) for row in leaderboard(results, group_by=[GROUP])]
-    rows.sort(key=lambda row: float(row.groups[0]))
-    table = render(rows, "markdown", [GROUP])
+    # one row per weight, the weights competing as every table ranks a defense's variants
+    board = tabulate(results, group_by=[GROUP])
+    table = render(board.rows, "markdown", [GROUP], note=caption(board.sort, board.tolerance))
+    rows = sorted(board.rows, key=lambda row: float(row.groups[0]))
     atomic_write_text(args.out / "ABLATION.md", table)
     plot(rows, weights, args.out / "ablation.png")
     print(table)

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from benchbd.cli.errors import friendly_errors
-from benchbd.cli.reading import read_results, warn
+from benchbd.cli.reading import CA_TOLERANCE_HELP, ca_tolerance, read_results, warn
 
 
 @friendly_errors
@@ -27,15 +27,18 @@ def plot(
         help="PNG for the trade-off curves of defenses run at several strengths [OUT's name "
         "with -curves]",
     ),
+    tolerance: str = typer.Option(None, "--ca-tolerance", help=CA_TOLERANCE_HELP),
 ) -> None:
     """CA against ASR per attack (arrows from poisoned to defended) and ASR bars per defense;
     the ROC curves of screening defenses per attack, and the ASR-CA curve of each defense run
-    at several strengths with its Pareto front, when there are any."""
+    at several strengths with its Pareto front, when there are any. The ranking rule of the
+    tables marks the points: the best starred, unranked rows hollow."""
     from benchbd.leaderboard import tabulate
     from benchbd.trade_off_plot import screened, write_plot, write_roc_plot
 
+    limit = ca_tolerance(tolerance)
     results, skipped = read_results(folder, filter)
-    board = tabulate(results)
+    board = tabulate(results, ca_tolerance=limit)
     path = write_plot(board, out)
     warn(skipped + board.warnings)
     typer.echo(f"plot: {path}")
