@@ -85,7 +85,7 @@ def eligibility(seeds: Sequence[Any], drops: Sequence[float], untrained_seeds: S
         of = f" on {bad} of {len(untrained_seeds)} seeds" if len(untrained_seeds) > 1 else ""
         return Eligibility(False, mean, f"untrained{of}")
     if mean is None:
-        return Eligibility(False, None, "no CA before and after")
+        return Eligibility(False, None, "no finite CA drop")
     if mean > tolerance + 1e-12:
         return Eligibility(False, mean, f"CA drop {mean:.3f} > {tolerance:g}")
     over = [f"seed {s} CA drop {d:.3f}" for s, d in finite if d > tolerance + 1e-12]

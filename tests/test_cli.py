@@ -84,16 +84,18 @@ def test_table_formats_and_corrupt_files(tmp_path):
     markdown = invoke("table", str(tmp_path), "--format", "markdown")
     assert markdown.exit_code == 0
     assert "warning: skipped" in markdown.output and "broken.json" in markdown.output
-    # the best defense of the attack (lowest ASR after, `none` excluded) is in bold
-    best = "| **badnet** | **finetune** | **2** | **0.850 ± 0.071** | **0.900 ± 0.071** |"
+    # the best defense of the attack (lowest ASR after, `none` excluded) is in bold, each
+    # mean with its 95 % t interval over the seeds
+    best = ("| **badnet** | **finetune** | **2** | **1** | **0.850 [0.215, 1.485]** | "
+            "**0.900 [0.265, 1.535]** |")  # fmt: skip
     assert best in markdown.output
-    assert "| badnet | none | 1 | 0.900 | 0.950 |" in markdown.output
+    assert "| badnet | none | 1 | baseline | 0.900 | 0.950 |" in markdown.output
     # rows within an attack are ordered by ASR after the defense, lowest first
     assert markdown.output.index("**finetune**") < markdown.output.index("| none |")
     csv = invoke("table", str(tmp_path), "--format", "csv").output
-    assert "badnet,finetune,2,1,0.850000,0.070711" in csv
+    assert "badnet,finetune,2,1,1,1,1,0.020000,0.850000,0.070711,0.214690,1.485310,2," in csv
     latex = invoke("table", str(tmp_path), "--format", "latex").output
-    assert r"\begin{tabular}" in latex and r"$\pm$" in latex
+    assert r"\begin{tabular}" in latex and "0.850 [0.215, 1.485]" in latex
     rich = invoke("table", str(tmp_path))
     assert rich.exit_code == 0 and "finetune" in rich.output
     assert "unknown format" in one_line_error(invoke("table", str(tmp_path), "--format", "xml"))
@@ -182,7 +184,9 @@ def test_table_with_nan_in_every_seed(tmp_path):
     table = invoke("table", str(tmp_path), "--format", "markdown")
     assert table.exit_code == 0, table.output
     assert "| **badnet** | **finetune** |" in table.stdout
-    assert "| badnet | cleanclip | 2 | 0.900 | 0.950 | nan | nan |" in table.stdout
+    line = ("| badnet | cleanclip | 2 | unranked: no finite CA drop | 0.900 [0.900, 0.900] | "
+            "0.950 [0.950, 0.950] | nan | nan |")  # fmt: skip
+    assert line in table.stdout
     [warning] = stderr_lines(table)
     assert warning.startswith("benchbd: warning: non-finite") and "badnet-cleanclip-0" in warning
     plotted = invoke("plot", str(tmp_path), "--out", str(tmp_path / "board.png"))
@@ -209,9 +213,10 @@ WEIGHT = "defense.params.inmodal_weight"
 def test_ablation_folder_splits_by_the_weight_with_or_without_group_by():
     grouped = invoke("table", str(ABLATION), "--format", "markdown", "--group-by", WEIGHT)
     assert grouped.exit_code == 0 and not grouped.stderr, grouped.output
-    lines = grouped.stdout.splitlines()
-    assert lines[0].startswith(f"| {WEIGHT} | attack | defense | seeds |")
-    rows = [line.replace("**", "") for line in lines[2:]]  # one row per weight, each the best
+    lines = grouped.stdout.split("\n\n")[0].splitlines()  # the table, then its caption
+    assert lines[0].startswith(f"| {WEIGHT} | attack | defense | seeds | rank |")
+    rows = [line.replace("**", "") for line in lines[2:]]  # one row per weight, competing
+    assert sum(line.startswith("| **") for line in lines) == 1
     seeds = len({json.loads(p.read_text())["seed"] for p in ABLATION.glob("*.json")})
     assert len(rows) == 6 and all(f"| blended | cleanclip | {seeds} |" in row for row in rows)
     automatic = invoke("table", str(ABLATION), "--format", "markdown")

@@ -126,8 +126,10 @@ def test_every_format(results):
     assert html.count("<tr") == len(rows) + 1  # the best rows' cells are <strong>
     assert html.count("<td><strong>") == 2 * 9 and "<td><strong>cleanclip</strong></td>" in html
     csv = render(rows, "csv").splitlines()
-    assert csv[0].startswith("attack,defense,seeds,best,rank,eligible,ranking,ca_drop,"
-                             "before_ca_mean,before_ca_std,before_ca_low,before_ca_high,before_ca_n")
+    assert csv[0].startswith(
+        "attack,defense,seeds,best,rank,eligible,ranking,ca_drop,"
+        "before_ca_mean,before_ca_std,before_ca_low,before_ca_high,before_ca_n"
+    )
     assert csv[1].startswith("badnet,cleanclip,2,1,1,1,1,0.040000,0.850000,")
     latex = render(rows, "latex")
     assert r"\textbf{cleanclip}" in latex and r"\_" not in latex.split("\n")[0]

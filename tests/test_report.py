@@ -66,9 +66,13 @@ def test_site_shows_rows_spreads_pictures_and_configurations(site):
         line = re.search(rf'<tr[^>]*data-row="{i}".*?</tr>', page).group(0)
         assert f">{row.attack}<" in line and f">{row.defense}</a>" in line
         for key in SHOWN:
-            assert f'data-sort="{row.spreads[key].mean!r}">{row.spreads[key].text()}<' in line
+            text = row.spreads[key].text(row.seeds)
+            assert f'data-sort="{row.spreads[key].mean!r}">{text}<' in line
+        assert f">{row.rank_text}<" in line  # the rank column, by the tables' rule
     two_seeds = next(i for i, row in enumerate(rows) if row.seeds == 2)
-    assert "±" in re.search(rf'<tr[^>]*data-row="{two_seeds}".*?</tr>', page).group(0)
+    interval = rows[two_seeds].spreads["after_asr"]  # the 95 % t interval beside the mean
+    assert f"[{interval.low:.3f}, {interval.high:.3f}]" in re.search(
+        rf'<tr[^>]*data-row="{two_seeds}".*?</tr>', page).group(0)  # fmt: skip
     for result in results:  # every file's recorded configuration, in its row's details
         i = next(
             i
