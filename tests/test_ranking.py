@@ -305,3 +305,51 @@ def test_no_committed_table_ranks_an_unusable_model_first(path, args, options):
             drops.append(before["ca"] - metrics["after"]["ca"])
             assert (extra.get("screen") or {}).get("trained", True), (path, row)
         assert sum(drops) / len(drops) <= DEFAULT_CA_TOLERANCE, (path, row)
+
+
+# --- the site of every grid --------------------------------------------------------------
+
+
+def test_report_all_writes_a_page_per_grid_and_an_index(tmp_path):
+    root = tmp_path / "results"
+    for sub, defenses in (("", ("a", "b")), ("digits", ("a",)), ("deep/er", ("c",))):
+        folder = root / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        for defense in defenses:
+            r = result("badnet", defense, 0, (0.9, 0.9), (0.5 if defense == "b" else 0.9, 0.1))
+            (folder / f"{defense}.json").write_text(json.dumps(r))
+    (root / "empty").mkdir()
+    made = runner.invoke(app, ["report", str(root), "--out", str(tmp_path / "site"), "--all",
+                               "--no-triggers"])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    site = tmp_path / "site"
+    assert sorted(p.name for p in site.iterdir()) == ["deep-er", "digits", "index.html",
+                                                      "results"]  # fmt: skip
+    index = (site / "index.html").read_text()
+    for slug in ("results", "digits", "deep-er"):
+        assert f'href="{slug}/index.html"' in index
+        page = (site / slug / "index.html").read_text()
+        assert 'href="../index.html"' in page and (site / slug / "leaderboard.png").exists()
+    main = (site / "results" / "index.html").read_text()
+    assert "unranked: CA drop 0.400 &gt; 0.05" in main and 'class="unranked"' in main
+
+
+def test_the_committed_site_has_a_current_page_per_grid():
+    """docs/site: a page for every folder of result files, each ranking its rows as the
+    table of that folder does (python benchmarks/regenerate_tables.py makes both)."""
+    import html
+    import re
+
+    from benchbd.report import grid_slug, result_folders
+
+    site = ROOT / "docs" / "site"
+    index = (site / "index.html").read_text()
+    for folder in result_folders(RESULTS):
+        slug = grid_slug(RESULTS, folder)
+        assert f'href="{slug}/index.html"' in index, slug
+        page = (site / slug / "index.html").read_text()
+        rows = tabulate(load_folder(folder)[0]).rows
+        assert len(re.findall(r"<tr[^>]*data-row=", page)) == len(rows), slug
+        for i, row in enumerate(rows):
+            line = re.search(rf'<tr[^>]*data-row="{i}".*?</tr>', page).group(0)
+            assert f">{row.defense}</a>" in line and f">{html.escape(row.rank_text)}<" in line
