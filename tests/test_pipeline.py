@@ -199,7 +199,8 @@ def test_cli_run_prints_summary_and_table_reads_it(poisoned_run, tmp_path):
     assert len(files) == 1
     data = json.loads(files[0].read_text())
     table = CliRunner().invoke(app, ["table", str(tmp_path), "--format", "markdown"])
-    assert f"| badnet | none | 1 | {data['metrics']['before']['ca']:.3f} |" in table.output
+    before = data["metrics"]["before"]["ca"]
+    assert f"| badnet | none | 1 | baseline | {before:.3f} |" in table.output
     assert "PSNR" not in table.output
     seen = data["extra"]["trigger_visibility"]
     table = CliRunner().invoke(app, ["table", str(tmp_path), "--format", "markdown",
