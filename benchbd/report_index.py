@@ -1,7 +1,8 @@
 """The index page of a site of several grids (`benchbd report --all`): one line per grid.
 
-Each line links the grid's own page and says what it holds (result files, rows) and which row
-ranks first for each attack and setting, by the same rule as every table (benchbd.ranking).
+Each line links the grid's own page and says what it holds (result files, rows, warnings); the
+page above the list states the interval and the ranking rule every grid's page applies
+(benchbd.ranking).
 """
 
 from __future__ import annotations
