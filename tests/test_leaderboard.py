@@ -138,12 +138,21 @@ def test_every_format(results):
         render(rows, "xml")
 
 
+BARS = "ASR after each defense (hatched: unranked, CA drop > 0.05 or untrained)"
+
+
 def test_plot_is_a_png_with_a_panel_per_attack_and_the_bar_chart(results, tmp_path):
     figure = leaderboard_figure(results)
     titles = [ax.get_title() for ax in figure.axes]
-    assert titles == ["badnet", "blended", "ASR after each defense"]
+    assert titles == ["badnet", "blended", BARS]
     badnet = figure.axes[0]
     assert len(badnet.texts) == 3  # one arrow per defense, none included
+    # the ranking rule marks the picture: the best starred, blended's cleanclip (CA -0.20)
+    # labelled unranked and drawn hollow
+    handles, labels = figure.axes[1].get_legend_handles_labels()
+    assert labels == ["poisoned", "finetune ★", "cleanclip (unranked)"]
+    assert handles[2][0].get_markerfacecolor() == "white"  # the errorbar's data line
+    assert handles[1][0].get_marker() == "*"
     path = write_plot(results, tmp_path / "board.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))
@@ -351,7 +360,7 @@ def test_plot_gives_each_setting_of_an_attack_its_own_panel():
     ]
     titles = [ax.get_title() for ax in leaderboard_figure(results).axes]
     assert titles == ["badnet\npoison_rate=0.01", "badnet\npoison_rate=0.03",
-                      "blended\npoison_rate=0.01", "ASR after each defense"]  # fmt: skip
+                      "blended\npoison_rate=0.01", BARS]  # fmt: skip
 
 
 def test_defenses_of_one_attack_are_ranked_only_against_the_same_poisoned_model():
