@@ -282,3 +282,9 @@ def stage_of(defense: type[Defense] | Defense) -> str:
 
 attacks: Registry[Attack] = Registry("benchbd.attacks", Attack)
 defenses: Registry[Defense] = Registry("benchbd.defenses", Defense)
+
+
+def clash_warnings() -> list[str]:
+    """One line per plugin name that two packages declare, attacks then defenses: `list`,
+    `run` and `sweep` print them, so an installed package never replaces a plugin unseen."""
+    return attacks.clash_notes() + defenses.clash_notes()

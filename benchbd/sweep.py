@@ -74,9 +74,9 @@ class Grid:
             raise BenchbdError(f"grid: {exc}") from None
 
     def _cells(self) -> list[RunConfig]:
-        attack_tables = {a: expand("attack", a, self.attack_params.get(a, {}))
+        attack_tables = {a: expand("attack", a, params_for(attacks, a, self.attack_params))
                          for a in self.attacks}  # fmt: skip
-        defense_tables = {d: expand("defense", d, self.defense_params.get(d, {}))
+        defense_tables = {d: expand("defense", d, params_for(defenses, d, self.defense_params))
                           for d in self.defenses}  # fmt: skip
         return [
             RunConfig(
@@ -95,6 +95,22 @@ class Grid:
             for defense in self.defenses
             for defense_params in defense_tables[defense]
         ]
+
+
+def params_for(registry, name: str, tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The parameter table a grid gives plugin `name`: the one under the same spelling, else
+    one under another spelling of the same plugin (`sig` and `benchbd:sig`, when only one
+    package declares `sig`)."""
+    if name in tables:
+        return tables[name]
+    wanted = registry.info(name)
+    for key, table in tables.items():
+        try:
+            if registry.info(key) == wanted:
+                return table
+        except PluginError:
+            continue
+    return {}
 
 
 def expand_names(spec: str | Sequence[str], kind: str) -> list[str]:

@@ -53,6 +53,14 @@ def install_process_handlers() -> None:
         logger.setLevel(logging.INFO)
 
 
+def warn_clashes() -> None:
+    """Every plugin name two packages declare, one warning line each (both packages named)."""
+    from benchbd.plugins import clash_warnings
+
+    for line in clash_warnings():
+        typer.echo(f"benchbd: warning: {line}", err=True)
+
+
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"benchbd: error: {message}", err=True)
     raise typer.Exit(code)

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from benchbd import busy, dry_run, kernels
 from benchbd.cli import KERNELS_HELP
-from benchbd.cli.errors import Terminated, fail, friendly_errors
+from benchbd.cli.errors import Terminated, fail, friendly_errors, warn_clashes
 from benchbd.cli.progress import PlainSweepObserver, auroc_text
 from benchbd.cli.run_cmd import EVAL_HELP
 from benchbd.errors import BenchbdError
@@ -161,6 +161,7 @@ def sweep_cmd(
 
     Exit code: 0 when every cell succeeded, else the number of failed cells (at most 100)."""
     kernels.select(kernel_mode)  # the workers inherit it through $BENCHBD_KERNELS
+    warn_clashes()
     if grid is not None:
         plan = load_grid(grid)
         if seeds is not None:
