@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from benchbd import busy, dry_run, kernels
@@ -79,6 +80,13 @@ class RichSweepObserver(SweepObserver):
                                f"{'-' if m['asr'] is None else format(m['asr'], '.3f')}"
                                f"{auroc_text(m)}  ({outcome.seconds:.0f} s)")  # fmt: skip
         self.progress.update(self.task, advance=1, running=self.running, failed=self.failed)
+
+    def cell_waiting(self, name: str, holder: str) -> None:
+        self.console.print(f"[dim]waiting[/dim] {name}: held by {escape(holder)}")
+
+    def cell_elsewhere(self, name: str, how: str) -> None:
+        self.console.print(f"[cyan]skipped[/cyan] {name}: {how}")
+        self.progress.update(self.task, advance=1)
 
 
 def print_dry_run(plan: Grid, out: Path, jobs: int, timing_folders: list[Path]) -> None:
