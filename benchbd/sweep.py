@@ -24,6 +24,7 @@ import traceback
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -361,24 +362,46 @@ def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="benchbd-parent-watch", daemon=True).start()
 
 
+@contextmanager
+def _signals_held():
+    """SIGINT, SIGTERM and SIGHUP held back (delivered on leaving) while the process pool
+    changes state: a signal raised inside the executor's own bookkeeping (spawning a worker,
+    shutting down) could leave its queues' semaphores registered, and Python's resource
+    tracker would then print a warning about them after the sweep's error line."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class _Pool:
     """Worker processes (spawned: no forked torch state), each with its share of threads;
     each worker dies with the sweep, whatever ends it."""
 
     def __init__(self, jobs: int) -> None:
-        self.pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=get_context("spawn"),
-            initializer=_watch_parent, initargs=(os.getpid(),),
-        )  # fmt: skip
+        with _signals_held():
+            self.pool = ProcessPoolExecutor(
+                max_workers=jobs, mp_context=get_context("spawn"),
+                initializer=_watch_parent, initargs=(os.getpid(),),
+            )  # fmt: skip
 
     def submit(self, fn, *args) -> Future:
-        return self.pool.submit(fn, *args)
+        with _signals_held():
+            return self.pool.submit(fn, *args)
 
     def shutdown(self, abort: bool = False) -> None:
-        if abort:  # stop the cells that are running, not only the queued ones
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                process.terminate()
-        self.pool.shutdown(wait=True, cancel_futures=abort)
+        with _signals_held():
+            processes = list((getattr(self.pool, "_processes", None) or {}).values())
+            if abort:  # stop the cells that are running, not only the queued ones
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    process.join(timeout=10)
+            self.pool.shutdown(wait=True, cancel_futures=abort)
 
 
 class _Submitit:
