@@ -351,8 +351,9 @@ def keep_other_numbers(
                "pretrain_threads": poisoned.threads,
                "pretrain_kernels": poisoned.kernels}  # fmt: skip
     run_fp = run_fingerprint(poisoned.fingerprint, config, defense_params)
-    path = Path(out) / result_filename(bare_name(config.attack), bare_name(config.defense),
-                                       config.seed, run_fp)
+    path = Path(out) / result_filename(
+        bare_name(config.attack), bare_name(config.defense), config.seed, run_fp
+    )
     if not path.exists():
         return
     try:

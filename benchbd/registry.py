@@ -96,6 +96,10 @@ class Registry(Generic[T]):
                 if key not in providers.setdefault(ep.name, {}):
                     providers[ep.name][key] = PluginInfo(ep.name, ep.value, package)
                     self._entry_points[(ep.name, key)] = ep
+            for name, found in providers.items():  # built-in first, then by package: an
+                # order that does not hang on which entry point was read first
+                order = sorted(found, key=lambda key: (key != BUILTIN, key))
+                providers[name] = {key: found[key] for key in order}
             for name, (info, plugin) in self._registered.items():
                 key = canonical_package(info.package)
                 providers[name] = {key: info}  # shadows the entry points of that name
@@ -190,5 +194,7 @@ class Registry(Generic[T]):
 def clash_message(kind: str, name: str, providers: list[PluginInfo]) -> str:
     packages = " and ".join(repr(info.package) for info in providers)
     choices = " or ".join(info.qualified for info in providers)
-    return (f"{kind} {name!r} is provided by {len(providers)} packages, {packages}: "
-            f"name one as {choices}")
+    return (
+        f"{kind} {name!r} is provided by {len(providers)} packages, {packages}: "
+        f"name one as {choices}"
+    )

@@ -353,6 +353,8 @@ def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
     runs no cleanup, and a worker left alone would finish its cell, write a result file
     nobody asked for any more and hold its memory; Ctrl-C is the parent's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # spawned while the sweep held its signals back (_signals_held): this process takes them
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP})
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -367,7 +369,8 @@ def _signals_held():
     """SIGINT, SIGTERM and SIGHUP held back (delivered on leaving) while the process pool
     changes state: a signal raised inside the executor's own bookkeeping (spawning a worker,
     shutting down) could leave its queues' semaphores registered, and Python's resource
-    tracker would then print a warning about them after the sweep's error line."""
+    tracker would then print a warning about them after the sweep's error line. A worker
+    spawned meanwhile inherits the held mask and releases it first thing (_watch_parent)."""
     held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
     main = threading.current_thread() is threading.main_thread()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held) if main else None
@@ -400,7 +403,10 @@ class _Pool:
                 for process in processes:
                     process.terminate()
                 for process in processes:
-                    process.join(timeout=10)
+                    process.join(timeout=5)
+                    if process.is_alive():  # still starting up, or stuck: no more waiting
+                        process.kill()
+                        process.join()
             self.pool.shutdown(wait=True, cancel_futures=abort)
 
 

@@ -130,7 +130,10 @@ def parallel_sweep(tmp_path: Path, wanted: int):
     process = benchbd("sweep", "--grid", grid, "--jobs", "2", "--out", out, cache=cache)
     workers: list[int] = []
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(workers) < wanted:
+    # cells claimed (so submitted) and the worker processes up: the sweep is running cells
+    while time.monotonic() < deadline and (
+        len(workers) < wanted or not list(out.glob(".locks/*.lock"))
+    ):
         workers = [pid for pid in children_of(process.pid) if alive(pid)]
         time.sleep(0.2)
     return grid, out, cache, process, workers

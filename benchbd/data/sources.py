@@ -83,8 +83,9 @@ class SyntheticSource:
             key |= {"image_size": image_size, "resize": RESIZE}
         fp = fingerprint(key)
         splits = {
-            name: at_size(self._split(spec, name, getattr(sizes, name), fingerprint(stored)),
-                          image_size)  # fmt: skip
+            name: at_size(
+                self._split(spec, name, getattr(sizes, name), fingerprint(stored)), image_size
+            )  # fmt: skip
             for name in ("train", "clean", "test", "validation")
             if getattr(sizes, name) > 0
         }
