@@ -545,7 +545,7 @@ def sweep(
     try:
         while ready or running or waiting:
             for model_fp in [fp for fp in waiting if model_cache.has(fp, level)]:
-                ready += waiting.pop(model_fp)  # made by another process: no need to wait
+                ready[:0] = waiting.pop(model_fp)  # trained by another process: go on with it
             skipped, started = _start_claimed(ready, running, jobs, claims, pool, out, threads,
                                               observer)  # fmt: skip
             summary.skipped += len(skipped)
