@@ -348,11 +348,23 @@ class _Inline:
     def shutdown(self, abort: bool = False) -> None: ...
 
 
+def _leave(signum, frame) -> None:
+    """A worker told to stop (the sweep aborting) leaves as a finished process does: its
+    multiprocessing finalizers run first, so the semaphores it made (tqdm's lock, for one)
+    are unregistered from Python's resource tracker, which would otherwise print a warning
+    about them after the sweep's error line. Then it exits at once, mid-cell."""
+    from multiprocessing import util
+
+    util._exit_function()
+    os._exit(128 + signum)
+
+
 def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
     """Exit this worker as soon as the sweep that started it is gone. SIGKILL of the sweep
     runs no cleanup, and a worker left alone would finish its cell, write a result file
     nobody asked for any more and hold its memory; Ctrl-C is the parent's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _leave)
     # spawned while the sweep held its signals back (_signals_held): this process takes them
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP})
 

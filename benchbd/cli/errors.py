@@ -53,11 +53,12 @@ def install_process_handlers() -> None:
         logger.setLevel(logging.INFO)
 
 
-def warn_clashes() -> None:
-    """Every plugin name two packages declare, one warning line each (both packages named)."""
+def warn_clashes(attack: str = "", defense: str = "") -> None:
+    """Every plugin name two packages declare, one warning line each (both packages named);
+    a bare name the command was given is refused with the same words instead."""
     from benchbd.plugins import clash_warnings
 
-    for line in clash_warnings():
+    for line in clash_warnings(attack, defense):
         typer.echo(f"benchbd: warning: {line}", err=True)
 
 

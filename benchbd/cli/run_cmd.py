@@ -260,7 +260,7 @@ def run(
     each batch; rank 0 alone draws progress and writes the result file."""
     kernels.select(kernel_mode)  # applied by main() before torch; refused here if it differs
     if os.environ.get("RANK", "0") == "0":  # torchrun's other ranks stay silent
-        warn_clashes()
+        warn_clashes(attack, defense)
     attack_params, defense_params = route_params(attack, defense, param)
     if threads is not None:
         if threads < 1:
