@@ -216,7 +216,7 @@ def dry_run(configs: list[RunConfig], done: set[str], jobs: int, timings: Timing
     level = kernels.describe()["level"]
     cells, groups = [], {}
     for config, name in zip(configs, names_of(configs), strict=True):
-        model_fp, run_fp = plan(config)
+        model_fp, run_fp = plan(config, weights=False)  # a dry run downloads nothing
         finished = run_fp in done
         cells.append(CellPlan(name, finished,
                               None if finished else timings.cell(config, threads)))  # fmt: skip

@@ -130,10 +130,12 @@ def stage_fingerprint(model_fp: str, config: RunConfig, data: BenchmarkData) -> 
                         "data": data.fingerprint})  # fmt: skip
 
 
-def plan(config: RunConfig) -> tuple[str, str]:
+def plan(config: RunConfig, weights: bool = True) -> tuple[str, str]:
     """(poisoned model fingerprint, run fingerprint) that `run(config)` will use, computed
-    without training anything."""
-    preflight(config)
+    without training anything; `weights`: pretrained weights are found (or downloaded) first,
+    as the run will need them (a dry run leaves them be)."""
+    if weights:
+        preflight(config)
     data = load_experiment_data(config)
     model_fp = poisoned_fingerprint(config, data, build_attack(config, data))
     defense_params = config.defense_settings_for(len(data.clean)).to_dict()
