@@ -9,6 +9,8 @@ their own) on tiny settings; the whole file is marked `slow`.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import random
@@ -356,8 +358,9 @@ def test_a_plugin_name_two_packages_declare_is_reported_and_picked_by_package(tm
     assert {r["attack"]["name"] for r in results} == {"sig"}
     code, table, err = benchbd_with(env, "table", out, "--format", "csv", cache=cache)
     assert code == 0, err
-    rows = [line for line in table.splitlines() if line.startswith("sig,")]
-    assert len(rows) == 2, table  # one row per package, never one mean over both
+    rows = [row for row in csv.DictReader(io.StringIO(table)) if row["attack"] == "sig"]
+    # one row per package, never one mean over both
+    assert sorted(row["attack.package"] for row in rows) == ["benchbd", package], table
     # The built-in one, named with its package, is the experiment `sig` always was.
     code, _, err = benchbd_with({}, "run", "--attack", "sig", "--defense", "none", *TINY,
                                 "--out", tmp_path / "plain", cache=cache)  # fmt: skip
@@ -376,13 +379,11 @@ def test_unavailable_pretrained_weights_are_refused_before_any_data(tmp_path):
                     'pretrained = "openai"\n')  # fmt: skip
     for args in (["run", "--model", "RN50", "--pretrained", "openai"],
                  ["sweep", "--grid", grid, "--out", tmp_path / "out"]):  # fmt: skip
-        start = time.monotonic()
         code, _, err = benchbd_with(env, *args, cache=cache)
-        seconds = time.monotonic() - start
         assert code == 2 and "cannot be downloaded" in last_line(err), err
         assert "Traceback" not in err
+        # before any data: the default sizes at 224 px took minutes, and the error came after
         assert not (cache / "datasets").exists(), "data was made before the weights were checked"
-        assert seconds < 60, f"refused after {seconds:.0f} s"
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
