@@ -36,6 +36,7 @@ from typing import Any
 from benchbd import kernels, model_cache
 from benchbd.experiment import RunConfig
 from benchbd.planning import plan
+from benchbd.registry import bare_name
 from benchbd.results import read_result
 from benchbd.sweep import names_of
 
@@ -127,11 +128,12 @@ class Timings:
         return cls(results)
 
     def cell(self, config: RunConfig, threads: int) -> Estimate | None:
-        return self._lookup(self.cells, (config.defense, config.model), config.attack, threads)
+        key = (bare_name(config.defense), config.model)  # result files record bare names
+        return self._lookup(self.cells, key, bare_name(config.attack), threads)
 
     def model(self, config: RunConfig, threads: int) -> Estimate | None:
         key = (config.model, _inmodal_weight(config.pretrain))
-        return self._lookup(self.models, key, config.attack, threads)
+        return self._lookup(self.models, key, bare_name(config.attack), threads)
 
     @staticmethod
     def _lookup(table: dict, key: tuple, attack: str, threads: int) -> Estimate | None:
@@ -214,7 +216,7 @@ def dry_run(configs: list[RunConfig], done: set[str], jobs: int, timings: Timing
     level = kernels.describe()["level"]
     cells, groups = [], {}
     for config, name in zip(configs, names_of(configs), strict=True):
-        model_fp, run_fp = plan(config)
+        model_fp, run_fp = plan(config, weights=False)  # a dry run downloads nothing
         finished = run_fp in done
         cells.append(CellPlan(name, finished,
                               None if finished else timings.cell(config, threads)))  # fmt: skip

@@ -21,6 +21,7 @@ from benchbd.evaluate import evaluations_in, parse_evaluations
 from benchbd.model import DEFAULT_MODEL
 from benchbd.params import Params, build
 from benchbd.plugins import attacks, defenses, stage_of
+from benchbd.registry import PluginError, canonical_package
 from benchbd.suggest import did_you_mean
 from benchbd.train import TrainConfig
 
@@ -99,6 +100,19 @@ def _settings(given: Any, default: Settings, what: str) -> Settings:
             raise BenchbdError(f"the run's {what} has no setting {name!r}"
                                f"{did_you_mean(str(name), known)}")  # fmt: skip
     return replace(default, **given)
+
+
+def recorded_name(kind: str, plugin: Mapping[str, Any]) -> str:
+    """How to name a result file's plugin now: its bare name while that resolves to the
+    package the file records, else `PACKAGE:NAME` (another package declares the name too)."""
+    name, package = plugin["name"], plugin.get("package")
+    if not package:
+        return name
+    try:
+        here = KINDS[kind].info(name).package
+    except PluginError:  # ambiguous, or not installed: the qualified name says which
+        return f"{package}:{name}"
+    return name if canonical_package(here) == canonical_package(package) else f"{package}:{name}"
 
 
 @dataclass(frozen=True)
@@ -192,8 +206,8 @@ class RunConfig:
         pretrained = (result.get("extra") or {}).get("pretrained") or {}
         dataset = result["dataset"]
         return cls(
-            attack=result["attack"]["name"],
-            defense=result["defense"]["name"],
+            attack=recorded_name("attack", result["attack"]),
+            defense=recorded_name("defense", result["defense"]),
             attack_params=dict(result["attack"]["params"]),
             defense_params=dict(result["defense"]["params"]),
             dataset=dataset["name"],

@@ -93,8 +93,8 @@ def sweep_params(items: Iterable[str], attack_names: Sequence[str],
     sweep runs several plugins, so each parameter names its plugin, one the sweep runs."""
     routed: tuple[dict, dict] = ({}, {})
     for key, value in parse_assignments(list(items)).items():
-        plugin, sep, name = key.partition(":")
-        if not sep:
+        plugin, sep, name = key.rpartition(":")  # PLUGIN:NAME, PACKAGE:PLUGIN:NAME
+        if not sep or "." in name:  # PLUGIN.NAME, PACKAGE:PLUGIN.NAME
             plugin, _, name = key.rpartition(".")
         plugin, name = plugin.strip(), name.strip()
         if not plugin or not name:

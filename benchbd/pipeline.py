@@ -44,10 +44,12 @@ from benchbd.planning import (  # noqa: F401  (plan and ATTACKER_PAIRS re-export
     load_experiment_data,
     plan,
     poisoned_fingerprint,
+    preflight,
     run_fingerprint,
 )
 from benchbd.plugins import Attack, Defense, DefenseContext, attacks, defenses
 from benchbd.probe import labelled_rows, linear_probe, probe_metrics
+from benchbd.registry import PluginInfo, bare_name
 from benchbd.results import (
     PluginRecord,
     RunResult,
@@ -102,6 +104,12 @@ class Measurements:
     visibility: dict[str, Any] | None = None
 
 
+def plugin_record(info: PluginInfo, params: dict[str, Any], role: str) -> PluginRecord:
+    """A plugin as its result file records it: its own name and the package providing it
+    (whichever spelling, bare or `PACKAGE:NAME`, the run was given)."""
+    return PluginRecord.of(info.name, info.package, params, role=role)
+
+
 def run(config: RunConfig, observer: Observer | None = None, out: Path | None = None) -> RunResult:
     """Run one cell end to end; write its result file into `out` when given."""
     observer = observer or Observer()
@@ -111,6 +119,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     model_cache.remove_stale()
     device = resolve_device(config.device)
     kernel_info = kernels.describe(device=str(device))
+    preflight(config)  # pretrained weights that cannot be had are refused before the data
 
     observer.stage("data")
     data = load_experiment_data(config)
@@ -342,7 +351,9 @@ def keep_other_numbers(
                "pretrain_threads": poisoned.threads,
                "pretrain_kernels": poisoned.kernels}  # fmt: skip
     run_fp = run_fingerprint(poisoned.fingerprint, config, defense_params)
-    path = Path(out) / result_filename(config.attack, config.defense, config.seed, run_fp)
+    path = Path(out) / result_filename(
+        bare_name(config.attack), bare_name(config.defense), config.seed, run_fp
+    )
     if not path.exists():
         return
     try:
@@ -393,12 +404,8 @@ def record(
         extra["pretrained"] = {"weights": config.pretrained, "finetuned": config.from_pretrained}
     der_before = measured.before if measured.before_probe is None else measured.before_probe
     return RunResult(
-        attack=PluginRecord.of(
-            config.attack, attacks.origin(config.attack), attack.params.to_dict(), role="attack"
-        ),
-        defense=PluginRecord.of(
-            config.defense, defenses.origin(config.defense), defense_dict, role="defense"
-        ),  # fmt: skip
+        attack=plugin_record(attacks.info(config.attack), attack.params.to_dict(), "attack"),
+        defense=plugin_record(defenses.info(config.defense), defense_dict, "defense"),
         dataset={
             "name": data.name,
             "fingerprint": data.fingerprint,

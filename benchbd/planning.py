@@ -22,13 +22,35 @@ from benchbd.experiment import RunConfig
 from benchbd.model import ClipBundle, image_size
 from benchbd.model_cache import MODEL_CACHE_VERSION
 from benchbd.plugins import Attack, AttackSetup, attacks, defenses, stage_of
-from benchbd.pretrained import pretrained_key
+from benchbd.pretrained import pretrained_file, pretrained_key
+from benchbd.registry import Registry, canonical_package, is_builtin
 from benchbd.seeds import substream
 
 # The attacker's own data: pairs of the training pool it poisons (web-scraped, before
 # poisoning), a seeded sample this large, never the defender's clean pairs or an evaluation
 # split. Attacks that optimise against a model train their surrogate on it.
 ATTACKER_PAIRS = 5_000
+
+
+def preflight(config: RunConfig) -> None:
+    """What can be checked before any data is made or model trained, cheapest to most
+    expensive: the model is known, then its pretrained weights are at hand (from the local
+    cache, or downloaded now when the network is there), so that weights that cannot be had
+    are refused at once, not after minutes of data generation."""
+    image_size(config.model)
+    if config.pretrained:
+        pretrained_file(config.model, config.pretrained)
+
+
+def plugin_key(registry: Registry, role: str, name: str) -> dict[str, str]:
+    """What names a plugin in a fingerprint: its bare name, and its package unless it is
+    built in (so every built-in fingerprint stays as it was). Two packages' plugins of one
+    name are two experiments, never one cached model or one result."""
+    info = registry.info(name)
+    key = {role: info.name}
+    if not is_builtin(info.package):
+        key[f"{role}_package"] = canonical_package(info.package)
+    return key
 
 
 def load_experiment_data(config: RunConfig) -> BenchmarkData:
@@ -73,7 +95,7 @@ def poisoned_fingerprint(config: RunConfig, data: BenchmarkData, attack: Attack)
     key = {
         "version": MODEL_CACHE_VERSION,
         "data": data.train_key,
-        "attack": config.attack,
+        **plugin_key(attacks, "attack", config.attack),
         "attack_params": attack.params.to_dict(),
         "target": attack.setup.target,
         "count": attack.setup.count,
@@ -89,7 +111,7 @@ def poisoned_fingerprint(config: RunConfig, data: BenchmarkData, attack: Attack)
 
 def run_fingerprint(model_fp: str, config: RunConfig, defense_params: dict[str, Any]) -> str:
     """A result's identity: its poisoned model, the defense and the split measured on."""
-    return fingerprint({"poisoned": model_fp, "defense": config.defense,
+    return fingerprint({"poisoned": model_fp, **plugin_key(defenses, "defense", config.defense),
                         "defense_params": defense_params, "split": config.split})  # fmt: skip
 
 
@@ -103,14 +125,17 @@ def stage_fingerprint(model_fp: str, config: RunConfig, data: BenchmarkData) -> 
     if stage == "finetune":
         return None
     return fingerprint({"version": MODEL_CACHE_VERSION, "poisoned": model_fp, "stage": stage,
-                        "defense": config.defense,
+                        **plugin_key(defenses, "defense", config.defense),
                         "defense_params": config.defense_settings().to_dict(),
                         "data": data.fingerprint})  # fmt: skip
 
 
-def plan(config: RunConfig) -> tuple[str, str]:
+def plan(config: RunConfig, weights: bool = True) -> tuple[str, str]:
     """(poisoned model fingerprint, run fingerprint) that `run(config)` will use, computed
-    without training anything."""
+    without training anything; `weights`: pretrained weights are found (or downloaded) first,
+    as the run will need them (a dry run leaves them be)."""
+    if weights:
+        preflight(config)
     data = load_experiment_data(config)
     model_fp = poisoned_fingerprint(config, data, build_attack(config, data))
     defense_params = config.defense_settings_for(len(data.clean)).to_dict()

@@ -22,7 +22,7 @@ from benchbd.errors import BenchbdError
 from benchbd.evaluate import TriggerPart  # noqa: F401  (re-exported: the contract names it)
 from benchbd.model import ClipBundle
 from benchbd.params import Params
-from benchbd.registry import Registry
+from benchbd.registry import Registry, clash_message
 from benchbd.step_report import StepReport
 
 if TYPE_CHECKING:  # the contracts name the loop's hook types without importing the loop
@@ -282,3 +282,12 @@ def stage_of(defense: type[Defense] | Defense) -> str:
 
 attacks: Registry[Attack] = Registry("benchbd.attacks", Attack)
 defenses: Registry[Defense] = Registry("benchbd.defenses", Defense)
+
+
+def clash_warnings(attack: str = "", defense: str = "") -> list[str]:
+    """One line per plugin name that two packages declare, attacks then defenses: `list`,
+    `run` and `sweep` print them, so an installed package never replaces a plugin unseen.
+    The bare `attack` or `defense` a command was given is left out: its own error says it."""
+    return [clash_message(registry.kind_name, name, providers)
+            for registry, given in ((attacks, attack), (defenses, defense))
+            for name, providers in registry.clashes().items() if name != given]  # fmt: skip

@@ -76,13 +76,15 @@ class PluginRecord:
             found = version(package)
         except (PackageNotFoundError, ValueError):  # e.g. a plugin registered in-process
             found = None
-        return cls(name, package, params, found, declared_baseline(name, role))
+        return cls(name, package, params, found, declared_baseline(name, role, package))
 
 
-def declared_baseline(name: str, role: str | None = None) -> bool | None:
-    """The `baseline` flag the plugin class registered under `name` declares; None when no
-    registry (of `role`, or any) holds a loadable plugin of that name, or when an attack and a
-    defense of that name disagree. Imported lazily: reading results never needs torch."""
+def declared_baseline(name: str, role: str | None = None,
+                      package: str | None = None) -> bool | None:  # fmt: skip
+    """The `baseline` flag the plugin class registered under `name` (from `package`, when
+    given: two packages may declare one name) declares; None when no registry (of `role`, or
+    any) holds a loadable plugin of that name, or when an attack and a defense of that name
+    disagree. Imported lazily: reading results never needs torch."""
     from benchbd.plugins import attacks, defenses
     from benchbd.registry import PluginError
 
@@ -91,10 +93,10 @@ def declared_baseline(name: str, role: str | None = None) -> bool | None:
         raise ValueError(f"role must be 'attack' or 'defense', got {role!r}")
     flags = set()
     for kind, registry in registries.items():
-        if role not in (None, kind) or name not in registry.names():
+        if role not in (None, kind):
             continue
         try:
-            flags.add(bool(registry.get(name).baseline))
+            flags.add(bool(registry.get(f"{package}:{name}" if package else name).baseline))
         except PluginError:
             continue
     return flags.pop() if len(flags) == 1 else None

@@ -24,6 +24,7 @@ import traceback
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -36,6 +37,7 @@ from benchbd.data.sources import DataSizes
 from benchbd.errors import BenchbdError
 from benchbd.evaluate import evaluations_in
 from benchbd.experiment import RunConfig, plugin_params
+from benchbd.locks import Locks
 from benchbd.param_lists import cell_names, expand
 from benchbd.pipeline import run
 from benchbd.planning import plan
@@ -74,9 +76,9 @@ class Grid:
             raise BenchbdError(f"grid: {exc}") from None
 
     def _cells(self) -> list[RunConfig]:
-        attack_tables = {a: expand("attack", a, self.attack_params.get(a, {}))
+        attack_tables = {a: expand("attack", a, params_for(attacks, a, self.attack_params))
                          for a in self.attacks}  # fmt: skip
-        defense_tables = {d: expand("defense", d, self.defense_params.get(d, {}))
+        defense_tables = {d: expand("defense", d, params_for(defenses, d, self.defense_params))
                           for d in self.defenses}  # fmt: skip
         return [
             RunConfig(
@@ -95,6 +97,22 @@ class Grid:
             for defense in self.defenses
             for defense_params in defense_tables[defense]
         ]
+
+
+def params_for(registry, name: str, tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The parameter table a grid gives plugin `name`: the one under the same spelling, else
+    one under another spelling of the same plugin (`sig` and `benchbd:sig`, when only one
+    package declares `sig`)."""
+    if name in tables:
+        return tables[name]
+    wanted = registry.info(name)
+    for key, table in tables.items():
+        try:
+            if registry.info(key) == wanted:
+                return table
+        except PluginError:
+            continue
+    return {}
 
 
 def expand_names(spec: str | Sequence[str], kind: str) -> list[str]:
@@ -286,6 +304,12 @@ class SweepObserver:
     def tick(self) -> None:
         """Called while the sweep waits for running cells (about twice a second)."""
 
+    def cell_waiting(self, name: str, holder: str) -> None:
+        """A cell waits: another process (or another cell here) holds what it makes."""
+
+    def cell_elsewhere(self, name: str, how: str) -> None:
+        """A cell another process made while this sweep ran: skipped here."""
+
 
 @dataclass
 class SweepSummary:
@@ -296,13 +320,14 @@ class SweepSummary:
     seconds: float = 0.0
 
 
-def existing_fingerprints(out: Path, evaluations: Sequence[str] = ()) -> set[str]:
+def existing_fingerprints(out: Path, evaluations: Sequence[str] = (),
+                          only: str = "") -> set[str]:  # fmt: skip
     """The fingerprints of the result files in `out` that hold every opt-in evaluation named
     in `evaluations`: the opt-in metrics are not part of a fingerprint, so a file made without
     them is no finished cell for a sweep that asks for them (rerun, it is replaced by one
     that has them)."""
     found = set()
-    for path in Path(out).glob("*.json"):
+    for path in Path(out).glob(f"*{only}.json"):  # `only`: a fingerprint's first characters
         try:
             result = read_result(path)
         except ValueError:
@@ -323,11 +348,25 @@ class _Inline:
     def shutdown(self, abort: bool = False) -> None: ...
 
 
+def _leave(signum, frame) -> None:
+    """A worker told to stop (the sweep aborting) leaves as a finished process does: its
+    multiprocessing finalizers run first, so the semaphores it made (tqdm's lock, for one)
+    are unregistered from Python's resource tracker, which would otherwise print a warning
+    about them after the sweep's error line. Then it exits at once, mid-cell."""
+    from multiprocessing import util
+
+    util._exit_function()
+    os._exit(128 + signum)
+
+
 def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
     """Exit this worker as soon as the sweep that started it is gone. SIGKILL of the sweep
     runs no cleanup, and a worker left alone would finish its cell, write a result file
     nobody asked for any more and hold its memory; Ctrl-C is the parent's to handle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _leave)
+    # spawned while the sweep held its signals back (_signals_held): this process takes them
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP})
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -337,24 +376,50 @@ def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="benchbd-parent-watch", daemon=True).start()
 
 
+@contextmanager
+def _signals_held():
+    """SIGINT, SIGTERM and SIGHUP held back (delivered on leaving) while the process pool
+    changes state: a signal raised inside the executor's own bookkeeping (spawning a worker,
+    shutting down) could leave its queues' semaphores registered, and Python's resource
+    tracker would then print a warning about them after the sweep's error line. A worker
+    spawned meanwhile inherits the held mask and releases it first thing (_watch_parent)."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class _Pool:
     """Worker processes (spawned: no forked torch state), each with its share of threads;
     each worker dies with the sweep, whatever ends it."""
 
     def __init__(self, jobs: int) -> None:
-        self.pool = ProcessPoolExecutor(
-            max_workers=jobs, mp_context=get_context("spawn"),
-            initializer=_watch_parent, initargs=(os.getpid(),),
-        )  # fmt: skip
+        with _signals_held():
+            self.pool = ProcessPoolExecutor(
+                max_workers=jobs, mp_context=get_context("spawn"),
+                initializer=_watch_parent, initargs=(os.getpid(),),
+            )  # fmt: skip
 
     def submit(self, fn, *args) -> Future:
-        return self.pool.submit(fn, *args)
+        with _signals_held():
+            return self.pool.submit(fn, *args)
 
     def shutdown(self, abort: bool = False) -> None:
-        if abort:  # stop the cells that are running, not only the queued ones
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                process.terminate()
-        self.pool.shutdown(wait=True, cancel_futures=abort)
+        with _signals_held():
+            processes = list((getattr(self.pool, "_processes", None) or {}).values())
+            if abort:  # stop the cells that are running, not only the queued ones
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    process.join(timeout=5)
+                    if process.is_alive():  # still starting up, or stuck: no more waiting
+                        process.kill()
+                        process.join()
+            self.pool.shutdown(wait=True, cancel_futures=abort)
 
 
 class _Submitit:
@@ -383,6 +448,62 @@ def make_executor(kind: str, jobs: int, out: Path, slurm: dict[str, Any] | None 
     return _Submitit(cluster, Path(out) / ".submitit", slurm or {})
 
 
+# How often a cell another process holds is looked at again (a glob of the results folder
+# and a lock file read: cheap, but not for a thousand cells twice a second on shared storage).
+RETRY_S = 2.0
+
+
+def cell_lock(out: Path, run_fp: str) -> Path:
+    """The claim on a cell's result, in its results folder."""
+    return Path(out) / ".locks" / f"cell-{run_fp}.lock"
+
+
+def model_lock(model_fp: str) -> Path:
+    """The claim on a poisoned model, beside the cached models."""
+    return model_cache.models_dir() / "locks" / f"{model_fp}.lock"
+
+
+@dataclass
+class _Cell:
+    config: RunConfig
+    name: str
+    model_fp: str
+    run_fp: str
+
+
+class _Claims:
+    """What this sweep claims before it starts a cell: the cell's result, and the poisoned
+    model when it is not cached yet (benchbd.locks). A cell another process holds waits."""
+
+    def __init__(self, out: Path, level: str, evaluations: Sequence[str]) -> None:
+        self.out, self.level, self.evaluations = out, level, evaluations
+        self.locks = Locks()
+        self.waiting_on: dict[str, str] = {}  # cell name -> what holds it, once noted
+        self.next_try: dict[str, float] = {}  # cell name -> when to look at it again
+
+    def done_elsewhere(self, cell: _Cell) -> bool:
+        """Whether another process has written this cell's result since the sweep began."""
+        return cell.run_fp in existing_fingerprints(self.out, self.evaluations,
+                                                    only=cell.run_fp[:8])  # fmt: skip
+
+    def take(self, cell: _Cell) -> str | None:
+        """Claim what `cell` makes; None when claimed, else who holds it."""
+        owner = self.locks.acquire(cell_lock(self.out, cell.run_fp), cell.name)
+        if owner is not None:
+            return owner.describe()
+        if model_cache.has(cell.model_fp, self.level):
+            return None
+        owner = self.locks.acquire(model_lock(cell.model_fp), cell.name)
+        if owner is None:
+            return None
+        self.locks.release(cell_lock(self.out, cell.run_fp))
+        return f"its poisoned model, being trained by {owner.describe()}"
+
+    def release(self, cell: _Cell) -> None:
+        self.locks.release(model_lock(cell.model_fp))
+        self.locks.release(cell_lock(self.out, cell.run_fp))
+
+
 def sweep(
     grid: Grid,
     out: Path,
@@ -392,7 +513,11 @@ def sweep(
     slurm: dict[str, Any] | None = None,
     poll_s: float = 0.5,
 ) -> SweepSummary:
-    """Run every cell of `grid` not already in `out`; return what happened."""
+    """Run every cell of `grid` not already in `out`; return what happened.
+
+    Sweeps sharing `out` and the cache share the work: each claims a cell (and a poisoned
+    model it is about to train) before starting it, takes other work while another process
+    holds a claim, and skips a cell whose result another process wrote meanwhile."""
     if jobs < 1:
         raise BenchbdError(f"--jobs must be at least 1, got {jobs}")
     observer = observer or SweepObserver()
@@ -403,49 +528,58 @@ def sweep(
     planned = [plan(config) for config in configs]  # validates every cell before any training
     have = existing_fingerprints(out, configs[0].eval)  # a grid's cells share its [run]
     summary = SweepSummary(total=len(configs))
-    name_of = dict(zip(map(id, configs), names_of(configs), strict=True))
-    pending = [(c, m) for c, (m, r) in zip(configs, planned, strict=True) if r not in have]
+    names = names_of(configs)
+    pending = [_Cell(c, n, m, r) for c, n, (m, r) in zip(configs, names, planned, strict=True)
+               if r not in have]  # fmt: skip
     summary.skipped = len(configs) - len(pending)
     observer.start(len(configs), summary.skipped)
 
     # The leader of each poisoned model trains it; followers wait unless it is already cached.
-    groups: dict[str, list[RunConfig]] = defaultdict(list)
-    for config, model_fp in pending:
-        groups[model_fp].append(config)
+    groups: dict[str, list[_Cell]] = defaultdict(list)
+    for cell in pending:
+        groups[cell.model_fp].append(cell)
     level = kernels.describe()["level"]  # a model cached at another level is trained again
-    ready: list[RunConfig] = []
-    waiting: dict[str, list[RunConfig]] = {}
+    ready: list[_Cell] = []
+    waiting: dict[str, list[_Cell]] = {}
     for model_fp, members in groups.items():
         if model_cache.has(model_fp, level):
             ready += members
         else:
             ready.append(members[0])
             waiting[model_fp] = members[1:]
-    leader_of = {name_of[id(members[0])]: fp for fp, members in groups.items()}
+    leader_of = {members[0].name: fp for fp, members in groups.items()}
 
+    claims = _Claims(out, level, configs[0].eval)
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     pool = make_executor(executor, jobs, out, slurm)
-    running: dict[str, Any] = {}
+    running: dict[str, tuple[Any, _Cell]] = {}
     start = time.perf_counter()
     try:
-        while ready or running:
-            while ready and len(running) < jobs:
-                config = ready.pop(0)
-                name = name_of[id(config)]
-                observer.cell_started(name)
-                running[name] = pool.submit(run_cell, config, str(out), threads, name)
-            finished = [name for name, job in running.items() if job.done()]
+        while ready or running or waiting:
+            for model_fp in [fp for fp in waiting if model_cache.has(fp, level)]:
+                ready[:0] = waiting.pop(model_fp)  # trained by another process: go on with it
+            skipped, started = _start_claimed(ready, running, jobs, claims, pool, out, threads,
+                                              observer)  # fmt: skip
+            summary.skipped += len(skipped)
+            for name in skipped:  # a leader made elsewhere: its followers claim for themselves
+                ready[:0] = waiting.pop(leader_of.get(name, ""), [])
+            if not ready and not running and waiting:  # leaders gone: nothing to wait for here
+                ready += [cell for members in waiting.values() for cell in members]
+                waiting.clear()
+            finished = [name for name, (job, _) in running.items() if job.done()]
             if not finished:
-                observer.tick()
-                time.sleep(poll_s)
+                if not started:
+                    observer.tick()
+                    time.sleep(poll_s)
                 continue
             for name in finished:
-                job = running.pop(name)
+                job, cell = running.pop(name)
                 try:
                     outcome = job.result()
                 except Exception as exc:  # the worker itself died (killed, out of memory)
                     error = f"worker failed: {type(exc).__name__}: {exc}".splitlines()[0]
                     outcome = CellOutcome(name, "failed", error=error)
+                claims.release(cell)
                 if outcome.status == "done":
                     summary.done += 1
                 else:
@@ -456,6 +590,42 @@ def sweep(
     except BaseException:
         pool.shutdown(abort=True)
         raise
+    finally:
+        claims.locks.release_all()
     pool.shutdown()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _start_claimed(ready: list[_Cell], running: dict, jobs: int, claims: _Claims, pool,
+                   out: Path, threads: int | None,
+                   observer: SweepObserver) -> tuple[list[str], bool]:  # fmt: skip
+    """Start the first ready cells this sweep can claim, while slots are free; a cell another
+    process finished is skipped, one it holds stays ready and is looked at again every
+    RETRY_S. The names of the cells skipped, and whether any started."""
+    skipped: list[str] = []
+    started = False
+    now = time.monotonic()
+    for cell in list(ready):
+        if len(running) >= jobs:
+            break
+        if claims.next_try.get(cell.name, 0.0) > now:
+            continue
+        holder = None if claims.done_elsewhere(cell) else claims.take(cell)
+        if holder is not None:
+            claims.next_try[cell.name] = now + RETRY_S
+            if claims.waiting_on.get(cell.name) != holder:
+                claims.waiting_on[cell.name] = holder
+                observer.cell_waiting(cell.name, holder)
+            continue
+        ready.remove(cell)
+        if claims.done_elsewhere(cell):  # finished before the look, or before the claim
+            claims.release(cell)
+            skipped.append(cell.name)
+            observer.cell_elsewhere(cell.name, "made by another process")
+            continue
+        observer.cell_started(cell.name)
+        running[cell.name] = (pool.submit(run_cell, cell.config, str(out), threads, cell.name),
+                              cell)  # fmt: skip
+        started = True
+    return skipped, started

@@ -9,6 +9,8 @@ their own) on tiny settings; the whole file is marked `slow`.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import random
@@ -130,7 +132,10 @@ def parallel_sweep(tmp_path: Path, wanted: int):
     process = benchbd("sweep", "--grid", grid, "--jobs", "2", "--out", out, cache=cache)
     workers: list[int] = []
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(workers) < wanted:
+    # cells claimed (so submitted) and the worker processes up: the sweep is running cells
+    while time.monotonic() < deadline and (
+        len(workers) < wanted or not list(out.glob(".locks/*.lock"))
+    ):
         workers = [pid for pid in children_of(process.pid) if alive(pid)]
         time.sleep(0.2)
     return grid, out, cache, process, workers
@@ -199,13 +204,16 @@ def test_a_killed_sweep_takes_its_workers_with_it_and_resumes(tmp_path, referenc
     assert metrics(cell) == metrics(expected)
 
 
-def test_sigterm_stops_a_parallel_sweep_cleanly(tmp_path):
+@pytest.mark.parametrize("after_s", [2, 12])  # in the first cells' data, or in their training
+def test_sigterm_stops_a_parallel_sweep_cleanly(tmp_path, after_s):
     _, out, _, process, workers = parallel_sweep(tmp_path, wanted=1)
-    time.sleep(2)
+    time.sleep(after_s)
     process.send_signal(signal.SIGTERM)
     code, _, err = finish(process, timeout=60)
     assert code == 128 + signal.SIGTERM, err
     assert "resumes" in last_line(err) and last_line(err).startswith("benchbd: error:")
+    # nothing after the error line: no resource_tracker warning about leaked semaphores
+    assert err.rstrip().endswith(last_line(err)) and "Warning" not in err, err
     assert gone(workers), "workers outlived the stopped sweep"
     assert not leftovers(out)
 
@@ -266,6 +274,10 @@ def test_damaged_result_files_are_rerun_by_a_sweep_and_skipped_by_table(tmp_path
         (["run", "--dataset", "csv:d/pairs.csv"], {"d/pairs.csv": b"\x00\x01garbage"}, ""),
         (["run", "--dataset", "csv:d/missing.csv"], {}, "missing.csv"),
         (["table", "r"], {"r/a.json": "[1, 2]", "r/b.json": "{"}, "not a benchbd result"),
+        # usage errors: one line too, not typer's boxed usage block
+        (["sweep", "--threads", "1"], {}, "no such option: --threads"),
+        (["run", "--seed", "x"], {}, "--seed"),
+        (["table", "r", "--bogus"], {}, "--bogus"),
     ],
 )
 def test_malformed_input_is_one_line(tmp_path, args, files, message):
@@ -280,3 +292,138 @@ def test_malformed_input_is_one_line(tmp_path, args, files, message):
     assert all(line.startswith("benchbd: ") for line in lines), err
     assert "Traceback" not in err
     assert not list((tmp_path / "cache").rglob("*.pt"))
+
+
+# --- round two: plugin name clashes, pretrained weights, two sweeps on one folder -------------
+
+CLASH = """from benchbd.plugins import Attack
+
+
+class Sig(Attack):
+    description = "another package's sig: a white top row"
+
+    def apply_trigger(self, images, generator):
+        out = images.clone()
+        out[:, :, 0, :] = 255
+        return out
+"""
+
+
+def clashing_package(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A real second distribution (dist-info with entry points, on PYTHONPATH) declaring an
+    attack named `sig`, like the built-in one: its name, and the environment that sees it."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "othersig.py").write_text(CLASH)
+    dist = site / "other_sig-2.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: other-sig\nVersion: 2.0\n")
+    (dist / "entry_points.txt").write_text("[benchbd.attacks]\nsig = othersig:Sig\n")
+    root = Path(__file__).resolve().parent.parent
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(root)])}
+    return "other-sig", env
+
+
+def benchbd_with(env: dict[str, str], *args, cache: Path) -> tuple[int, str, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchbd", *map(str, args)], env=env_for(cache) | env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return finish(process)
+
+
+def test_a_plugin_name_two_packages_declare_is_reported_and_picked_by_package(tmp_path):
+    package, env = clashing_package(tmp_path)
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    both = ("'benchbd'", f"'{package}'")
+    code, listed, err = benchbd_with(env, "list", "attacks", cache=cache)
+    assert code == 0, err
+    assert all(name in err for name in both) and "benchbd: warning:" in err, err
+    assert "benchbd:sig" in listed and f"{package}:sig" in listed, listed
+    for args in (["run", "--attack", "sig", *TINY], ["sweep", "--attacks", "sig", "--out", out]):
+        code, _, err = benchbd_with(env, *args, cache=cache)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and all(name in lines[-1] for name in both), err
+        assert "name one as benchbd:sig or other-sig:sig" in lines[-1], err
+        assert all(line.startswith("benchbd: ") for line in lines), err
+    assert not out.exists() or not list(out.glob("*.json"))
+    # Each picked by its package: two result files, each naming its package, two experiments.
+    for name in ("benchbd:sig", f"{package}:sig"):
+        code, _, err = benchbd_with(env, "run", "--attack", name, "--defense", "none", *TINY,
+                                    "--out", out, cache=cache)  # fmt: skip
+        assert code == 0, err
+    results = list(results_in(out).values())
+    assert sorted(r["attack"]["package"] for r in results) == ["benchbd", package]
+    assert len({r["poisoned_model_fingerprint"] for r in results}) == 2
+    assert {r["attack"]["name"] for r in results} == {"sig"}
+    code, table, err = benchbd_with(env, "table", out, "--format", "csv", cache=cache)
+    assert code == 0, err
+    rows = [row for row in csv.DictReader(io.StringIO(table)) if row["attack"] == "sig"]
+    # one row per package, never one mean over both
+    assert sorted(row["attack.package"] for row in rows) == ["benchbd", package], table
+    # The built-in one, named with its package, is the experiment `sig` always was.
+    code, _, err = benchbd_with({}, "run", "--attack", "sig", "--defense", "none", *TINY,
+                                "--out", tmp_path / "plain", cache=cache)  # fmt: skip
+    assert code == 0, err
+    (plain,) = results_in(tmp_path / "plain").values()
+    (builtin,) = [r for r in results if r["attack"]["package"] == "benchbd"]
+    assert plain["fingerprint"] == builtin["fingerprint"]
+
+
+def test_unavailable_pretrained_weights_are_refused_before_any_data(tmp_path):
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "HOME": str(tmp_path / "home")}  # fmt: skip
+    cache = tmp_path / "cache"
+    grid = tmp_path / "grid.toml"
+    grid.write_text('attacks = ["badnet"]\ndefenses = ["none"]\n[run]\nmodel = "RN50"\n'
+                    'pretrained = "openai"\n')  # fmt: skip
+    for args in (["run", "--model", "RN50", "--pretrained", "openai"],
+                 ["sweep", "--grid", grid, "--out", tmp_path / "out"]):  # fmt: skip
+        code, _, err = benchbd_with(env, *args, cache=cache)
+        assert code == 2 and "cannot be downloaded" in last_line(err), err
+        assert "Traceback" not in err
+        # before any data: the default sizes at 224 px took minutes, and the error came after
+        assert not (cache / "datasets").exists(), "data was made before the weights were checked"
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_two_sweeps_on_one_folder_make_each_cell_and_model_once(tmp_path, jobs):
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ("sweep", "--grid", grid, "--out", out, "--jobs", jobs)
+    first = benchbd(*args, cache=cache)
+    time.sleep(0.5)
+    second = benchbd(*args, cache=cache)
+    runs = [finish(first), finish(second)]
+    for code, _, err in runs:
+        assert code == 0, err
+    started = [line.split()[2] for _, _, err in runs for line in err.splitlines()
+               if line.startswith("benchbd: started ")]  # fmt: skip
+    assert sorted(started) == sorted(set(started)) and len(started) == 4, started
+    results = list(results_in(out).values())
+    assert len(results) == 4
+    trained = [r for r in results if not r["pretrain_cached"]]
+    assert len(trained) == 2, "a poisoned model was trained twice"
+    assert sorted(r["seed"] for r in trained) == [0, 1]
+    assert not list(out.rglob("*.lock")) and not list(cache.rglob("*.lock")), "claims left"
+    assert not leftovers(out, cache)
+
+
+def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path):
+    """A sweep SIGKILLed mid-cell leaves its claim: the next sweep takes it over."""
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID.replace("seeds = [0, 1]", "seeds = [0]"))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    process = benchbd("sweep", "--grid", grid, "--out", out, cache=cache)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob(".locks/*.lock")):
+        time.sleep(0.2)
+    assert list(out.glob(".locks/*.lock")), "the sweep claimed no cell"
+    process.send_signal(signal.SIGKILL)
+    finish(process)
+    (claim,) = out.glob(".locks/*.lock")
+    assert json.loads(claim.read_text())["pid"] == process.pid
+    code, _, err = finish(benchbd("sweep", "--grid", grid, "--out", out, cache=cache))
+    assert code == 0, err
+    assert len(results_in(out)) == 2 and not list(out.rglob("*.lock"))

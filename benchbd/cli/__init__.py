@@ -65,11 +65,11 @@ def __getattr__(name: str):
 def main() -> None:
     """The `benchbd` command. Signals are caught from the first line, so Ctrl-C or SIGTERM
     while torch is still importing is one line too, not a traceback."""
-    from benchbd.cli.errors import Terminated, install_process_handlers
+    from benchbd.cli.errors import Terminated, install_process_handlers, invoke
 
     install_process_handlers()
     try:
-        _dispatch()
+        _dispatch(invoke)
     except KeyboardInterrupt:
         sys.stderr.write("benchbd: error: interrupted\n")
         raise SystemExit(130) from None
@@ -90,16 +90,17 @@ def kernels_argument(args: list[str]) -> str | None:
     return None
 
 
-def _dispatch() -> None:
+def _dispatch(invoke) -> None:
+    """`invoke` runs a typer app with benchbd's one-line usage errors (cli.errors)."""
     args = sys.argv[1:]
     if args and args[0] in LIGHT:
         light = _typer()
         light.command()(_function(args[0]))
-        light(args=args[1:], prog_name=f"benchbd {args[0]}")
+        invoke(light, args[1:], f"benchbd {args[0]}")
         return
     try:
         kernels.select(kernels_argument(args))
     except BenchbdError as exc:
         sys.stderr.write(f"benchbd: error: {exc}\n")
         raise SystemExit(2) from None
-    build_app()()
+    invoke(build_app(), args)

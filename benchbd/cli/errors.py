@@ -53,6 +53,42 @@ def install_process_handlers() -> None:
         logger.setLevel(logging.INFO)
 
 
+def warn_clashes(attack: str = "", defense: str = "") -> None:
+    """Every plugin name two packages declare, one warning line each (both packages named);
+    a bare name the command was given is refused with the same words instead."""
+    from benchbd.plugins import clash_warnings
+
+    for line in clash_warnings(attack, defense):
+        typer.echo(f"benchbd: warning: {line}", err=True)
+
+
+def invoke(app: typer.Typer, args: list[str], prog_name: str | None = None) -> None:
+    """Run a typer app as the `benchbd` command, with usage errors (an unknown option, a
+    missing value, a value of the wrong type) in the one-line convention, `benchbd: error:
+    ...` and exit 2, instead of click's boxed usage block; `--help` and a bare command still
+    print typer's help."""
+    try:
+        code = app(args=args, prog_name=prog_name, standalone_mode=False)
+    except typer.Abort:
+        sys.stderr.write("benchbd: error: aborted\n")
+        code = 1
+    except typer.TyperException as exc:  # click's usage and parameter errors
+        code = getattr(exc, "exit_code", 2)
+        # `benchbd` alone has printed its help already (as typer does, by class name)
+        if type(exc).__name__ != "NoArgsIsHelpError":
+            sys.stderr.write(f"benchbd: error: {usage_line(exc)}\n")
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def usage_line(exc: Exception) -> str:
+    """A click error as one line, pointing at the command's help."""
+    formatted = getattr(exc, "format_message", None)
+    message = " ".join((formatted() if formatted else str(exc)).split()) or type(exc).__name__
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    return f"{message[:1].lower()}{message[1:]}{hint}"
+
+
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"benchbd: error: {message}", err=True)
     raise typer.Exit(code)

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from benchbd.cli.errors import fail, friendly_errors
+from benchbd.cli.errors import fail, friendly_errors, warn_clashes
 from benchbd.params import describe
 from benchbd.plugins import Defense, attacks, defenses
 from benchbd.registry import PluginError, Registry
@@ -52,6 +52,7 @@ def list_plugins(
     if kind != "all" and kind not in KINDS:
         fail(f"unknown kind {kind!r}; choose attacks, defenses or all")
     console = Console()
+    warn_clashes()  # a clashing name is listed once per package, as PACKAGE:NAME
     for title, registry in KINDS.items():
         if kind in ("all", title):
             console.print(plugin_table(title, registry))

@@ -125,6 +125,13 @@ class PlainSweepObserver(SweepObserver):
             self.log.line(f"done    {outcome.name}: CA {m['ca']:.3f}  ASR {asr}"
                           f"{auroc_text(m)}  ({outcome.seconds:.0f} s)")  # fmt: skip
 
+    def cell_waiting(self, name: str, holder: str) -> None:
+        self.log.line(f"waiting {name}: held by {holder}")
+
+    def cell_elsewhere(self, name: str, how: str) -> None:
+        self.total -= 1  # not this sweep's to run any more
+        self.log.line(f"skipped {name}: {how}")
+
     def tick(self) -> None:
         now = time.monotonic()
         if now - self.last_status < self.log.interval:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from benchbd import busy, distributed, kernels
 from benchbd.cli import KERNELS_HELP
-from benchbd.cli.errors import friendly_errors
+from benchbd.cli.errors import friendly_errors, warn_clashes
 from benchbd.cli.progress import PlainObserver
 from benchbd.data.sources import DataSizes
 from benchbd.data.spec import compose
@@ -24,6 +25,7 @@ from benchbd.params import parse_assignments
 from benchbd.pipeline import Observer
 from benchbd.pipeline import run as run_pipeline
 from benchbd.plugins import attacks, defenses
+from benchbd.registry import canonical_package
 from benchbd.results import RunResult
 from benchbd.suggest import did_you_mean
 from benchbd.train import StepReport, TrainConfig
@@ -38,23 +40,33 @@ def given(**options: object) -> dict[str, object]:
     return {name: value for name, value in options.items() if value is not None}
 
 
+def spellings(registry, name: str) -> set[str]:
+    """Every way a --param prefix may name the plugin `name` stands for: its own name, and
+    `PACKAGE:NAME` with the package as recorded or as installers spell it."""
+    info = registry.info(name)
+    return {name, info.name, info.qualified, f"{canonical_package(info.package)}:{info.name}"}
+
+
 def route_params(attack: str, defense: str, items: list[str]) -> tuple[dict, dict]:
     """Send each --param to the plugin that declares it; 'blended:x' (the plugin's own name,
-    as results and the README write it) or 'attack.x' / 'defense.x' force the owner."""
+    as results and the README write it; 'PACKAGE:NAME:x' for a plugin named with its package)
+    or 'attack.x' / 'defense.x' force the owner."""
     attack_fields = set(attacks.get(attack).Params.__dataclass_fields__)
     defense_fields = set(defenses.get(defense).Params.__dataclass_fields__)
+    names = (spellings(attacks, attack), spellings(defenses, defense))
     routed: tuple[dict, dict] = ({}, {})
     for key, value in parse_assignments(items).items():
-        plugin, colon, name = key.partition(":")
+        plugin, colon, name = key.rpartition(":")
         plugin = plugin.strip()
         if colon:
-            if plugin not in (attack, defense):
+            owners = [i for i in (0, 1) if plugin in names[i]]
+            if not owners:
                 raise BenchbdError(
                     f"--param {key!r}: {plugin!r} is neither the attack {attack!r} nor the "
                     f"defense {defense!r} of this run"
                 )
-            if attack != defense:  # a name both plugins share is routed by its fields below
-                routed[plugin == defense][name.strip()] = value
+            if len(owners) == 1:  # a name both plugins share is routed by its fields below
+                routed[owners[0]][name.strip()] = value
                 continue
             key = name.strip()
         owner, _, name = key.rpartition(".")
@@ -247,6 +259,8 @@ def run(
     Under `torchrun --nproc-per-node N -m benchbd run ...` every rank trains on its slice of
     each batch; rank 0 alone draws progress and writes the result file."""
     kernels.select(kernel_mode)  # applied by main() before torch; refused here if it differs
+    if os.environ.get("RANK", "0") == "0":  # torchrun's other ranks stay silent
+        warn_clashes(attack, defense)
     attack_params, defense_params = route_params(attack, defense, param)
     if threads is not None:
         if threads < 1:

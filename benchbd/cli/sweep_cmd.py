@@ -9,11 +9,12 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from benchbd import busy, dry_run, kernels
 from benchbd.cli import KERNELS_HELP
-from benchbd.cli.errors import Terminated, fail, friendly_errors
+from benchbd.cli.errors import Terminated, fail, friendly_errors, warn_clashes
 from benchbd.cli.progress import PlainSweepObserver, auroc_text
 from benchbd.cli.run_cmd import EVAL_HELP
 from benchbd.errors import BenchbdError
@@ -79,6 +80,13 @@ class RichSweepObserver(SweepObserver):
                                f"{'-' if m['asr'] is None else format(m['asr'], '.3f')}"
                                f"{auroc_text(m)}  ({outcome.seconds:.0f} s)")  # fmt: skip
         self.progress.update(self.task, advance=1, running=self.running, failed=self.failed)
+
+    def cell_waiting(self, name: str, holder: str) -> None:
+        self.console.print(f"[dim]waiting[/dim] {name}: held by {escape(holder)}")
+
+    def cell_elsewhere(self, name: str, how: str) -> None:
+        self.console.print(f"[cyan]skipped[/cyan] {name}: {how}")
+        self.progress.update(self.task, advance=1)
 
 
 def print_dry_run(plan: Grid, out: Path, jobs: int, timing_folders: list[Path]) -> None:
@@ -161,6 +169,7 @@ def sweep_cmd(
 
     Exit code: 0 when every cell succeeded, else the number of failed cells (at most 100)."""
     kernels.select(kernel_mode)  # the workers inherit it through $BENCHBD_KERNELS
+    warn_clashes()
     if grid is not None:
         plan = load_grid(grid)
         if seeds is not None:

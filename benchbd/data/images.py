@@ -56,7 +56,8 @@ def decode(source: str | Path | bytes, size: int, name: str) -> torch.Tensor:
 
 
 class ImageReader(Protocol):
-    """Where a source's images come from: row i -> uint8 (3, size, size)."""
+    """Where a source's images come from: row i -> uint8 (3, size, size). A reader may also
+    offer `read_many(rows, size)`, a batch at once (images held in memory)."""
 
     def read(self, row: int, size: int) -> torch.Tensor: ...
 
@@ -134,7 +135,14 @@ class LazyImages:
         positions = _positions(index, len(self))
         if not positions:
             return torch.empty((0, 3, self.size, self.size), dtype=torch.uint8)
-        return torch.stack([self.read(p) for p in positions])
+        read_many = getattr(self.reader, "read_many", None)
+        if read_many is None:
+            return torch.stack([self.read(p) for p in positions])
+        batch = read_many(self.rows[positions], self.size)  # one call for the whole batch
+        for i, position in enumerate(positions):
+            if position in self.overlay:
+                batch[i] = self.overlay[position]
+        return batch
 
     def __setitem__(self, index, values: torch.Tensor) -> None:
         positions = [index] if isinstance(index, int) else _positions(index, len(self))

@@ -24,10 +24,13 @@ from benchbd.data import synthetic, versions
 from benchbd.data.digits import DigitsSource
 from benchbd.data.pairs import BenchmarkData, PairSet, ZeroShotTask
 from benchbd.data.real import RealSource
+from benchbd.data.resized import RESIZE, at_size
 from benchbd.errors import BenchbdError
 from benchbd.suggest import did_you_mean
 
 log = logging.getLogger("benchbd")
+# The size the synthetic generator draws at: the default model's.
+NATIVE_SIZE = synthetic.SyntheticSpec().image_size
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,20 @@ class SyntheticSource:
                 "a whole number >= 0 (e.g. synthetic:1)"
             )
         seed = int(argument) if argument else 0
-        spec = synthetic.SyntheticSpec(seed=seed, image_size=image_size)
-        key = {"source": "synthetic", "version": self.version, **asdict(spec), **asdict(sizes)}
+        # Drawn at the generator's native size and cached once for every model; a model of
+        # another size reads the same images resized as batches are drawn (data.resized), so
+        # memory stays bounded at any resolution.
+        spec = synthetic.SyntheticSpec(seed=seed, image_size=NATIVE_SIZE)
+        stored = {"source": "synthetic", "version": self.version, **asdict(spec),
+                  **asdict(sizes)}  # fmt: skip
+        key = dict(stored)
+        if image_size != NATIVE_SIZE:  # native-size keys stay as they always were
+            key |= {"image_size": image_size, "resize": RESIZE}
         fp = fingerprint(key)
         splits = {
-            name: self._split(spec, name, getattr(sizes, name), fp)
+            name: at_size(
+                self._split(spec, name, getattr(sizes, name), fingerprint(stored)), image_size
+            )  # fmt: skip
             for name in ("train", "clean", "test", "validation")
             if getattr(sizes, name) > 0
         }
