@@ -31,8 +31,8 @@ to the captions' second views and each caption's first view to the images' secon
 and captions (their `--cross_aug` switch).
 
 `start` is benchbd's, not the authors': a smallest first safe set, a share of the pairs (0, off,
-by default). No public version of their code starts the split from a share: their
-`filter_ratio` (0.15) is read only when training resumes from a checkpoint (src/main.py line 125).
+by default). Their published code never starts the split from a share: their `filter_ratio`
+(0.15) is read only when training resumes from a checkpoint (src/main.py line 125).
 
 Under torchrun each rank's safe and risky rows differ in number, which gathered losses cannot
 take: the defense refuses to run there.

@@ -90,8 +90,8 @@ def test_the_split_rule_matches_theirs(seed, growth, cap):
 
 
 def test_the_first_split_is_the_posterior_rule_not_a_share():
-    """No public version starts from a share: with `start` at its default the first safe set
-    is exactly the pairs at posterior 0.9, however few."""
+    """Their published code never starts from a share: with `start` at its default the first
+    safe set is exactly the pairs at posterior 0.9, however few."""
     epochs = drifting_similarities(600, 1, 5)
     schedule = SafeSchedule(SafeCLIPParams())
     probability = their_clean_probabilities(np.sort(epochs[0])[::-1])
