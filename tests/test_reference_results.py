@@ -52,6 +52,9 @@ def test_every_committed_result_ran_with_one_thread_a_cell():
 
 
 def test_the_digits_grid_is_complete_for_every_defense_of_every_stage():
+    """Every cell but SafeCLIP's against wanet and label-consistent, and against badnet and
+    blended on the seeds its validation did not reach: deleted when SafeCLIP became its
+    authors' method (the grid file says so)."""
     results, warnings = load_folder(RESULTS / "digits")
     assert not warnings and {r["dataset"]["name"] for r in results} == {"digits"}
     cells = {(r["attack"]["name"], r["defense"]["name"], r["seed"]) for r in results}
@@ -59,7 +62,10 @@ def test_the_digits_grid_is_complete_for_every_defense_of_every_stage():
     defenses = {"none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised",  # finetune
                 "kdistance", "lof", "dao", "iforest", "cosine_gmm",  # screen
                 "roclip", "safeclip"}  # pretrain  # fmt: skip
-    assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    _, seeds = safeclip_recipe_choice()
+    deleted = {(a, "safeclip", s) for a in attacks for s in (0, 1, 2)
+               if a in ("wanet", "label_consistent") or s not in seeds}  # fmt: skip
+    assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)} - deleted
     assert len(results) == len(cells)
 
 
@@ -73,41 +79,76 @@ def test_the_frontier_grid_is_complete():
     assert len(results) == len(cells)
 
 
-def safeclip_validation_choice() -> float:
-    """SafeCLIP's `start` that the committed validation runs choose by the rule their grid
-    states: the higher mean validation CA among the variants with ASR <= 0.10 on both
-    attacks; if none, the lower mean ASR."""
-    results, warnings = load_folder(RESULTS / "validation" / "safeclip")
+SAFECLIP_CANDIDATES = (0.01, 0.1)  # growth, in order of change from the paper's recipe
+SAFECLIP_RECIPE = {"inmodal_epochs": 5, "clip_epochs": 1, "safe_probability": 0.9, "cap": 0.85}
+
+
+def safeclip_recipe_choice() -> tuple[float, tuple[int, ...]]:
+    """The growth that results/validation/safeclip_recipe/grid.toml's rule picks from its
+    files: the first candidate (in order of change from the paper's recipe) whose mean
+    validation CA drop against the undefended model is at most 0.05 on each attack over the
+    seeds run; a later candidate runs only when the one before fails; if none passes, the one
+    whose largest per-attack drop is smallest (on a tie, the earlier)."""
+    results, warnings = load_folder(RESULTS / "validation" / "safeclip_recipe")
     assert not warnings and {r["dataset"]["split"] for r in results} == {"validation"}
-    by_start: dict[float, list[dict]] = {}
+    assert {r["dataset"]["name"] for r in results} == {"digits"}
+    undefended = {(r["attack"]["name"], r["seed"]): r["metrics"]["after"]["ca"]
+                  for r in results if r["defense"]["name"] == "none"}  # fmt: skip
+    drops: dict[float, dict[str, dict[int, float]]] = {}
     for r in results:
-        start = r["defense"]["params"].get("start", 0.0)
-        by_start.setdefault(start, []).append(r["metrics"]["after"])
-    assert sorted(by_start) == [0.0, 0.5] and all(len(v) == 2 for v in by_start.values())
-    passing = {start: sum(m["ca"] for m in ms) for start, ms in by_start.items()
-               if all(m["asr"] <= 0.10 for m in ms)}  # fmt: skip
-    mean_asr = {start: sum(m["asr"] for m in ms) for start, ms in by_start.items()}
-    return max(passing, key=passing.get) if passing else min(mean_asr, key=mean_asr.get)
+        if r["defense"]["name"] != "safeclip":
+            continue
+        params = r["defense"]["params"]
+        assert {k: params[k] for k in SAFECLIP_RECIPE} == SAFECLIP_RECIPE and params["cross_aug"]
+        drop = undefended[(r["attack"]["name"], r["seed"])] - r["metrics"]["after"]["ca"]
+        by_attack = drops.setdefault(params["growth"], {}).setdefault(r["attack"]["name"], {})
+        by_attack[r["seed"]] = drop
+    # the seeds run in order, both attacks each, and every candidate on the same seeds
+    seeds = {tuple(sorted(v)) for by_attack in drops.values() for v in by_attack.values()}
+    assert len(seeds) == 1
+    seeds_run = next(iter(seeds))
+    assert seeds_run == tuple(range(len(seeds_run)))
+    worst = {}
+    for growth in SAFECLIP_CANDIDATES:
+        if growth not in drops:
+            break
+        by_attack = drops[growth]
+        assert sorted(by_attack) == ["badnet", "blended"]
+        worst[growth] = max(sum(v.values()) / len(v) for v in by_attack.values())
+        if worst[growth] <= 0.05:
+            assert set(drops) == set(worst)  # no candidate after the winner ran
+            return growth, seeds_run
+    assert set(drops) == set(SAFECLIP_CANDIDATES)  # none passed: every one ran
+    return min(worst, key=worst.get), seeds_run
+
+
+def test_the_digits_safeclip_cells_run_the_recipe_chosen_on_validation():
+    """The test-split verdict runs the winner on the seeds its validation ran (the same
+    models: a stage's model does not depend on the split)."""
+    growth, seeds = safeclip_recipe_choice()
+    results, _ = load_folder(RESULTS / "digits")
+    safeclip = [r for r in results if r["defense"]["name"] == "safeclip"]
+    assert {(r["attack"]["name"], r["seed"]) for r in safeclip} == {
+        (a, s) for a in ("badnet", "blended") for s in seeds}  # fmt: skip
+    for r in safeclip:
+        assert r["dataset"]["split"] == "test"
+        params = r["defense"]["params"]
+        assert {k: params[k] for k in SAFECLIP_RECIPE} == SAFECLIP_RECIPE
+        assert params["growth"] == growth and params["cross_aug"] and "start" not in params
 
 
 def test_the_stages_grid_holds_its_tier():
-    """results/stages on the embedded data: every attack against every screen and both
-    pretraining-time defenses on seed 0, and badnet and blended against each on seeds 0-2;
-    SafeCLIP at the start its validation runs chose (its default kept on seed 0 as the
-    record of why)."""
+    """results/stages on the embedded data: every attack against every screen and RoCLIP on
+    seed 0, and badnet and blended against each on seeds 0-2. SafeCLIP's cells were deleted
+    when it became its authors' method (the grid file says so)."""
     results, warnings = load_folder(RESULTS / "stages")
     assert not warnings
-    chosen = safeclip_validation_choice()
-    cells = set()
-    for r in results:
-        start = r["defense"]["params"].get("start", 0.0)
-        cells.add((r["attack"]["name"], r["defense"]["name"], r["seed"], start))
-    defenses = [(d, 0.0) for d in ("kdistance", "lof", "dao", "iforest", "cosine_gmm", "roclip")]
-    defenses.append(("safeclip", chosen))
-    one_seed = {(a, d, 0, start) for a in ("wanet", "label_consistent") for d, start in defenses}
-    headline = {(a, d, s, start) for a in ("badnet", "blended") for s in (0, 1, 2)
-                for d, start in defenses}  # fmt: skip
+    cells = {(r["attack"]["name"], r["defense"]["name"], r["seed"]) for r in results}
+    defenses = ("kdistance", "lof", "dao", "iforest", "cosine_gmm", "roclip")
+    one_seed = {(a, d, 0) for a in ("wanet", "label_consistent") for d in defenses}
+    headline = {(a, d, s) for a in ("badnet", "blended") for s in (0, 1, 2) for d in defenses}
     assert one_seed | headline <= cells
+    assert "safeclip" not in {d for _, d, _ in cells}
     assert len(results) == len(cells)
 
 
@@ -148,7 +189,7 @@ def test_reference_plot_is_committed(name):
 @pytest.mark.slow
 def test_committed_results_are_what_the_engine_would_run_now():
     """Each committed result (the embedded, digits, objective, frontier and stages grids,
-    BadCLIP's and SafeCLIP's validation variants) rebuilds into the
+    BadCLIP's validation variants and SafeCLIP's recipe) rebuilds into the
     experiment it records, with the same
     fingerprints (so a sweep over them skips every cell, and a rerun writes the same file),
     and every one ran with the portable kernels."""
@@ -157,7 +198,8 @@ def test_committed_results_are_what_the_engine_would_run_now():
 
     folders = [RESULTS, *(RESULTS / name for name in ("digits", "objective", "frontier",
                                                       "stages")),
-               RESULTS / "validation" / "badclip", RESULTS / "validation" / "safeclip"]  # fmt: skip
+               RESULTS / "validation" / "badclip",
+               RESULTS / "validation" / "safeclip_recipe"]  # fmt: skip
     results = [r for folder in folders for r in load_folder(folder)[0]]
     for result in results:
         rebuilt = plan(RunConfig.from_result(result))

@@ -26,32 +26,32 @@ def with_poisons(n: int = 2000, poisons: int = 60, seed: int = 0) -> np.ndarray:
 
 
 def test_a_mixture_that_finds_no_safe_pair_still_starts_the_safe_set_at_start():
-    schedule = SafeSchedule(SafeCLIPParams(start=0.5, safe_probability=0.99), seed=0)
-    safe = schedule.next_safe(unimodal(), 2)
+    schedule = SafeSchedule(SafeCLIPParams(start=0.5, safe_probability=0.99))
+    safe = schedule.next_safe(unimodal())
     assert safe.float().mean().item() == pytest.approx(0.5)
 
 
 def test_a_mixture_share_above_start_is_taken():
     similarities = with_poisons()
-    schedule = SafeSchedule(SafeCLIPParams(start=0.1, safe_probability=0.9, cap=1.0), seed=0)
-    safe = schedule.next_safe(similarities, 2)
+    schedule = SafeSchedule(SafeCLIPParams(start=0.1, safe_probability=0.9, cap=1.0))
+    safe = schedule.next_safe(similarities)
     share = safe.float().mean().item()
     assert share > 0.95  # nearly every matched pair is in the high component
     assert not safe[:60].any()
 
 
 def test_the_safe_set_grows_by_growth_up_to_cap():
-    schedule = SafeSchedule(SafeCLIPParams(start=0.5, growth=0.1, cap=0.75), seed=0)
-    shares = [schedule.next_safe(unimodal(), epoch).float().mean().item() for epoch in range(5)]
+    schedule = SafeSchedule(SafeCLIPParams(start=0.5, growth=0.1, cap=0.75))
+    shares = [schedule.next_safe(unimodal()).float().mean().item() for _ in range(5)]
     assert [round(share, 4) for share in shares] == [0.5, 0.6, 0.7, 0.75, 0.75]
     assert schedule.shares == [0.5, 0.6, 0.7, 0.75, 0.75]
 
 
 def test_the_poisons_stay_out_of_the_safe_set_as_it_grows():
     similarities = with_poisons()
-    schedule = SafeSchedule(SafeCLIPParams(start=0.5, growth=0.1, cap=0.95), seed=0)
-    for epoch in range(2, 8):
-        assert not schedule.next_safe(similarities, epoch)[:60].any()
+    schedule = SafeSchedule(SafeCLIPParams(start=0.5, growth=0.1, cap=0.95))
+    for _ in range(6):
+        assert not schedule.next_safe(similarities)[:60].any()
     assert schedule.shares[-1] == 0.95
 
 
