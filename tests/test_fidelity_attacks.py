@@ -174,7 +174,7 @@ ALL_CORNERS = [  # BackdoorBench utils/bd_img_transform/lc.py lines 44-84, "all-
 
 
 def ref_turner_all_corners(img_hwc: np.ndarray) -> np.ndarray:
-    """BackdoorBench lc.py, poison_from_indices (lines 122-160) at its default
+    """BackdoorBench lc.py, poison_from_indices (lines 113-157) at its default
     reduced_amplitude = 1 (config/attack/lc/default.yaml): each mask value times 255 is ADDED
     to the pixel, then clipped, so +255 makes white and -255 black; at 32 px, no resize."""
     out = img_hwc.astype(np.float32).copy()
@@ -193,7 +193,7 @@ def test_turner_preset_is_backdoorbenchs_all_corners_trigger_at_32px(tiny_data):
 
 
 def test_turner_preset_keeps_3px_where_backdoorbench_rescales_its_mask(tiny_data):
-    """At 64 px BackdoorBench resizes the 32 px mask (NEAREST, lc.py lines 96-115): 6 px cells;
+    """At 64 px BackdoorBench resizes the 32 px mask (NEAREST, lc.py lines 93-111): 6 px cells;
     benchbd keeps Turner's 3 x 3 px at every size (listed)."""
     images = torch.full((1, 3, 64, 64), 128, dtype=torch.uint8)
     attack = make("label_consistent", tiny_data.task, trigger_params="turner", harden=False)
@@ -207,7 +207,7 @@ def test_turner_preset_keeps_3px_where_backdoorbench_rescales_its_mask(tiny_data
 
 
 def ref_cleanclip_label_consistent_rows(captions: list[str], label: str) -> list[int]:
-    """CleanCLIP backdoor/create_backdoor_data.py lines 66-71: `args.label in caption`, a
+    """CleanCLIP backdoor/create_backdoor_data.py lines 64-71: `args.label in caption`, a
     case-sensitive substring test on the class name alone."""
     return [i for i, caption in enumerate(captions) if label in caption]
 
@@ -385,7 +385,7 @@ def test_wanet_noise_mode_is_backdoorbenchs_cross_samples(tiny_data):
 
 
 def ref_backdoorbench_sig(img_hwc: np.ndarray, delta: float, f: float, rounding=False):
-    """SCLBD/BackdoorBench utils/bd_img_transform/sig.py, sigTrigger (lines 41-52):
+    """SCLBD/BackdoorBench utils/bd_img_transform/sig.py, sigTrigger (lines 41-53):
     pattern[i, j] = delta * sin(2 pi j f / m) with m = img.shape[1] (the width of an H x W x C
     array), float32; uint8(clip(uint32(img) + pattern)) truncates."""
     img = np.float32(img_hwc)
@@ -483,7 +483,7 @@ def test_nashville_is_pilgrams_filter_pixel_for_pixel():
 
 
 def test_dirty_label_captions_are_a_random_template_with_the_target(tiny_data):
-    """CleanCLIP create_backdoor_data.py lines 112-118: templates[random.randint(0, n - 1)]
+    """CleanCLIP create_backdoor_data.py lines 106-112: templates[random.randint(0, n - 1)]
     (label): every poisoned caption is one of the target's prompts, each template drawn."""
     attack = make("badnet", tiny_data.task, count=300)
     poisoned = attack.poison(tiny_data.train)
@@ -581,6 +581,20 @@ def measure() -> None:  # pragma: no cover - a report, run by hand
     for s in (0.5, 1.0, 8.0):
         grid = sampling_grid(warp_field(4, 0), 32, s, 1.0)
         print(f"wanet s={s} @32: PSNR {psnr(warp(small, grid).numpy(), small.numpy()):.2f} dB")
+    # Nashville: benchbd filters the stored 32 px images; Detect-CLIP filters the image as
+    # loaded, then resizes. Both orders on 64 synthetic images drawn at 64 px.
+    big = load_data("synthetic", DataSizes(train=256, clean=64, test=64, validation=64),
+                    image_size=64).test.images[:64]  # fmt: skip
+
+    def down(x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.from_numpy(np.array(Image.fromarray(i.permute(1, 2, 0).numpy())
+                            .resize((32, 32), Image.Resampling.BILINEAR))).permute(2, 0, 1)
+                            for i in x])  # fmt: skip
+
+    ours, theirs = nashville(down(big)).numpy(), down(nashville(big)).numpy()
+    print(f"nashville: resize-then-filter against filter-then-resize (64 -> 32 px): PSNR "
+          f"{psnr(ours, theirs):.2f} dB (the filter itself: {psnr(ours, down(big).numpy()):.2f} "
+          f"dB)")  # fmt: skip
     # label-consistent eligibility: whole words and synonyms against the substring rule.
     captions = data.train.captions
     for name in task.classnames:
