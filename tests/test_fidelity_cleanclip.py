@@ -502,6 +502,11 @@ def measure() -> None:  # pragma: no cover - a report, run by hand
             kept = ref_get_only_chars(caption)
             found = [ref_get_only_chars(n).strip() for n in names]
             lost += not any(n and re.search(rf"\b{n}\b", kept) for n in found)
+        names = {n for c in data.task.classnames for n in data.task.names_for(c)}
+        stopped = sorted(STOPWORDS & names)
+        holding = sum(any(w in stopped for w in c.split()) for c in captions) / len(captions)
+        print(f"{spec}: class names benchbd's EDA takes for stop words: {stopped}, in "
+              f"{holding:.3f} of the clean captions")  # fmt: skip
         print(f"{spec}: {len(captions)} clean captions, longest {max(lengths)} words "
               f"(EDA counts differ from 15); the reference's cleaning changes "
               f"{stripped / len(captions):.3f} of them and removes every word naming the "
