@@ -137,6 +137,36 @@ def test_the_patch_is_kept_as_optimised_not_as_the_reference_saves_it():
     assert np.abs(ours[:, :, 0].astype(int) - theirs[:, :, 2]).max() <= 1  # red is blue there
 
 
+def ref_negatives(neg_embeds: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """BadCLIP src/embeding_optimize_patch.py lines 154-157: the negatives are
+    neg_embeds[randperm(n)[:64]], where neg_embeds are the batch's clean embeddings (line
+    341): at batch 64, the batch's clean embeddings in a random order."""
+    return neg_embeds[torch.randperm(neg_embeds.size(0), generator=generator)[:64]]
+
+
+def test_negatives_own_by_default_and_shuffled_as_released(tiny_data):
+    """benchbd's default pairs each patched image with its own clean embedding; the released
+    code with a random batch-mate's (`negatives=shuffled`, added with a default that keeps
+    the recorded parameters and cached patches as they were)."""
+    from attacks.badclip import guide_from, optimise_patch
+    from benchbd.model import create_clip
+
+    assert "negatives" not in BadCLIPParams().to_dict()
+    shuffled = build(BadCLIPParams, {"negatives": "shuffled", "steps": 2, "batch_size": 8},
+                     "badclip")  # fmt: skip
+    assert shuffled.to_dict()["negatives"] == "shuffled"
+    clean = unit(64, 8, 0)
+    ref = ref_negatives(clean, torch.Generator().manual_seed(0))
+    assert sorted(ref.sum(dim=1).tolist()) == sorted(clean.sum(dim=1).tolist())
+    assert (ref != clean).any(dim=1).float().mean() > 0.9  # another image's, nearly always
+    clip = create_clip(seed=0)
+    guide = guide_from(tiny_data.train, TARGET, torch.Generator().manual_seed(0))
+    own = build(BadCLIPParams, {"steps": 2, "batch_size": 8}, "badclip")
+    patches = [optimise_patch(clip, guide, 8, p, torch.Generator().manual_seed(1))
+               for p in (own, own, shuffled)]  # fmt: skip
+    assert torch.equal(patches[0], patches[1]) and not torch.equal(patches[0], patches[2])
+
+
 # --- measured effects (printed by `python tests/test_fidelity_badclip.py`) --------------------
 
 
@@ -150,6 +180,7 @@ def measure() -> None:  # pragma: no cover - a report, run by hand
     import time
 
     from attacks.badclip import embed_images, embed_texts, guide_from, optimise_patch
+    from benchbd.evaluate import zero_shot_weights
     from benchbd.experiment import RunConfig
     from benchbd.pipeline import Observer, load_experiment_data, surrogate_model
 
@@ -165,24 +196,30 @@ def measure() -> None:  # pragma: no cover - a report, run by hand
     texts = embed_texts(clip, held.captions[:256], "cpu")
     scale = min(float(clip.model.logit_scale.detach().exp()), 100.0)
 
+    weights = zero_shot_weights(clip, data.task)
+
     @torch.no_grad()
-    def score(patch_uint8: torch.Tensor) -> float:
+    def score(patch_uint8: torch.Tensor) -> str:
+        """The loss (own negatives), and the surrogate's zero-shot ASR on the patched carriers."""
         images = held.carriers[:256].float() / 255
         patched = paste(images, patch_uint8.float() / 255)
         f = F.normalize(clip.model.encode_image(clip.normalize_float(patched)), dim=-1)
         g = torch.Generator().manual_seed(0)
         picks = torch.randint(0, len(positives), (256,), generator=g)
-        return float(dual_embedding_loss(f, clean, positives[picks], texts, scale, 1.0, 500.0))
+        loss = float(dual_embedding_loss(f, clean, positives[picks], texts, scale, 1.0, 500.0))
+        asr = float(((f @ weights).argmax(dim=1) == target).float().mean())
+        return f"loss {loss:.3f}, surrogate ASR {asr:.3f}"
 
     guide = guide_from(data.train, target, torch.Generator().manual_seed(0))
-    for lr in (0.01, 1e-3):
-        params = build(BadCLIPParams, {"lr": lr}, "badclip")
+    for lr, negatives in ((0.01, "own"), (0.01, "shuffled"), (1e-3, "own")):
+        params = build(BadCLIPParams, {"lr": lr, "negatives": negatives}, "badclip")
         start = time.perf_counter()
         patch = optimise_patch(clip, guide, side, params, torch.Generator().manual_seed(0))
         swapped = patch.flip(0)  # red and blue exchanged, as the reference's file reads back
-        print(f"lr {lr:g}, 300 steps ({time.perf_counter() - start:.0f} s): loss "
-              f"{score(patch):.3f}; channels swapped {score(swapped):.3f}")  # fmt: skip
-    print(f"grey patch (0.5): {score(torch.full((3, side, side), 128, dtype=torch.uint8)):.3f}")
+        print(f"negatives {negatives}:", end=" ")
+        print(f"lr {lr:g}, 300 steps ({time.perf_counter() - start:.0f} s): "
+              f"{score(patch)}; channels swapped: {score(swapped)}")  # fmt: skip
+    print(f"grey patch (0.5): {score(torch.full((3, side, side), 128, dtype=torch.uint8))}")
     draws = torch.randint(0, 1024, (1000, 64), generator=torch.Generator().manual_seed(0))
     repeated = np.mean([64 - len(set(row.tolist())) for row in draws]) / 64
     print(f"positives drawn with replacement (64 of 1,024): {repeated:.3f} repeated per step")
