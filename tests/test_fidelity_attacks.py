@@ -298,19 +298,26 @@ def test_blended_fresh_noise_is_cleanclips_blend(tiny_data):
 
 
 def test_blended_image_pattern_is_backdoorbenchs_blend(tiny_data, tmp_path):
-    """BackdoorBench utils/bd_img_transform/blended.py line 26: (1 - a) * img + a * pattern, on
-    the pattern image resized to the image size."""
-    pattern = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    """BackdoorBench utils/bd_img_transform/blended.py line 26: (1 - a) * img + a * pattern, the
+    pattern read and resized to the image size by torchvision's Resize on a PIL image
+    (utils/aggregate_block/bd_attack_generate.py lines 81-99), ToTensor then * 255."""
+    from torchvision import transforms as T
+
+    pattern = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
     Image.fromarray(pattern).save(tmp_path / "kitty.png")
+    trans = T.Compose([T.ToPILImage(), T.Resize((32, 32)), T.ToTensor()])
+    resized = trans(pattern).numpy().astype(np.float64) * 255  # (3, 32, 32)
     images = random_batch(n=2, size=32)
     attack = make(
         "blended", tiny_data.task, pattern="image", image_path=str(tmp_path / "kitty.png")
     )
     out = attack.apply_trigger(images, torch.Generator().manual_seed(0)).numpy()
-    ref = 0.8 * images.double().numpy() + 0.2 * pattern.transpose(2, 0, 1)[None].astype(float)
-    decided = off_half(ref)
+    ref = 0.8 * images.double().numpy() + 0.2 * resized[None]
+    decided = off_half(ref, 1e-3)
     assert decided.mean() > 0.99
     assert np.array_equal(out[decided], np.round(ref)[decided])
+    truncated = np.clip(ref, 0, 255).astype(np.uint8)  # bd_attack_generate.py lines 39-44
+    assert set(np.unique(out.astype(int) - truncated)) <= {0, 1}
 
 
 # --- WaNet -----------------------------------------------------------------------------------
