@@ -608,6 +608,12 @@ def measure() -> None:  # pragma: no cover - a report, run by hand
         ours = sum(mentions(c, task.names_for(name)) for c in captions)
         ref = len(ref_cleanclip_label_consistent_rows(captions, name))
         print(f"label-consistent rows naming {name!r}: benchbd {ours}, substring rule {ref}")
+    from benchbd.experiment import default_sizes
+
+    digits = load_data("digits", default_sizes("digits"), image_size=32)
+    ours = sum(mentions(c, digits.task.names_for("zero")) for c in digits.train.captions)
+    ref = len(ref_cleanclip_label_consistent_rows(digits.train.captions, "zero"))
+    print(f"label-consistent rows naming 'zero' on digits: benchbd {ours}, substring rule {ref}")
     # multi-trigger: how uneven the reference's random shares are at 30 poisons, 3 triggers.
     rng = np.random.default_rng(0)
     smallest = np.array([ref_detect_clip_multi_counts(30, 3, rng).min() for _ in range(10000)])
