@@ -521,32 +521,45 @@ def measure() -> None:  # pragma: no cover - a report, run by hand
           f"{ref(steps[-1]):.3g}")  # fmt: skip
 
 
+ADAM_RUN = """
+import sys
+import benchbd  # first: pins the CPU kernels before torch is imported, as the command does
+import benchbd.train
+import defenses.cleanclip
+from benchbd.cli import main
+
+standard, train = benchbd.train.build_optimizer, defenses.cleanclip.train
+
+def cleanclips_adam(model, lr, weight_decay):
+    optimizer = standard(model, lr, weight_decay)
+    for group in optimizer.param_groups:
+        group["betas"], group["eps"] = (0.9, 0.999), 1e-8
+    return optimizer
+
+def defense_train(*args, **kwargs):
+    benchbd.train.build_optimizer = cleanclips_adam
+    try:
+        return train(*args, **kwargs)
+    finally:
+        benchbd.train.build_optimizer = standard
+
+defenses.cleanclip.train = defense_train
+sys.argv = ["benchbd", "run", "--dataset", "digits", "--split", "validation", "--threads", "1",
+            "--seed", "0", "--device", "cpu", "--attack", "badnet", "--defense", "cleanclip",
+            "--out", sys.argv[1]]
+main()
+"""
+
+
 def run_with_cleanclips_adam(out: str) -> None:  # pragma: no cover - a measurement
     """One digits run of CleanCLIP (badnet, validation split, seed 0, one thread) whose
     defense stage uses CleanCLIP's Adam constants (betas 0.9 / 0.999, eps 1e-8); pretraining
-    is untouched (the cached poisoned model), and nothing is cached from the defense."""
-    import benchbd.train
-    import defenses.cleanclip
-    from benchbd.cli import app
+    is untouched (the cached poisoned model), and nothing is cached from the defense. A fresh
+    interpreter, so that benchbd pins its kernels before torch is imported."""
+    import subprocess
+    import sys
 
-    standard, train = benchbd.train.build_optimizer, defenses.cleanclip.train
-
-    def cleanclips_adam(model, lr, weight_decay):
-        optimizer = standard(model, lr, weight_decay)
-        for group in optimizer.param_groups:
-            group["betas"], group["eps"] = (0.9, 0.999), 1e-8
-        return optimizer
-
-    def defense_train(*args, **kwargs):
-        benchbd.train.build_optimizer = cleanclips_adam
-        try:
-            return train(*args, **kwargs)
-        finally:
-            benchbd.train.build_optimizer = standard
-
-    defenses.cleanclip.train = defense_train
-    args = "--dataset digits --split validation --threads 1 --seed 0 --device cpu"
-    app(["run", *args.split(), "--attack", "badnet", "--defense", "cleanclip", "--out", out])
+    subprocess.run([sys.executable, "-c", ADAM_RUN, out], check=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
