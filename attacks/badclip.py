@@ -17,10 +17,13 @@ patch-size ablation, `tnature_..._pos_neg_tri*500`) on L2-normalised surrogate e
 The InfoNCE term is CLIP's symmetric loss at the surrogate's logit scale over a batch of
 non-target images, each paired once with a natural target caption (their optimisation set:
 non-target images captioned with target captions). The triplet's positives are embeddings of
-the attacker's target images drawn at random each step, its negatives the batch's own clean
-embeddings. Adam, the patch initialised N(0.5, 0.25) clipped to [0, 1], pasted at the image
-centre (their `middle` location: the same place in every image, at training and test time);
-gradients pass through the clip to [0, 1] as in their code. Every caption in a batch names the
+the attacker's target images drawn at random each step, its negatives by default each patched
+image's own clean embedding; the released code takes the batch's clean embeddings in a random
+order instead (`randperm`), so an image's negative is another image of the batch:
+`negatives=shuffled` does that (docs/fidelity.md, "BadCLIP", for the measured difference).
+Adam, the patch initialised N(0.5, 0.25) clipped to [0, 1], pasted at the image centre (their
+`middle` location: the same place in every image, at training and test time); gradients pass
+through the clip to [0, 1] as in their code. Every caption in a batch names the
 target, so the InfoNCE term mostly tells those captions apart; at a weight of 500 the triplet
 term carries most of the gradient, as it does in their code.
 
@@ -96,6 +99,13 @@ class BadCLIPParams(Params):
     visual_weight: float = param(
         500.0, "weight of the visual (triplet) term against the textual one (released code: "
         "500)", min=0.0,
+    )  # fmt: skip
+    # Added after the reference results: not recorded at "own", so their fingerprints and
+    # cached patches still hold.
+    negatives: str = param(
+        "own", "the triplet's negatives: own (each patched image's own clean embedding) or "
+        "shuffled (the batch's clean embeddings in a random order, as the released code's "
+        "randperm gives them)", choices=("own", "shuffled"), recorded_at_default=False,
     )  # fmt: skip
 
 
@@ -225,9 +235,12 @@ def optimise_patch(
                 images = guide.carriers[rows].to(device).float() / 255.0
                 patched = paste(images, patch.clamp(0, 1))
                 features = F.normalize(model.encode_image(clip.normalize_float(patched)), dim=-1)
-                loss = dual_embedding_loss(features, clean[rows.to(device)],
-                                           targets[picks.to(device)], texts[rows.to(device)],
-                                           scale, params.margin, params.visual_weight)  # fmt: skip
+                negatives = clean[rows.to(device)]
+                if params.negatives == "shuffled":  # drawn only then: "own" keeps its draws
+                    negatives = negatives[torch.randperm(batch, generator=generator).to(device)]
+                loss = dual_embedding_loss(features, negatives, targets[picks.to(device)],
+                                           texts[rows.to(device)], scale, params.margin,
+                                           params.visual_weight)  # fmt: skip
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()

@@ -71,6 +71,15 @@ class LinearHead(torch.nn.Module):
         return self.linear(features)
 
 
+def head_loss(clip: ClipBundle, head: LinearHead, batch: Batch) -> torch.Tensor:
+    """The cross-entropy of the head on the batch's L2-normalised image features: what the
+    image encoder and the head are trained on."""
+    device = next(clip.model.parameters()).device
+    features = clip.model.encode_image(clip.normalize(batch.images.to(device)))
+    logits = head(F.normalize(features, dim=-1))
+    return F.cross_entropy(logits, batch.labels.to(device))
+
+
 class SupervisedFinetune(Defense):
     description = "CleanCLIP's supervised finetuning: image encoder + linear head, cross-entropy."
     Params = SupervisedParams
@@ -109,10 +118,7 @@ class SupervisedFinetune(Defense):
         trainable = torch.nn.ModuleDict({"visual": clip.model.visual, "head": head})
 
         def objective(bundle: ClipBundle, batch: Batch) -> torch.Tensor:
-            device = next(bundle.model.parameters()).device
-            features = bundle.model.encode_image(bundle.normalize(batch.images.to(device)))
-            logits = head(F.normalize(features, dim=-1))
-            return F.cross_entropy(logits, batch.labels.to(device))
+            return head_loss(bundle, head, batch)
 
         config = TrainConfig.from_recipe(self.params)
         train(clip, pairs, config, seed=context.seed, objective=objective, stage="defense",
