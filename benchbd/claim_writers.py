@@ -98,9 +98,8 @@ def _record(decision: Decision) -> dict:
             "over": side(claim.over, decision.over_seeds, decision.over_values),
             "paired": decision.paired if claim.over else None,
             "n": found.n, "mean": finite(found.mean),
-            "low": None if found.low is None else found.low if math.isfinite(found.low) else "-inf",
-            "high": None if found.high is None else found.high if math.isfinite(found.high)
-            else "inf",
+            "low": finite(found.low), "high": finite(found.high),
+            "unbounded": found.low is not None and not math.isfinite(found.low),
             "comparison": claim.comparison, "threshold": claim.threshold,
             "verdict": decision.verdict, "note": decision.note() or None,
             "citation": decision.citation()}  # fmt: skip

@@ -152,14 +152,15 @@ def _error(claim_id: str, field: str, message: str) -> BenchbdError:
     return BenchbdError(f"claim {claim_id!r}, field {field!r}: {message}")
 
 
-def _text(entry: Mapping[str, Any], key: str, claim_id: str, required: bool = False) -> str | None:
+def _text(entry: Mapping[str, Any], key: str, claim_id: str, required: bool = False,
+          prefix: str = "") -> str | None:  # fmt: skip
     value = entry.get(key)
     if value is None:
         if required:
-            raise _error(claim_id, key, "missing")
+            raise _error(claim_id, prefix + key, "missing")
         return None
     if not isinstance(value, str) or not value.strip():
-        raise _error(claim_id, key, f"must be a non-empty string, not {value!r}")
+        raise _error(claim_id, prefix + key, f"must be a non-empty string, not {value!r}")
     return value.strip()
 
 
@@ -197,12 +198,12 @@ def _selection(entry: Mapping[str, Any], base: Selection | None, claim_id: str,
                prefix: str = "") -> Selection:  # fmt: skip
     """A selection from `entry`; keys it leaves out come from `base` (the numerator), except
     `where`, which a denominator states whole."""
-    folder_text = _text(entry, "folder", claim_id, required=base is None)
+    folder_text = _text(entry, "folder", claim_id, required=base is None, prefix=prefix)
     folder = Path(folder_text) if folder_text else base.folder  # type: ignore[union-attr]
     if not folder.is_dir():
         raise _error(claim_id, prefix + "folder", f"no folder {str(folder)!r}")
-    attack = _text(entry, "attack", claim_id) or (base.attack if base else None)
-    defense = _text(entry, "defense", claim_id) or (base.defense if base else None)
+    attack = _text(entry, "attack", claim_id, prefix=prefix) or (base.attack if base else None)
+    defense = _text(entry, "defense", claim_id, prefix=prefix) or (base.defense if base else None)
     if "metric" in entry or base is None:
         metric = _metric(entry.get("metric"), claim_id, prefix + "metric")
     else:

@@ -31,10 +31,11 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def sig_folder(tmp_path: Path) -> Path:
-    """A results folder of real committed files: SIG against CleanCLIP and no defense."""
+    """A results folder of real committed files: SIG against CleanCLIP and no defense, seeds
+    0-2."""
     folder = tmp_path / "sig"
     folder.mkdir()
-    for path in sorted((RESULTS / "frontier").glob("sig__*.json")):
+    for path in sorted((RESULTS / "frontier").glob("sig__*__seed[012]__*.json")):
         if "__cleanclip__" in path.name or "__none__" in path.name:
             shutil.copy(path, folder)
     return folder
@@ -116,6 +117,9 @@ def test_a_claim_that_reads_nothing_says_so_and_strict_fails(tmp_path):
         (("comparison = \">=\"\n", ""), "comparison"),
         (("defense = \"cleanclip\"", "defense = \"cleanclip\"\nwhere = { seed = inf }"),
          "where.seed"),
+        (("threshold = 0.5\n", "threshold = 0.5\n[claim.over]\nfolder = \"/nowhere\"\n"),
+         "over.folder"),
+        (("threshold = 0.5\n", "threshold = 0.5\n[claim.over]\nseeds = [1]\n"), "over.seeds"),
     ],
 )  # fmt: skip
 def test_a_mistake_in_the_claim_file_is_one_line_naming_the_claim_and_field(
@@ -261,3 +265,12 @@ def test_the_sentence_splitter_sees_verdicts_in_prose_not_in_code():
     text = "Text with `holds` in code.\n\n```\nfails\n```\n- RoCLIP fails here. Next one.\n"
     found = sentences(text)
     assert found == ["Text with `holds` in code.", "- RoCLIP fails here.", "Next one."]
+
+
+def test_out_writes_the_table_that_stdout_shows(tmp_path):
+    path = write(tmp_path, CLAIM.format(folder=sig_folder(tmp_path)))
+    shown = claims_cli(str(path), "--format", "markdown")
+    made = claims_cli(str(path), "--format", "markdown", "--out", str(tmp_path / "claims.md"))
+    assert made.exit_code == 0 and (tmp_path / "claims.md").read_text() == shown.stdout
+    assert "| sig-survives |" in shown.stdout
+    assert claims_cli(str(path), "--out", str(tmp_path / "x.md")).exit_code == 2  # rich: no file
