@@ -1,10 +1,10 @@
 """The `benchbd` command: one module per sub-command, each a thin layer over a library call.
 
 `benchbd table`, `benchbd plot` and `benchbd claims` only read JSON files, so `main()` starts
-them without importing torch or open_clip (a table over a thousand results comes back in about a second);
-every other command goes through the full app, after `--kernels` (or $BENCHBD_KERNELS) has
-chosen the CPU kernels: they are fixed when torch is first imported, and building the app
-imports it.
+them without importing torch or open_clip (a table over a thousand results comes back in about
+a second); every other command goes through the full app, after `--kernels` (or
+$BENCHBD_KERNELS) has chosen the CPU kernels: they are fixed when torch is first imported, and
+building the app imports it.
 """
 
 from __future__ import annotations
