@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import tomllib
 from typer.testing import CliRunner
 
 from benchbd.cli import app
@@ -65,17 +66,27 @@ def test_the_digits_grid_is_complete_for_every_defense_of_every_stage():
     _, seeds = safeclip_recipe_choice()
     deleted = {(a, "safeclip", s) for a in attacks for s in (0, 1, 2)
                if a in ("wanet", "label_consistent") or s not in seeds}  # fmt: skip
-    assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)} - deleted
+    grid = {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)} - deleted
+    assert cells == grid | grid_cells(RESULTS / "digits" / "headline.toml")
     assert len(results) == len(cells)
 
 
+def grid_cells(path: Path) -> set[tuple[str, str, int]]:
+    """The (attack, defense, seed) cells a grid file names."""
+    grid = tomllib.loads(path.read_text())
+    return {(a, d, s) for a in grid["attacks"] for d in grid["defenses"] for s in grid["seeds"]}
+
+
 def test_the_frontier_grid_is_complete():
+    """Its grid, and the headline claim's further SIG seeds (headline.toml)."""
     results, warnings = load_folder(RESULTS / "frontier")
     assert not warnings
     cells = {(r["attack"]["name"], r["defense"]["name"], r["seed"]) for r in results}
     attacks = {"badclip", "sig", "nashville", "multi_trigger"}
     defenses = {"none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised"}
-    assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    grid = {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    assert grid == grid_cells(RESULTS / "frontier" / "grid.toml")
+    assert cells == grid | grid_cells(RESULTS / "frontier" / "headline.toml")
     assert len(results) == len(cells)
 
 

@@ -1,10 +1,10 @@
 """The `benchbd` command: one module per sub-command, each a thin layer over a library call.
 
-`benchbd table` and `benchbd plot` only read JSON files, so `main()` starts them without
-importing torch or open_clip (a table over a thousand results comes back in about a second);
-every other command goes through the full app, after `--kernels` (or $BENCHBD_KERNELS) has
-chosen the CPU kernels: they are fixed when torch is first imported, and building the app
-imports it.
+`benchbd table`, `benchbd plot` and `benchbd claims` only read JSON files, so `main()` starts
+them without importing torch or open_clip (a table over a thousand results comes back in about
+a second); every other command goes through the full app, after `--kernels` (or
+$BENCHBD_KERNELS) has chosen the CPU kernels: they are fixed when torch is first imported, and
+building the app imports it.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ COMMANDS = {
     "plot": ("benchbd.cli.plot_cmd", "plot"),
     "show": ("benchbd.cli.show_cmd", "show"),
     "report": ("benchbd.cli.report_cmd", "report"),
+    "claims": ("benchbd.cli.claims_cmd", "claims"),
 }
-LIGHT = ("table", "plot")  # commands that need no model code
+LIGHT = ("table", "plot", "claims")  # commands that need no model code
 KERNELS_HELP = (
     "CPU kernels: portable (AVX2 everywhere: the same numbers on every x86-64 CPU) or "
     "native (this CPU's fastest, other numbers)"
