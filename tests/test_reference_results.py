@@ -59,7 +59,10 @@ def test_the_digits_grid_is_complete_for_every_defense_of_every_stage():
     defenses = {"none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised",  # finetune
                 "kdistance", "lof", "dao", "iforest", "cosine_gmm",  # screen
                 "roclip", "safeclip"}  # pretrain  # fmt: skip
-    assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    # RoCLIP on the headline attacks only (its grid's header says why)
+    expected = {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)
+                if d != "roclip" or a in ("badnet", "blended")}  # fmt: skip
+    assert cells == expected
     assert len(results) == len(cells)
 
 
@@ -90,11 +93,54 @@ def safeclip_validation_choice() -> float:
     return max(passing, key=passing.get) if passing else min(mean_asr, key=mean_asr.get)
 
 
+# results/validation/roclip/grid.toml's candidates, in its tie order.
+ROCLIP_CANDIDATES = {"A": (5e-4, 100), "B": (1e-3, 100), "C": (None, None)}
+
+
+def roclip_validation_choice() -> str:
+    """RoCLIP's recipe that the committed validation runs choose by the rule their grid
+    states: among the candidates whose CA drop is <= 0.05 on both attacks, the lowest mean
+    ASR (ties within 0.005 in the order A, B, C); if none, the highest mean CA."""
+    results, warnings = load_folder(RESULTS / "validation" / "roclip")
+    assert not warnings and {r["dataset"]["split"] for r in results} == {"validation"}
+    by_candidate: dict[str, dict[str, dict]] = {}
+    for r in results:
+        params = r["defense"]["params"]
+        if params["every"] != 2 or not params["augment"]:
+            continue  # the plain-CLIP control, not a candidate
+        recipe = (params["lr"], params["warmup_steps"])
+        name = next(k for k, v in ROCLIP_CANDIDATES.items() if v == recipe)
+        by_candidate.setdefault(name, {})[r["attack"]["name"]] = r["metrics"]
+    assert sorted(by_candidate) == sorted(ROCLIP_CANDIDATES)
+    assert all(set(m) == {"badnet", "blended"} for m in by_candidate.values())
+    mean = {name: {key: sum(m["after"][key] for m in ms.values()) / 2 for key in ("asr", "ca")}
+            for name, ms in by_candidate.items()}  # fmt: skip
+    drops = {name: [m["before"]["ca"] - m["after"]["ca"] for m in ms.values()]
+             for name, ms in by_candidate.items()}  # fmt: skip
+    keeps_ca = [name for name, drop in drops.items() if max(drop) <= 0.05]
+    if not keeps_ca:
+        return max(ROCLIP_CANDIDATES, key=lambda name: mean[name]["ca"])
+    best = min(mean[name]["asr"] for name in keeps_ca)
+    return next(name for name in ROCLIP_CANDIDATES
+                if name in keeps_ca and mean[name]["asr"] <= best + 0.005)  # fmt: skip
+
+
+def test_the_test_split_roclip_runs_use_the_recipe_its_validation_rule_chose():
+    lr, warmup = ROCLIP_CANDIDATES[roclip_validation_choice()]
+    results, _ = load_folder(RESULTS / "digits")
+    ran = [r for r in results if r["defense"]["name"] == "roclip"]
+    assert ran and {r["dataset"]["split"] for r in ran} == {"test"}
+    for r in ran:
+        params = r["defense"]["params"]
+        assert (params["lr"], params["warmup_steps"]) == (lr, warmup)
+        assert (params["every"], params["pool"], params["augment"]) == (2, 1024, True)
+
+
 def test_the_stages_grid_holds_its_tier():
-    """results/stages on the embedded data: every attack against every screen and both
-    pretraining-time defenses on seed 0, and badnet and blended against each on seeds 0-2;
-    SafeCLIP at the start its validation runs chose (its default kept on seed 0 as the
-    record of why)."""
+    """results/stages on the embedded data: every attack against every screen and SafeCLIP
+    on seed 0, and badnet and blended against each on seeds 0-2; SafeCLIP at the start its
+    validation runs chose (its default kept on seed 0 as the record of why). RoCLIP's files
+    were deleted when it became its authors' method (the grid's header says why)."""
     results, warnings = load_folder(RESULTS / "stages")
     assert not warnings
     chosen = safeclip_validation_choice()
@@ -102,7 +148,7 @@ def test_the_stages_grid_holds_its_tier():
     for r in results:
         start = r["defense"]["params"].get("start", 0.0)
         cells.add((r["attack"]["name"], r["defense"]["name"], r["seed"], start))
-    defenses = [(d, 0.0) for d in ("kdistance", "lof", "dao", "iforest", "cosine_gmm", "roclip")]
+    defenses = [(d, 0.0) for d in ("kdistance", "lof", "dao", "iforest", "cosine_gmm")]
     defenses.append(("safeclip", chosen))
     one_seed = {(a, d, 0, start) for a in ("wanet", "label_consistent") for d, start in defenses}
     headline = {(a, d, s, start) for a in ("badnet", "blended") for s in (0, 1, 2)

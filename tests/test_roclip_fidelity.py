@@ -185,8 +185,12 @@ IMAGES = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(6))
 
 @pytest.mark.parametrize(
     "op, reference",
-    [(0, TF.adjust_brightness), (1, TF.adjust_contrast), (2, TF.adjust_saturation),
-     (3, TF.adjust_hue)],  # fmt: skip
+    [
+        (0, TF.adjust_brightness),
+        (1, TF.adjust_contrast),
+        (2, TF.adjust_saturation),
+        (3, TF.adjust_hue),
+    ],  # fmt: skip
 )
 def test_each_colour_operation_is_torchvision_s(op, reference):
     factor = 0.07 if op == 3 else 1.3
