@@ -191,7 +191,8 @@ class RoCLIPObjective:
         if self.matching and self._seen:
             self.own_class.append(self._hits / self._seen)
         self._hits = self._seen = 0
-        self.clean_ca.append(zero_shot_accuracy(clip, self.clean, self.task))
+        if isinstance(self.clean.images, torch.Tensor):  # clean pairs read from disk: not kept
+            self.clean_ca.append(zero_shot_accuracy(clip, self.clean, self.task))
 
     def __call__(self, clip: ClipBundle, batch: Batch) -> torch.Tensor:
         device = next(clip.model.parameters()).device
