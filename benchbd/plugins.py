@@ -246,12 +246,15 @@ class ScreeningDefense(Defense):
 @dataclass
 class PretrainingHooks:
     """How a defense shapes pretraining inside the one training loop (`benchbd.train.train`):
-    its own loss, and a hook called at the start of every epoch (epoch 0 included) that may
+    its own loss, a hook called at the start of every epoch (epoch 0 included) that may
     return the pairs the epoch trains on (the same rows in the same order; captions may
-    differ). None keeps the loop's own."""
+    differ), and recipe settings of its own. None (or empty) keeps the loop's own."""
 
     objective: Objective | None = None
     epoch_start: EpochHook | None = None
+    # Recipe settings the defense trains with in place of the run's (e.g. its authors' peak
+    # learning rate and warm-up: {"lr": 5e-4, "warmup_steps": 100}); empty keeps the run's.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 class PretrainingDefense(Defense):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -146,19 +146,23 @@ def _cached(inputs: StageInputs, model_fp: str, clip: ClipBundle,
 
 
 def _pretrain(inputs: StageInputs, model_fp: str, clip: ClipBundle, pairs: PairSet,
-              stage: str, dropped: list[int] | None = None, **hooks) -> int:  # fmt: skip
+              stage: str, dropped: list[int] | None = None,
+              recipe: dict[str, Any] | None = None, **hooks) -> int:  # fmt: skip
     """Pretrain `clip` with the run's recipe and pretraining seed, then cache it; the threads
     it was trained with. The objective is the recipe's (`pretraining_objective`) unless a
-    pretraining defense brings its own, which replaces it."""
+    pretraining defense brings its own, which replaces it; `recipe` replaces settings of the
+    run's recipe (a pretraining defense's own learning rate, say: part of its parameters, so
+    of the stage's fingerprint)."""
     config = inputs.config
-    batch = config.pretrain.batch_size
+    training = replace(config.pretrain, **recipe) if recipe else config.pretrain
+    batch = training.batch_size
     if len(pairs) < batch:
         raise BenchbdError(f"the defense left {len(pairs)} training pairs, fewer than one "
                            f"pretraining batch of {batch}")  # fmt: skip
     seed = substream(config.seed, "pretrain")
     if hooks.get("objective") is None:
         hooks["objective"] = pretraining_objective(config.pretrain, inputs.data.task, seed)
-    train(clip, pairs, config.pretrain, seed=seed, stage=stage, progress=inputs.progress,
+    train(clip, pairs, training, seed=seed, stage=stage, progress=inputs.progress,
           **hooks)  # fmt: skip
     threads = torch.get_num_threads()
     model_cache.store(model_fp, clip, inputs.poisoned.indices, threads,
@@ -265,7 +269,8 @@ def _pretrain_with_defense(inputs: StageInputs) -> StagedModel:
         pairs = poisoned_pairs(inputs)
         hooks = inputs.defense.pretraining(pairs, inputs.context)
         threads = _pretrain(inputs, model_fp, clip, pairs, "pretrain (defended)",
-                            objective=hooks.objective, epoch_start=hooks.epoch_start)  # fmt: skip
+                            recipe=hooks.recipe, objective=hooks.objective,
+                            epoch_start=hooks.epoch_start)  # fmt: skip
     clip.model.eval()
     return StagedModel(clip, "pretrain", model_fp, cached, threads)
 

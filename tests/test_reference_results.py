@@ -66,6 +66,8 @@ def test_the_digits_grid_is_complete_for_every_defense_of_every_stage():
     _, seeds = safeclip_recipe_choice()
     deleted = {(a, "safeclip", s) for a in attacks for s in (0, 1, 2)
                if a in ("wanet", "label_consistent") or s not in seeds}  # fmt: skip
+    # RoCLIP on the headline attacks only (its grid's header says why)
+    deleted |= {(a, "roclip", s) for a in ("wanet", "label_consistent") for s in (0, 1, 2)}
     grid = {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)} - deleted
     assert cells == grid | grid_cells(RESULTS / "digits" / "headline.toml")
     assert len(results) == len(cells)
@@ -148,18 +150,61 @@ def test_the_digits_safeclip_cells_run_the_recipe_chosen_on_validation():
         assert params["growth"] == growth and params["cross_aug"] and "start" not in params
 
 
+# results/validation/roclip/grid.toml's candidates, in its tie order.
+ROCLIP_CANDIDATES = {"A": (5e-4, 100), "B": (1e-3, 100), "C": (None, None)}
+
+
+def roclip_validation_choice() -> str:
+    """RoCLIP's recipe that the committed validation runs choose by the rule their grid
+    states: among the candidates whose CA drop is <= 0.05 on both attacks, the lowest mean
+    ASR (ties within 0.005 in the order A, B, C); if none, the highest mean CA."""
+    results, warnings = load_folder(RESULTS / "validation" / "roclip")
+    assert not warnings and {r["dataset"]["split"] for r in results} == {"validation"}
+    by_candidate: dict[str, dict[str, dict]] = {}
+    for r in results:
+        params = r["defense"]["params"]
+        if params["every"] != 2 or not params["augment"]:
+            continue  # the plain-CLIP control, not a candidate
+        recipe = (params["lr"], params["warmup_steps"])
+        name = next(k for k, v in ROCLIP_CANDIDATES.items() if v == recipe)
+        by_candidate.setdefault(name, {})[r["attack"]["name"]] = r["metrics"]
+    assert sorted(by_candidate) == sorted(ROCLIP_CANDIDATES)
+    assert all(set(m) == {"badnet", "blended"} for m in by_candidate.values())
+    mean = {name: {key: sum(m["after"][key] for m in ms.values()) / 2 for key in ("asr", "ca")}
+            for name, ms in by_candidate.items()}  # fmt: skip
+    drops = {name: [m["before"]["ca"] - m["after"]["ca"] for m in ms.values()]
+             for name, ms in by_candidate.items()}  # fmt: skip
+    keeps_ca = [name for name, drop in drops.items() if max(drop) <= 0.05]
+    if not keeps_ca:
+        return max(ROCLIP_CANDIDATES, key=lambda name: mean[name]["ca"])
+    best = min(mean[name]["asr"] for name in keeps_ca)
+    return next(name for name in ROCLIP_CANDIDATES
+                if name in keeps_ca and mean[name]["asr"] <= best + 0.005)  # fmt: skip
+
+
+def test_the_test_split_roclip_runs_use_the_recipe_its_validation_rule_chose():
+    lr, warmup = ROCLIP_CANDIDATES[roclip_validation_choice()]
+    results, _ = load_folder(RESULTS / "digits")
+    ran = [r for r in results if r["defense"]["name"] == "roclip"]
+    assert ran and {r["dataset"]["split"] for r in ran} == {"test"}
+    for r in ran:
+        params = r["defense"]["params"]
+        assert (params["lr"], params["warmup_steps"]) == (lr, warmup)
+        assert (params["every"], params["pool"], params["augment"]) == (2, 1024, True)
+
+
 def test_the_stages_grid_holds_its_tier():
-    """results/stages on the embedded data: every attack against every screen and RoCLIP on
-    seed 0, and badnet and blended against each on seeds 0-2. SafeCLIP's cells were deleted
-    when it became its authors' method (the grid file says so)."""
+    """results/stages on the embedded data: every attack against every screen on seed 0, and
+    badnet and blended against each on seeds 0-2. SafeCLIP's and RoCLIP's cells were deleted
+    when each became its authors' method (the grid file says so)."""
     results, warnings = load_folder(RESULTS / "stages")
     assert not warnings
     cells = {(r["attack"]["name"], r["defense"]["name"], r["seed"]) for r in results}
-    defenses = ("kdistance", "lof", "dao", "iforest", "cosine_gmm", "roclip")
+    defenses = ("kdistance", "lof", "dao", "iforest", "cosine_gmm")
     one_seed = {(a, d, 0) for a in ("wanet", "label_consistent") for d in defenses}
     headline = {(a, d, s) for a in ("badnet", "blended") for s in (0, 1, 2) for d in defenses}
     assert one_seed | headline <= cells
-    assert "safeclip" not in {d for _, d, _ in cells}
+    assert not {"safeclip", "roclip"} & {d for _, d, _ in cells}
     assert len(results) == len(cells)
 
 

@@ -157,10 +157,15 @@ def test_builtin_screens_and_pretraining_defenses_run_through_the_pipeline(
     if name == "safeclip":  # one in-modal warmup epoch, then one split epoch
         assert len(result.extra["defense_report"]["safe_fractions"]) == 1
     if name == "roclip":  # matched in the 2nd epoch (K = 2) of 8 steps
-        assert result.extra["defense_report"]["matched_steps"] == 8
+        report = result.extra["defense_report"]
+        assert report["matched_steps"] == 8 and report["matching_epochs"] == [2]
+        assert len(report["matched_own_class"]) == 1 and len(report["clean_ca"]) == 2
+        assert 0.0 <= report["matched_own_class"][0] <= 1.0
     # a rerun reuses the stage's cached model and gets the same numbers
     again = run(config(name), out=tmp_path / "again")
     assert again.extra["stage"]["cached"] is True
+    if name == "roclip":  # a loaded model has no training to report
+        assert again.extra["defense_report"]["trained"] is False
     assert again.metrics["after"] == result.metrics["after"]
     assert again.metrics.get("detection") == result.metrics.get("detection")
 
