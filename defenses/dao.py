@@ -30,12 +30,13 @@ def lid_mle(distances: np.ndarray) -> np.ndarray:
 class DAO(EmbeddingScreen):
     description = "Screen: drop the pairs of highest dimensionality-aware outlier score (DAO)."
 
-    def score(self, queries: np.ndarray, references: np.ndarray, itself: np.ndarray | None,
+    def score(self, queries: np.ndarray, references: np.ndarray, own: np.ndarray | None,
               context: DefenseContext) -> np.ndarray:  # fmt: skip
         k = self.params.k
-        distances, found = neighbours(queries, references, k, itself)
-        own, _ = neighbours(references, references, k, np.arange(len(references)))
-        reach, lid = own[:, -1], lid_mle(own)
+        distances, found = neighbours(queries, references, k, own)
+        itself = np.arange(len(references))[:, None]
+        around, _ = neighbours(references, references, k, itself)
+        reach, lid = around[:, -1], lid_mle(around)
         ratio = np.log((distances[:, -1:] + TINY) / (reach[found] + TINY))
         scores = (lid[found] * ratio).mean(axis=1)
         return np.nan_to_num(scores, nan=0.0, posinf=1e3, neginf=-1e3)

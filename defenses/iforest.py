@@ -28,7 +28,7 @@ class IsolationForestScreen(EmbeddingScreen):
     Params = ForestParams
     test_params = {"trees": 10}
 
-    def score(self, queries: np.ndarray, references: np.ndarray, itself: np.ndarray | None,
+    def score(self, queries: np.ndarray, references: np.ndarray, own: np.ndarray | None,
               context: DefenseContext) -> np.ndarray:  # fmt: skip
         from sklearn.ensemble import IsolationForest
 

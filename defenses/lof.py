@@ -17,13 +17,13 @@ from defenses.screening import EmbeddingScreen
 class LocalOutlier(EmbeddingScreen):
     description = "Screen: drop the pairs of highest local outlier factor (scikit-learn LOF)."
 
-    def score(self, queries: np.ndarray, references: np.ndarray, itself: np.ndarray | None,
+    def score(self, queries: np.ndarray, references: np.ndarray, own: np.ndarray | None,
               context: DefenseContext) -> np.ndarray:  # fmt: skip
         from sklearn.neighbors import LocalOutlierFactor
 
         k = self.params.k
-        if itself is None:
+        if own is None:
             model = LocalOutlierFactor(n_neighbors=k, novelty=True).fit(references)
             return -model.score_samples(queries)
         model = LocalOutlierFactor(n_neighbors=k).fit(references)
-        return -model.negative_outlier_factor_[itself]
+        return -model.negative_outlier_factor_[own[:, 0]]
