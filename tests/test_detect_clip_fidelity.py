@@ -256,3 +256,35 @@ def test_normalize_is_left_out_of_the_record_at_its_default():
     """Results made before the parameter existed keep their fingerprints."""
     assert "normalize" not in screen(KDistance).params.to_dict()
     assert screen(KDistance, normalize=False).params.to_dict()["normalize"] is False
+
+
+@pytest.mark.slow
+def test_slof_runs_through_the_pipeline_in_the_papers_setting():
+    """`slof`, registered as its entry point declares it, scores every training pair through
+    `stages.detect` (one finite score a pair, its share dropped), in the public code's setting."""
+    from test_stages import SIZES, config
+
+    from benchbd.plugins import defenses
+    from benchbd.stages import detect
+
+    defenses.register("slof", SLOF, package="benchbd")
+    try:
+        paper = {"reference": "train", "features": "image+text", "normalize": False}
+        metrics, _ = detect(config("slof", defense_params=paper))
+    finally:
+        defenses.unregister("slof")
+    assert metrics["scored"] == SIZES.train
+    assert 0.0 <= metrics["auroc"] <= 1.0
+    assert metrics["dropped"] == round(0.05 * SIZES.train)
+
+
+def test_slof_is_declared_as_a_defense_entry_point():
+    import importlib
+    from pathlib import Path
+
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    target = project["project"]["entry-points"]["benchbd.defenses"]["slof"]
+    module, _, name = target.partition(":")
+    assert getattr(importlib.import_module(module), name) is SLOF
