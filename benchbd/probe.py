@@ -64,13 +64,18 @@ class ProbeHead(torch.nn.Module):
 
 @torch.no_grad()
 def encode_images(
-    clip: ClipBundle, images: torch.Tensor, streamed: bool = False, batch_size: int = 512
+    clip: ClipBundle,
+    images: torch.Tensor,
+    streamed: bool = False,
+    batch_size: int = 512,
+    normalize: bool = True,
 ) -> torch.Tensor:
     """(N, D) float32 image features of uint8 `images` on the CPU, computed as evaluation
     computes the features it hands a head: pixel normalisation, image tower, float, L2
     normalisation, and for images read from disk (`streamed`) the bfloat16 autocast
     `evaluate_streamed` uses on CUDA. Features computed otherwise than evaluation computes them
-    would measure the mismatch, not the encoder."""
+    would measure the mismatch, not the encoder. `normalize=False` skips the L2 normalisation,
+    for a detector whose published form scores the raw embeddings."""
     model = clip.model
     device = next(model.parameters()).device
     autocast = torch.autocast("cuda", dtype=torch.bfloat16,
@@ -80,20 +85,23 @@ def encode_images(
         batch = clip.normalize(images[start : start + batch_size].to(device))
         with autocast:
             features = model.encode_image(batch)
-        chunks.append(F.normalize(features.float(), dim=-1).cpu())
+        features = features.float()
+        chunks.append((F.normalize(features, dim=-1) if normalize else features).cpu())
     return torch.cat(chunks) if chunks else torch.empty(0, 0)
 
 
-def probe_features(clip: ClipBundle, pairs: PairSet, batch_size: int = 512) -> torch.Tensor:
+def probe_features(
+    clip: ClipBundle, pairs: PairSet, batch_size: int = 512, normalize: bool = True
+) -> torch.Tensor:
     """`encode_images` of every image of `pairs`, in memory or read from disk batch by batch
     (the batches `evaluate_streamed` reads)."""
     if not is_streamed(pairs):
-        return encode_images(clip, pairs.images, batch_size=batch_size)
+        return encode_images(clip, pairs.images, batch_size=batch_size, normalize=normalize)
     from benchbd.data.images import stream
 
     starts = range(0, len(pairs), STREAM_BATCH)
     batches = [list(range(i, min(i + STREAM_BATCH, len(pairs)))) for i in starts]
-    chunks = [encode_images(clip, images, True, STREAM_BATCH)
+    chunks = [encode_images(clip, images, True, STREAM_BATCH, normalize)
               for images, _ in stream(pairs.images, batches)]  # fmt: skip
     return torch.cat(chunks) if chunks else torch.empty(0, 0)
 

@@ -1,9 +1,12 @@
 """Isolation forest (Liu et al., 2008), one of the detectors Detect-CLIP compares: a pair
 isolated by fewer random splits is more anomalous. scikit-learn's `IsolationForest` with 100
-trees (Detect-CLIP's setting), fitted on the reference embeddings (the clean split, or the
-training pairs themselves with `reference=train`) and scoring the training pairs' image
-embeddings; the score is minus scikit-learn's `score_samples`, so higher is more anomalous.
-The forest is seeded from the defense's seed. Reference set and sign: `defenses/screening.py`.
+trees, fitted on the reference embeddings (the clean split, or the training pairs themselves
+with `reference=train`; their captions too with `features=image+text`) and scoring the
+training pairs' image embeddings; the score is minus scikit-learn's `score_samples`, so higher
+is more anomalous: Detect-CLIP's `IsolationForestDetector` and its negation in
+process_detection_scores.py. One deviation: the public code leaves the forest unseeded; here
+it is seeded from the defense's seed, so a run repeats. Reference set and sign:
+`defenses/screening.py`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class IsolationForestScreen(EmbeddingScreen):
     Params = ForestParams
     test_params = {"trees": 10}
 
-    def score(self, queries: np.ndarray, references: np.ndarray, itself: np.ndarray | None,
+    def score(self, queries: np.ndarray, references: np.ndarray, own: np.ndarray | None,
               context: DefenseContext) -> np.ndarray:  # fmt: skip
         from sklearn.ensemble import IsolationForest
 

@@ -69,7 +69,11 @@ def test_the_digits_grid_is_complete_for_every_defense_of_every_stage():
     # RoCLIP on the headline attacks only (its grid's header says why)
     deleted |= {(a, "roclip", s) for a in ("wanet", "label_consistent") for s in (0, 1, 2)}
     grid = {(a, d, s) for a in attacks for d in defenses for s in (0, 1, 2)} - deleted
-    assert cells == grid | grid_cells(RESULTS / "digits" / "headline.toml")
+    # wanet's and label-consistent's kdistance cells on seeds 1 and 2 were removed when it
+    # changed (results/digits/grid.toml)
+    rerun = {(a, "kdistance", s) for a in ("wanet", "label_consistent") for s in (1, 2)}
+    headline = grid_cells(RESULTS / "digits" / "headline.toml")
+    assert (grid - rerun) | headline <= cells <= grid | headline
     assert len(results) == len(cells)
 
 
@@ -194,13 +198,13 @@ def test_the_test_split_roclip_runs_use_the_recipe_its_validation_rule_chose():
 
 
 def test_the_stages_grid_holds_its_tier():
-    """results/stages on the embedded data: every attack against every screen on seed 0, and
-    badnet and blended against each on seeds 0-2. SafeCLIP's and RoCLIP's cells were deleted
-    when each became its authors' method (the grid file says so)."""
+    """results/stages on the embedded data: every attack against every screen but kdistance on
+    seed 0, and badnet and blended against each on seeds 0-2. SafeCLIP's, RoCLIP's and
+    kdistance's cells were deleted when each became its authors' method (the grid file says so)."""
     results, warnings = load_folder(RESULTS / "stages")
     assert not warnings
     cells = {(r["attack"]["name"], r["defense"]["name"], r["seed"]) for r in results}
-    defenses = ("kdistance", "lof", "dao", "iforest", "cosine_gmm")
+    defenses = ("lof", "dao", "iforest", "cosine_gmm")
     one_seed = {(a, d, 0) for a in ("wanet", "label_consistent") for d in defenses}
     headline = {(a, d, s) for a in ("badnet", "blended") for s in (0, 1, 2) for d in defenses}
     assert one_seed | headline <= cells
