@@ -204,10 +204,19 @@ def test_a_killed_sweep_takes_its_workers_with_it_and_resumes(tmp_path, referenc
     assert metrics(cell) == metrics(expected)
 
 
-@pytest.mark.parametrize("after_s", [2, 12])  # in the first cells' data, or in their training
-def test_sigterm_stops_a_parallel_sweep_cleanly(tmp_path, after_s):
+@pytest.mark.parametrize("when", ["data", "training"])
+def test_sigterm_stops_a_parallel_sweep_cleanly(tmp_path, when):
+    """Stopped in the first cells' data (2 s after they start), or in the training of the
+    later cells (as soon as a first cell has written its result: a fixed delay would miss the
+    sweep on an idle machine, where the whole tiny grid takes a few seconds)."""
     _, out, _, process, workers = parallel_sweep(tmp_path, wanted=1)
-    time.sleep(after_s)
+    if when == "data":
+        time.sleep(2)
+    else:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(out.glob("*.json")):
+            time.sleep(0.05)
+        assert process.poll() is None, "the sweep ended before a later cell was stopped"
     process.send_signal(signal.SIGTERM)
     code, _, err = finish(process, timeout=60)
     assert code == 128 + signal.SIGTERM, err
