@@ -69,14 +69,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchbd.cache import fingerprint, load_cached_state, save_state
-from benchbd.data.pairs import PairSet
-from benchbd.errors import BenchbdError
-from benchbd.model import ClipBundle
-from benchbd.model_cache import models_dir
-from benchbd.params import Params, param
-from benchbd.plugins import Attack, AttackSetup, Poisoned
-from benchbd.seeds import substream
+from benchbd.core.cache import fingerprint, load_cached_state, save_state
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import Params, param
+from benchbd.core.seeds import substream
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.model import ClipBundle
+from benchbd.engine.model_cache import models_dir
+from benchbd.engine.plugins import Attack, AttackSetup, Poisoned
 
 log = logging.getLogger("benchbd")
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchbd.errors import BenchbdError
-from benchbd.params import Params, param
-from benchbd.plugins import Attack
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import Params, param
+from benchbd.engine.plugins import Attack
 
 PATTERNS = ("noise", "white", "checkerboard", "yellow", "seeded_noise", "turner")
 LOCATIONS = ("random", "top_left", "top_right", "bottom_left", "bottom_right", "four_corners",

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchbd.errors import BenchbdError
-from benchbd.params import Params, param
-from benchbd.plugins import Attack
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import Params, param
+from benchbd.engine.plugins import Attack
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
+from benchbd.attacks.label_consistent import TRIGGER_PRESETS
 
-from attacks.label_consistent import TRIGGER_PRESETS
-from benchbd.data.pairs import PairSet
-from benchbd.errors import BenchbdError
-from benchbd.params import Params, build, param, parse_assignments
-from benchbd.plugins import Attack, AttackSetup, Poisoned, TriggerPart, attacks
-from benchbd.registry import PluginError
-from benchbd.seeds import substream
-from benchbd.suggest import did_you_mean
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import Params, build, param, parse_assignments
+from benchbd.core.registry import PluginError
+from benchbd.core.seeds import substream
+from benchbd.core.suggest import did_you_mean
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.plugins import Attack, AttackSetup, Poisoned, TriggerPart, attacks
 
 
 def _items(text: str) -> list[str]:

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
-from benchbd.params import Params, param
-from benchbd.plugins import Attack
+from benchbd.core.params import Params, param
+from benchbd.engine.plugins import Attack
 
 # pilgram's nashville: two fills composited with darken and lighten, then four CSS filters.
 DARKEN_COLOUR, DARKEN_OPACITY = (247, 176, 153), 0.56

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from benchbd.data.pairs import PairSet
-from benchbd.plugins import Attack, Poisoned
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.plugins import Attack, Poisoned
 
 
 class NoAttack(Attack):

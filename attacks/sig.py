@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchbd.errors import BenchbdError
-from benchbd.params import Params, param
-from benchbd.plugins import Attack
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import Params, param
+from benchbd.engine.plugins import Attack
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchbd.data.pairs import PairSet
-from benchbd.params import Params, param
-from benchbd.plugins import Attack, Poisoned
-from benchbd.seeds import substream
+from benchbd.core.params import Params, param
+from benchbd.core.seeds import substream
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.plugins import Attack, Poisoned
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import argparse
 import statistics
 import time
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.params import parse_assignments
-from benchbd.pipeline import RunConfig, build_attack, run
+from benchbd.core.params import parse_assignments
+from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.pipeline import RunConfig, build_attack, run
 
 
 def main() -> None:

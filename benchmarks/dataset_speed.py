@@ -10,8 +10,8 @@ import os
 import tempfile
 import time
 
-from benchbd.data import synthetic
-from benchbd.data.sources import DataSizes, load_data
+from benchbd.engine.data import synthetic
+from benchbd.engine.data.sources import DataSizes, load_data
 
 
 def main() -> None:

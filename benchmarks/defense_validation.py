@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.evaluate import evaluate
-from benchbd.params import build, parse_assignments
-from benchbd.pipeline import RunConfig, load_poisoned, substream
-from benchbd.plugins import DefenseContext, defenses
+from benchbd.core.params import build, parse_assignments
+from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.pipeline import RunConfig, load_poisoned, substream
+from benchbd.engine.plugins import DefenseContext, defenses
 
 
 def main() -> None:

@@ -20,10 +20,16 @@ from collections.abc import Callable
 
 import torch
 
-from benchbd.evaluate import evaluate
-from benchbd.pipeline import RunConfig, load_experiment_data, load_poisoned, substream, trigger_of
-from benchbd.probe import labelled_rows, probe_metrics
-from benchbd.retrieval import retrieval_metrics
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.pipeline import (
+    RunConfig,
+    load_experiment_data,
+    load_poisoned,
+    substream,
+    trigger_of,
+)
+from benchbd.engine.probe import labelled_rows, probe_metrics
+from benchbd.engine.retrieval import retrieval_metrics
 
 
 def best_of(repeats: int, measure: Callable[[], object]) -> tuple[float, object]:

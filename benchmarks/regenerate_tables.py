@@ -59,7 +59,7 @@ def ablation(folder: Path, tolerance: str, old: dict[Path, str]) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from inmodal_ablation import plot
 
-    from benchbd.leaderboard import load_folder, tabulate
+    from benchbd.reporting.leaderboard import load_folder, tabulate
 
     table = benchbd("table", str(folder), "--group-by", WEIGHT, "--format", "markdown",
                     "--ca-tolerance", tolerance)  # fmt: skip
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--site", type=Path, default=ROOT / "docs" / "site")
     parser.add_argument("--ca-tolerance", default="0.05")
     args = parser.parse_args()
-    from benchbd.report import result_folders
+    from benchbd.reporting.report import result_folders
 
     results, tolerance = args.results.resolve(), args.ca_tolerance
     old: dict[Path, str] = {}

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.evaluate import triggered_examples
-from benchbd.pipeline import RunConfig, build_attack, substream
-from benchbd.visibility import trigger_visibility
+from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.evaluate import triggered_examples
+from benchbd.engine.pipeline import RunConfig, build_attack, substream
+from benchbd.engine.visibility import trigger_visibility
 
 # (attack, setting, parameters): benchbd's default first, then the published setting.
 SETTINGS = [

@@ -34,10 +34,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.evaluate import evaluate
-from benchbd.leaderboard import load_folder
-from benchbd.pipeline import RunConfig, load_poisoned, substream
+from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.pipeline import RunConfig, load_poisoned, substream
+from benchbd.reporting.leaderboard import load_folder
 
 # (attack, label, parameters): from the published setting up to benchbd's default.
 TRIGGERS = [

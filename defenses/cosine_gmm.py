@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from benchbd.defenses.screening import MODELS, caption_features
 
-from benchbd.params import Params, param
-from benchbd.plugins import DefenseContext, Screening, ScreeningDefense, TrainingPairs
-from benchbd.probe import probe_features
-from benchbd.seeds import substream
-from defenses.screening import MODELS, caption_features
+from benchbd.core.params import Params, param
+from benchbd.core.seeds import substream
+from benchbd.engine.plugins import DefenseContext, Screening, ScreeningDefense, TrainingPairs
+from benchbd.engine.probe import probe_features
 
 
 @dataclass(frozen=True)

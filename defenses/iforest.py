@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from benchbd.defenses.screening import EmbeddingScreen, ReferenceParams
 
-from benchbd.params import param
-from benchbd.plugins import DefenseContext
-from benchbd.seeds import substream
-from defenses.screening import EmbeddingScreen, ReferenceParams
+from benchbd.core.params import param
+from benchbd.core.seeds import substream
+from benchbd.engine.plugins import DefenseContext
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from benchbd.model import ClipBundle
-from benchbd.plugins import Defense, DefenseContext
+from benchbd.engine.model import ClipBundle
+from benchbd.engine.plugins import Defense, DefenseContext
 
 
 class NoDefense(Defense):

@@ -44,19 +44,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from benchbd.defenses.cleanclip import SYNONYM_SOURCES, inmodal_loss, resolve_synonyms
+from benchbd.defenses.cosine_gmm import high_component_probability, pair_similarities
 from torchvision.transforms import v2
 
-from benchbd import distributed
-from benchbd.augment import TextViews
-from benchbd.data.pairs import PairSet
-from benchbd.errors import BenchbdError
-from benchbd.model import ClipBundle
-from benchbd.params import Params, param
-from benchbd.plugins import DefenseContext, PretrainingDefense, PretrainingHooks
-from benchbd.seeds import substream
-from benchbd.train import Batch, clip_loss
-from defenses.cleanclip import SYNONYM_SOURCES, inmodal_loss, resolve_synonyms
-from defenses.cosine_gmm import high_component_probability, pair_similarities
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import Params, param
+from benchbd.core.seeds import substream
+from benchbd.engine import distributed
+from benchbd.engine.augment import TextViews
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.model import ClipBundle
+from benchbd.engine.plugins import DefenseContext, PretrainingDefense, PretrainingHooks
+from benchbd.engine.train import Batch, clip_loss
 
 GMM_SEED = 0  # their fit_gmm_to_cos_sim (src/samplers.py line 151): random_state=0, every epoch
 
@@ -129,7 +129,7 @@ class SimCLRViews:
     """Their image augmentation (utils/augment_image.py lines 12-22): horizontal flip, random
     resized crop back to the image's size, colour jitter (0.5, 0.5, 0.5, 0.1) with p 0.8,
     grayscale with p 0.2, Gaussian blur with kernel 21 (or the largest odd size the image
-    takes). As `benchbd.augment.ImageViews`, the batch is cut into groups of `group` images,
+    takes). As `benchbd.engine.augment.ImageViews`, the batch is cut into groups of `group` images,
     each with its own draw, under a seed."""
 
     def __init__(self, group: int = 8) -> None:

@@ -39,12 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbd.data.pairs import PairSet
-from benchbd.errors import BenchbdError
-from benchbd.model import ClipBundle
-from benchbd.params import Params, param
-from benchbd.plugins import DefenseContext, Screening, ScreeningDefense, TrainingPairs
-from benchbd.probe import probe_features
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import Params, param
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.model import ClipBundle
+from benchbd.engine.plugins import DefenseContext, Screening, ScreeningDefense, TrainingPairs
+from benchbd.engine.probe import probe_features
 
 MODELS = ("poisoned", "clean")
 REFERENCES = ("clean", "train")

@@ -9,8 +9,7 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
-
-from attacks.badclip import (
+from benchbd.attacks.badclip import (
     BadCLIP,
     BadCLIPParams,
     dual_embedding_loss,
@@ -19,10 +18,11 @@ from attacks.badclip import (
     guide_from,
     paste,
 )
-from benchbd.errors import BenchbdError
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.plugins import AttackSetup
+
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import build
+from benchbd.engine.model import create_clip
+from benchbd.engine.plugins import AttackSetup
 
 TARGET = 7
 QUICK = {"steps": 5, "batch_size": 8}  # well under a second of optimisation
@@ -144,8 +144,8 @@ def test_show_optimises_the_patch_a_run_would_use(cache):
     """`benchbd show --attack badclip` on an empty cache: the preview trains the attacker's
     surrogate and optimises the patch from the training pool, as poisoning would, and draws
     that patch in the centre of each image; a run's poisoning then finds it in the cache."""
-    from benchbd.pipeline import RunConfig, trigger_examples
-    from benchbd.planning import build_attack, load_experiment_data
+    from benchbd.engine.pipeline import RunConfig, trigger_examples
+    from benchbd.engine.planning import build_attack, load_experiment_data
 
     config = RunConfig(attack="badclip", attack_params=dict(QUICK),
                        sizes={"train": 64, "clean": 8, "test": 40},

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from benchbd.claims import decide_all, ratio_interval, read_claims
 from benchbd.cli import app
-from benchbd.intervals import interval, t_quantile, verdict
+from benchbd.reporting.claims import decide_all, ratio_interval, read_claims
+from benchbd.reporting.intervals import interval, t_quantile, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"

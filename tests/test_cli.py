@@ -302,7 +302,7 @@ def test_table_filters_and_groups_by_attack(tmp_path):
 def test_plugin_version_is_recorded_and_does_not_split_rows(tmp_path):
     from importlib.metadata import version
 
-    from benchbd.results import PluginRecord
+    from benchbd.core.results import PluginRecord
 
     record = PluginRecord.of("badnet", "benchbd", {})
     assert record.version == version("benchbd")

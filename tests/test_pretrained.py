@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import write_folder, write_pairs
 
-from benchbd.cache import cache_dir, fingerprint
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import evaluate
-from benchbd.model import create_clip
-from benchbd.pipeline import (
+from benchbd.core.cache import cache_dir, fingerprint
+from benchbd.core.errors import BenchbdError
+from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.model import create_clip
+from benchbd.engine.pipeline import (
     MODEL_CACHE_VERSION,
     RunConfig,
     build_attack,
@@ -20,8 +20,8 @@ from benchbd.pipeline import (
     run,
     substream,
 )
-from benchbd.pretrained import pretrained_file
-from benchbd.train import TrainConfig
+from benchbd.engine.pretrained import pretrained_file
+from benchbd.engine.train import TrainConfig
 
 
 @pytest.fixture

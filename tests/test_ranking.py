@@ -1,4 +1,4 @@
-"""The one ranking rule (benchbd.ranking), like-with-like before columns, intervals in every
+"""The one ranking rule (reporting.ranking), like-with-like before columns, intervals in every
 table, --per-seed and --ca-tolerance; and every committed table, checked against it."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.errors import BenchbdError
-from benchbd.intervals import interval
-from benchbd.leaderboard import load_folder, render, tabulate
-from benchbd.ranking import DEFAULT_CA_TOLERANCE, check_tolerance
+from benchbd.core.errors import BenchbdError
+from benchbd.reporting.intervals import interval
+from benchbd.reporting.leaderboard import load_folder, render, tabulate
+from benchbd.reporting.ranking import DEFAULT_CA_TOLERANCE, check_tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -340,7 +340,7 @@ def test_the_committed_site_has_a_current_page_per_grid():
     import html
     import re
 
-    from benchbd.report import grid_slug, result_folders
+    from benchbd.reporting.report import grid_slug, result_folders
 
     site = ROOT / "docs" / "site"
     index = (site / "index.html").read_text()

@@ -9,7 +9,7 @@ import tomllib
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.leaderboard import load_folder
+from benchbd.reporting.leaderboard import load_folder
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -253,8 +253,8 @@ def test_committed_results_are_what_the_engine_would_run_now():
     experiment it records, with the same
     fingerprints (so a sweep over them skips every cell, and a rerun writes the same file),
     and every one ran with the portable kernels."""
-    from benchbd.experiment import RunConfig
-    from benchbd.pipeline import plan
+    from benchbd.engine.pipeline import plan
+    from benchbd.engine.run_config import RunConfig
 
     folders = [RESULTS, *(RESULTS / name for name in ("digits", "objective", "frontier",
                                                       "stages")),

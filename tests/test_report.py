@@ -13,8 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.leaderboard import leaderboard, load_folder
-from benchbd.report import write_site
+from benchbd.reporting.leaderboard import leaderboard, load_folder
+from benchbd.reporting.report import write_site
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # Two attacks, a row with two seeds (a spread), a baseline defense per attack.
@@ -176,7 +176,7 @@ def test_report_replaces_an_earlier_site_whole(tmp_path):
 
 
 def test_an_interrupted_report_leaves_the_earlier_site_as_it_was(tmp_path, monkeypatch):
-    import benchbd.trade_off_plot
+    import benchbd.reporting.trade_off_plot
 
     out = tmp_path / "site"
     write_site(copy_results(tmp_path / "results", PICKED[:1]), out, triggers=False)
@@ -185,7 +185,7 @@ def test_an_interrupted_report_leaves_the_earlier_site_as_it_was(tmp_path, monke
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(benchbd.trade_off_plot, "write_plot", interrupted)
+    monkeypatch.setattr(benchbd.reporting.trade_off_plot, "write_plot", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_site(tmp_path / "results", out, triggers=False)
     assert (out / "index.html").read_bytes() == before

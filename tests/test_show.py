@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.evaluate import evaluate
-from benchbd.model import create_clip
-from benchbd.pipeline import RunConfig, build_attack, substream, trigger_examples
+from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.model import create_clip
+from benchbd.engine.pipeline import RunConfig, build_attack, substream, trigger_examples
 
 SIZES = DataSizes(train=16, clean=8, test=60)
 

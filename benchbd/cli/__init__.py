@@ -15,8 +15,8 @@ import sys
 
 import typer
 
-from benchbd import kernels
-from benchbd.errors import BenchbdError
+from benchbd.core import kernels
+from benchbd.core.errors import BenchbdError
 
 # name -> (module, function); the order is the order of `benchbd --help`
 COMMANDS = {

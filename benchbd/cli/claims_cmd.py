@@ -27,8 +27,8 @@ def claims(
     """Decide each claim: its per-seed values, mean, n and 95 % interval, and the verdict
     (holds / fails / inconclusive) read from the interval; "no results" for a claim that reads
     none. Folders in the file are relative to the current directory."""
-    from benchbd.claim_writers import FORMATS, cells, render
-    from benchbd.claims import NO_RESULTS, decide_all, read_claims
+    from benchbd.reporting.claim_writers import FORMATS, cells, render
+    from benchbd.reporting.claims import NO_RESULTS, decide_all, read_claims
 
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
@@ -36,7 +36,7 @@ def claims(
         raise ValueError("--out writes markdown, csv or json: add --format")
     decisions = decide_all(read_claims(file))
     if out is not None:
-        from benchbd.cache import atomic_write_text
+        from benchbd.core.cache import atomic_write_text
 
         atomic_write_text(out, render(decisions, format))
         typer.echo(f"claims: {out} ({len(decisions)} claims)")
@@ -46,7 +46,7 @@ def claims(
         from rich.console import Console
         from rich.table import Table
 
-        from benchbd.claim_writers import HEADERS
+        from benchbd.reporting.claim_writers import HEADERS
 
         view = Table(title=f"benchbd claims: {file} ({len(decisions)} claims)")
         for header in HEADERS:

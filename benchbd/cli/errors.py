@@ -15,8 +15,8 @@ import sys
 
 import typer
 
-from benchbd.errors import BenchbdError
-from benchbd.registry import PluginError
+from benchbd.core.errors import BenchbdError
+from benchbd.core.registry import PluginError
 
 EXPECTED = (BenchbdError, PluginError, ValueError, OSError, FloatingPointError)
 
@@ -56,7 +56,7 @@ def install_process_handlers() -> None:
 def warn_clashes(attack: str = "", defense: str = "") -> None:
     """Every plugin name two packages declare, one warning line each (both packages named);
     a bare name the command was given is refused with the same words instead."""
-    from benchbd.plugins import clash_warnings
+    from benchbd.engine.plugins import clash_warnings
 
     for line in clash_warnings(attack, defense):
         typer.echo(f"benchbd: warning: {line}", err=True)

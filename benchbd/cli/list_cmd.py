@@ -8,9 +8,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from benchbd.cli.errors import fail, friendly_errors, warn_clashes
-from benchbd.params import describe
-from benchbd.plugins import Defense, attacks, defenses
-from benchbd.registry import PluginError, Registry
+from benchbd.core.params import describe
+from benchbd.core.registry import PluginError, Registry
+from benchbd.engine.plugins import Defense, attacks, defenses
 
 KINDS = {"attacks": attacks, "defenses": defenses}
 

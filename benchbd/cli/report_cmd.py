@@ -32,7 +32,7 @@ def report(
 ) -> None:
     """Write a static HTML leaderboard: a sortable table with each mean's 95 % interval and
     rank, the CA-ASR plot, the trigger gallery and each row's recorded configuration."""
-    from benchbd.report import write_site, write_sites
+    from benchbd.reporting.report import write_site, write_sites
 
     limit = ca_tolerance(tolerance)
     sites = (

@@ -11,24 +11,25 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from benchbd import busy, distributed, kernels
-from benchbd.cli import KERNELS_HELP
+from benchbd.cli import KERNELS_HELP, busy
 from benchbd.cli.errors import friendly_errors, warn_clashes
 from benchbd.cli.progress import PlainObserver
-from benchbd.data.sources import DataSizes
-from benchbd.data.spec import compose
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import EVALUATIONS, evaluations_in
-from benchbd.experiment import FINETUNE_RECIPE, RunConfig, is_embedded
-from benchbd.model import DEFAULT_MODEL, resolve_device
-from benchbd.params import parse_assignments
-from benchbd.pipeline import Observer
-from benchbd.pipeline import run as run_pipeline
-from benchbd.plugins import attacks, defenses
-from benchbd.registry import canonical_package
-from benchbd.results import RunResult
-from benchbd.suggest import did_you_mean
-from benchbd.train import StepReport, TrainConfig
+from benchbd.core import kernels
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import parse_assignments
+from benchbd.core.registry import canonical_package
+from benchbd.core.results import RunResult
+from benchbd.core.suggest import did_you_mean
+from benchbd.engine import distributed
+from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.spec import compose
+from benchbd.engine.evaluate import EVALUATIONS, evaluations_in
+from benchbd.engine.model import DEFAULT_MODEL, resolve_device
+from benchbd.engine.pipeline import Observer
+from benchbd.engine.pipeline import run as run_pipeline
+from benchbd.engine.plugins import attacks, defenses
+from benchbd.engine.run_config import FINETUNE_RECIPE, RunConfig, is_embedded
+from benchbd.engine.train import StepReport, TrainConfig
 
 FROM_PRETRAINED = "--from-pretrained: "
 EVAL_HELP = (f"measurements beside zero-shot CA / ASR, comma-separated: {', '.join(EVALUATIONS)} "

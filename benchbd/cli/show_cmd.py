@@ -8,13 +8,13 @@ from pathlib import Path
 import typer
 
 from benchbd.cli.errors import friendly_errors
-from benchbd.data.sources import DataSizes
-from benchbd.errors import BenchbdError
-from benchbd.experiment import default_sizes
-from benchbd.model import DEFAULT_MODEL
-from benchbd.params import parse_assignments
-from benchbd.pipeline import RunConfig, trigger_examples
-from benchbd.trigger_gallery import trigger_grid
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import parse_assignments
+from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.model import DEFAULT_MODEL
+from benchbd.engine.pipeline import RunConfig, trigger_examples
+from benchbd.engine.run_config import default_sizes
+from benchbd.reporting.trigger_gallery import trigger_grid
 
 
 def attack_params(attack: str, items: list[str]) -> dict[str, str]:

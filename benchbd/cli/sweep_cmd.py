@@ -12,15 +12,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from benchbd import busy, dry_run, kernels
-from benchbd.cli import KERNELS_HELP
+from benchbd.cli import KERNELS_HELP, busy
 from benchbd.cli.errors import Terminated, fail, friendly_errors, warn_clashes
 from benchbd.cli.progress import PlainSweepObserver, auroc_text
 from benchbd.cli.run_cmd import EVAL_HELP
-from benchbd.errors import BenchbdError
-from benchbd.model import resolve_device
-from benchbd.param_lists import merged, sweep_params
-from benchbd.sweep import (
+from benchbd.core import kernels
+from benchbd.core.errors import BenchbdError
+from benchbd.engine import dry_run
+from benchbd.engine.model import resolve_device
+from benchbd.engine.param_lists import merged, sweep_params
+from benchbd.engine.sweep import (
     EXECUTORS,
     CellOutcome,
     Grid,

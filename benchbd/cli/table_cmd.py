@@ -8,9 +8,9 @@ import typer
 
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.reading import CA_TOLERANCE_HELP, ca_tolerance, read_results, warn
-from benchbd.leaderboard import tabulate
-from benchbd.table_columns import SORT_CHOICES, check_sort, default_sort, parse_columns
-from benchbd.table_writers import (
+from benchbd.reporting.leaderboard import tabulate
+from benchbd.reporting.table_columns import SORT_CHOICES, check_sort, default_sort, parse_columns
+from benchbd.reporting.table_writers import (
     FORMATS,
     caption,
     headers,
@@ -31,7 +31,7 @@ COLUMNS_HELP = (
 )
 SORT_HELP = (
     "the column to rank by: one of those shown (default after_asr, or the first of --columns "
-    "when they leave it out). The direction follows the metric (benchbd.results."
+    "when they leave it out). The direction follows the metric (benchbd.core.results."
     "HIGHER_IS_BETTER: ASR best low; CA, RA and DER best high); a metric that declares none "
     "ranks high first, with a warning"
 )
@@ -127,7 +127,7 @@ def table(
 
 def curve_table(folder: Path, filters: list[str], format: str, threshold: float) -> None:
     """`--curves`: a row per (attack, defense) curve, its summaries, best area in bold."""
-    from benchbd import curves
+    from benchbd.reporting import curves
 
     curves.check_threshold(threshold)
     results, skipped = read_results(folder, filters)

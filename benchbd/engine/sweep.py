@@ -1,0 +1,632 @@
+"""The sweep: every (attack, defense, seed) cell of a grid, resumable and parallel.
+
+Each poisoned model is trained once per (attack, seed): the first cell of a group is its leader
+and the group's other cells start only after it, reusing the cached model; they start next,
+before other groups' leaders, so a sweep stopped at any point leaves whole groups. A screen or
+pretraining defense's cell is in its poisoned model's group like any other (its "before" is
+that model) and trains its own model besides, cached under the stage's fingerprint. A cell
+whose result file already exists with the same fingerprint is skipped, so a killed sweep
+resumes where it stopped. A failing cell is recorded in `<out>/failed/` and never stops the others.
+
+Cells run inline (`jobs=1`), in a local process pool that splits the CPU threads between its
+workers, or as submitit jobs (Slurm on a cluster, submitit's local executor for tests). All
+three call the same `run_cell`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from benchbd.core import kernels
+from benchbd.core.cache import atomic_write_text, remove_stale_temporaries, writable_folder
+from benchbd.core.checks import check_seed
+from benchbd.core.errors import BenchbdError
+from benchbd.core.registry import PluginError
+from benchbd.core.results import read_result
+from benchbd.core.suggest import did_you_mean
+from benchbd.engine import model_cache
+from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.evaluate import evaluations_in
+from benchbd.engine.locks import Locks
+from benchbd.engine.param_lists import cell_names, expand
+from benchbd.engine.pipeline import run
+from benchbd.engine.planning import plan
+from benchbd.engine.plugins import attacks, defenses
+from benchbd.engine.run_config import RunConfig, plugin_params
+from benchbd.engine.train import TrainConfig
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+RUN_OPTIONS = {"target", "poison_rate", "poison_count", "dataset", "model", "device", "split",
+               "pretrained", "from_pretrained", "eval"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What a sweep covers: names, seeds, per-plugin parameters and shared run options."""
+
+    attacks: list[str]
+    defenses: list[str]
+    seeds: list[int]
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    defense_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    pretrain: dict[str, Any] = field(default_factory=dict)
+
+    def cells(self) -> list[RunConfig]:
+        """Grouped by (attack, seed) so each group's leader comes first. [sizes] and
+        [pretrain] set what they name; RunConfig fills the rest as for any run. A list given
+        for a scalar plugin parameter is a cell per value (several lists: their product; see
+        benchbd.engine.param_lists), the values of one defense following each other in a group."""
+        try:
+            return self._cells()
+        except TypeError as exc:  # an option RunConfig does not take
+            raise BenchbdError(f"grid: {exc}") from None
+
+    def _cells(self) -> list[RunConfig]:
+        attack_tables = {a: expand("attack", a, params_for(attacks, a, self.attack_params))
+                         for a in self.attacks}  # fmt: skip
+        defense_tables = {d: expand("defense", d, params_for(defenses, d, self.defense_params))
+                          for d in self.defenses}  # fmt: skip
+        return [
+            RunConfig(
+                attack=attack,
+                defense=defense,
+                seed=seed,
+                attack_params=dict(attack_params),
+                defense_params=dict(defense_params),
+                sizes=dict(self.sizes),
+                pretrain=dict(self.pretrain),
+                **self.run,
+            )  # fmt: skip
+            for attack in self.attacks
+            for attack_params in attack_tables[attack]
+            for seed in self.seeds
+            for defense in self.defenses
+            for defense_params in defense_tables[defense]
+        ]
+
+
+def params_for(registry, name: str, tables: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The parameter table a grid gives plugin `name`: the one under the same spelling, else
+    one under another spelling of the same plugin (`sig` and `benchbd:sig`, when only one
+    package declares `sig`)."""
+    if name in tables:
+        return tables[name]
+    wanted = registry.info(name)
+    for key, table in tables.items():
+        try:
+            if registry.info(key) == wanted:
+                return table
+        except PluginError:
+            continue
+    return {}
+
+
+def expand_names(spec: str | Sequence[str], kind: str) -> list[str]:
+    """'all', a comma list or a list of names; every name checked against its registry.
+    'all' attacks leaves out plugins that poison nothing (`Attack.poisons` false: a baseline
+    has no ASR to defend)."""
+    registry = attacks if kind == "attack" else defenses
+    if isinstance(spec, str):
+        names = spec.split(",")
+    elif isinstance(spec, (list, tuple)) and all(isinstance(n, str) for n in spec):
+        names = list(spec)
+    else:
+        raise BenchbdError(f"{kind}s must be 'all', a comma-separated string or a list of "
+                           f"names, got {spec!r}")  # fmt: skip
+    names = [n.strip() for n in names if n.strip()]
+    if names == ["all"]:
+        return [n for n in registry.names() if kind != "attack" or attacks.get(n).poisons]
+    for name in names:
+        registry.get(name)  # raises with a did-you-mean
+    if not names:
+        raise BenchbdError(f"no {kind}s given")
+    return list(dict.fromkeys(names))
+
+
+def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
+    if isinstance(spec, str):
+        try:
+            seeds = [int(s) for s in spec.split(",")]
+        except ValueError:
+            raise BenchbdError(
+                f"seeds must be integers separated by commas, got {spec!r}"
+            ) from None
+    elif isinstance(spec, int) and not isinstance(spec, bool):
+        seeds = [spec]
+    elif isinstance(spec, (list, tuple)):
+        seeds = list(spec)
+    else:
+        seeds = []
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise BenchbdError(f"seeds must be a non-empty list of integers, got {spec!r}")
+    return list(dict.fromkeys(check_seed(s) for s in seeds))
+
+
+GRID_KEYS = {"attacks", "defenses", "seeds", "attack_params", "defense_params", "run", "sizes",
+             "pretrain"}  # fmt: skip
+
+
+def _table(data: dict, key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise BenchbdError(f"grid file: [{key}] must be a table, got {value!r}")
+    return value
+
+
+def _known_keys(table: dict[str, Any], section: str | None, allowed) -> None:
+    what = f"[{section}] option" if section else "key"
+    for name in sorted(set(table) - set(allowed)):
+        raise BenchbdError(f"grid file: unknown {what} {name!r}{did_you_mean(name, allowed)}")
+
+
+def _plugin_params(data: dict, kind: str) -> dict[str, dict[str, Any]]:
+    """[attack_params.NAME] / [defense_params.NAME]: every NAME a registered plugin, every
+    value one of its parameters, of the right type, within bounds (checked now, not at run)."""
+    section = f"{kind}_params"
+    tables = _table(data, section)
+    for name, values in tables.items():
+        where = f"[{section}.{name}]"
+        if not isinstance(values, dict):
+            raise BenchbdError(f"grid file: {where} must be a table of name = value")
+        try:
+            for table in expand(kind, name, values):  # a list: each of its values
+                plugin_params(kind, name, table)  # also for a plugin the grid does not run
+        except (PluginError, BenchbdError) as exc:  # an unknown name comes with a suggestion
+            raise BenchbdError(f"grid file: {where}: {exc}") from None
+    return tables
+
+
+def load_grid(path: Path) -> Grid:
+    """A TOML grid file (parsed as data, never evaluated):
+
+    attacks = ["badnet", "blended"]     # or "all"
+    defenses = "all"
+    seeds = [0, 1, 2]
+    [run]                               # target, poison_rate, dataset, model, eval, ...
+    poison_rate = 0.01
+    [attack_params.blended]
+    alpha = 0.3
+    [defense_params.cleanclip]
+    lr = [1e-5, 1e-4, 1e-3]            # a list: one cell per value (the product of lists)
+
+    Every section is checked here, before anything runs: a misspelt key or plugin name, a
+    value of the wrong type or a non-finite number is one error naming its place.
+    """
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise BenchbdError(f"cannot read grid file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BenchbdError(f"grid file {str(path)!r} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchbdError(f"grid file {str(path)!r} is not valid TOML: {exc}") from None
+    _known_keys(data, None, GRID_KEYS)
+    run_options = _table(data, "run")
+    _known_keys(run_options, "run", RUN_OPTIONS)
+    sizes, pretrain = _table(data, "sizes"), _table(data, "pretrain")
+    _known_keys(sizes, "sizes", DataSizes.__dataclass_fields__)
+    _known_keys(pretrain, "pretrain", TrainConfig.__dataclass_fields__)
+    try:
+        grid = Grid(
+            attacks=expand_names(data.get("attacks", "all"), "attack"),
+            defenses=expand_names(data.get("defenses", "all"), "defense"),
+            seeds=parse_seeds(data.get("seeds", [0])),
+            attack_params=_plugin_params(data, "attack"),
+            defense_params=_plugin_params(data, "defense"),
+            run=run_options,
+            sizes=sizes,
+            pretrain=pretrain,
+        )
+        grid.cells()  # builds every RunConfig: types, ranges and finiteness checked
+    except BenchbdError as exc:
+        message = str(exc)
+        prefixed = message if message.startswith("grid") else f"grid file: {message}"
+        raise BenchbdError(prefixed) from None
+    return grid
+
+
+def cell_name(config: RunConfig) -> str:
+    return f"{config.attack}__{config.defense}__seed{config.seed}"
+
+
+def names_of(configs: Sequence[RunConfig]) -> list[str]:
+    """A distinct name per cell (progress lines, failure records): `cell_name`, with the
+    parameters that tell apart cells of one attack, defense and seed appended."""
+    return cell_names(configs, [cell_name(c) for c in configs])
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    name: str
+    status: str  # "done", "failed" or "skipped"
+    seconds: float = 0.0
+    error: str | None = None
+    path: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def failure_path(out: Path, name: str) -> Path:
+    return Path(out) / "failed" / f"{name}.json"
+
+
+def run_cell(config: RunConfig, out: str, threads: int | None = None,
+             name: str | None = None) -> CellOutcome:  # fmt: skip
+    """One cell, wherever it runs: its result file on success, a failure record otherwise;
+    `name` is the cell's in its sweep (`names_of`), `cell_name` when not given."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    name = name or cell_name(config)
+    start = time.perf_counter()
+    try:
+        result = run(config, out=Path(out))
+    except Exception as exc:  # recorded, never raised: one bad cell must not stop a sweep
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        record = {"cell": name, "error": error, "config": asdict(config),
+                  "traceback": traceback.format_exc()}  # fmt: skip
+        atomic_write_text(failure_path(out, name), json.dumps(record, indent=2, default=str))
+        return CellOutcome(name, "failed", time.perf_counter() - start, error=error)
+    failure_path(out, name).unlink(missing_ok=True)
+    after = result.metrics["after"]
+    metrics = {"ca": after["ca"], "asr": after["asr"]}
+    if "detection" in result.metrics:  # a screen's: how well it found the poisoned pairs
+        metrics["auroc"] = result.metrics["detection"]["auroc"]
+    return CellOutcome(name, "done", time.perf_counter() - start,
+                       path=str(Path(out) / result.filename), metrics=metrics)  # fmt: skip
+
+
+class SweepObserver:
+    """What the sweep reports; the CLI draws a progress display, tests collect events."""
+
+    def start(self, total: int, skipped: int) -> None: ...
+
+    def cell_started(self, name: str) -> None: ...
+
+    def cell_finished(self, outcome: CellOutcome) -> None: ...
+
+    def tick(self) -> None:
+        """Called while the sweep waits for running cells (about twice a second)."""
+
+    def cell_waiting(self, name: str, holder: str) -> None:
+        """A cell waits: another process (or another cell here) holds what it makes."""
+
+    def cell_elsewhere(self, name: str, how: str) -> None:
+        """A cell another process made while this sweep ran: skipped here."""
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    done: int = 0
+    skipped: int = 0
+    failed: list[CellOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def existing_fingerprints(out: Path, evaluations: Sequence[str] = (),
+                          only: str = "") -> set[str]:  # fmt: skip
+    """The fingerprints of the result files in `out` that hold every opt-in evaluation named
+    in `evaluations`: the opt-in metrics are not part of a fingerprint, so a file made without
+    them is no finished cell for a sweep that asks for them (rerun, it is replaced by one
+    that has them)."""
+    found = set()
+    for path in Path(out).glob(f"*{only}.json"):  # `only`: a fingerprint's first characters
+        try:
+            result = read_result(path)
+        except ValueError:
+            continue
+        if set(evaluations) <= set(evaluations_in(result.get("metrics") or {})):
+            found.add(result.get("fingerprint"))
+    return found
+
+
+class _Inline:
+    """jobs=1: run each cell in this process, as a completed future."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def shutdown(self, abort: bool = False) -> None: ...
+
+
+def _leave(signum, frame) -> None:
+    """A worker told to stop (the sweep aborting) leaves as a finished process does: its
+    multiprocessing finalizers run first, so the semaphores it made (tqdm's lock, for one)
+    are unregistered from Python's resource tracker, which would otherwise print a warning
+    about them after the sweep's error line. Then it exits at once, mid-cell."""
+    from multiprocessing import util
+
+    util._exit_function()
+    os._exit(128 + signum)
+
+
+def _watch_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Exit this worker as soon as the sweep that started it is gone. SIGKILL of the sweep
+    runs no cleanup, and a worker left alone would finish its cell, write a result file
+    nobody asked for any more and hold its memory; Ctrl-C is the parent's to handle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _leave)
+    # spawned while the sweep held its signals back (_signals_held): this process takes them
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGHUP})
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="benchbd-parent-watch", daemon=True).start()
+
+
+@contextmanager
+def _signals_held():
+    """SIGINT, SIGTERM and SIGHUP held back (delivered on leaving) while the process pool
+    changes state: a signal raised inside the executor's own bookkeeping (spawning a worker,
+    shutting down) could leave its queues' semaphores registered, and Python's resource
+    tracker would then print a warning about them after the sweep's error line. A worker
+    spawned meanwhile inherits the held mask and releases it first thing (_watch_parent)."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held) if main else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _Pool:
+    """Worker processes (spawned: no forked torch state), each with its share of threads;
+    each worker dies with the sweep, whatever ends it."""
+
+    def __init__(self, jobs: int) -> None:
+        with _signals_held():
+            self.pool = ProcessPoolExecutor(
+                max_workers=jobs, mp_context=get_context("spawn"),
+                initializer=_watch_parent, initargs=(os.getpid(),),
+            )  # fmt: skip
+
+    def submit(self, fn, *args) -> Future:
+        with _signals_held():
+            return self.pool.submit(fn, *args)
+
+    def shutdown(self, abort: bool = False) -> None:
+        with _signals_held():
+            processes = list((getattr(self.pool, "_processes", None) or {}).values())
+            if abort:  # stop the cells that are running, not only the queued ones
+                for process in processes:
+                    process.terminate()
+                for process in processes:
+                    process.join(timeout=5)
+                    if process.is_alive():  # still starting up, or stuck: no more waiting
+                        process.kill()
+                        process.join()
+            self.pool.shutdown(wait=True, cancel_futures=abort)
+
+
+class _Submitit:
+    """submitit jobs (Slurm or its local executor) behind the same submit/done interface."""
+
+    def __init__(self, cluster: str, folder: Path, slurm: dict[str, Any]) -> None:
+        try:
+            import submitit
+        except ImportError:
+            raise BenchbdError("--executor slurm needs submitit: pip install submitit") from None
+        self.executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        self.executor.update_parameters(**slurm)
+
+    def submit(self, fn, *args):
+        return self.executor.submit(fn, *args)
+
+    def shutdown(self, abort: bool = False) -> None: ...
+
+
+def make_executor(kind: str, jobs: int, out: Path, slurm: dict[str, Any] | None = None):
+    if kind not in EXECUTORS:
+        raise BenchbdError(f"unknown executor {kind!r}; choose from {', '.join(EXECUTORS)}")
+    if kind == "local":
+        return _Inline() if jobs == 1 else _Pool(jobs)
+    cluster = "slurm" if kind == "slurm" else "local"
+    return _Submitit(cluster, Path(out) / ".submitit", slurm or {})
+
+
+# How often a cell another process holds is looked at again (a glob of the results folder
+# and a lock file read: cheap, but not for a thousand cells twice a second on shared storage).
+RETRY_S = 2.0
+
+
+def cell_lock(out: Path, run_fp: str) -> Path:
+    """The claim on a cell's result, in its results folder."""
+    return Path(out) / ".locks" / f"cell-{run_fp}.lock"
+
+
+def model_lock(model_fp: str) -> Path:
+    """The claim on a poisoned model, beside the cached models."""
+    return model_cache.models_dir() / "locks" / f"{model_fp}.lock"
+
+
+@dataclass
+class _Cell:
+    config: RunConfig
+    name: str
+    model_fp: str
+    run_fp: str
+
+
+class _Claims:
+    """What this sweep claims before it starts a cell: the cell's result, and the poisoned
+    model when it is not cached yet (benchbd.engine.locks). A cell another process holds waits."""
+
+    def __init__(self, out: Path, level: str, evaluations: Sequence[str]) -> None:
+        self.out, self.level, self.evaluations = out, level, evaluations
+        self.locks = Locks()
+        self.waiting_on: dict[str, str] = {}  # cell name -> what holds it, once noted
+        self.next_try: dict[str, float] = {}  # cell name -> when to look at it again
+
+    def done_elsewhere(self, cell: _Cell) -> bool:
+        """Whether another process has written this cell's result since the sweep began."""
+        return cell.run_fp in existing_fingerprints(self.out, self.evaluations,
+                                                    only=cell.run_fp[:8])  # fmt: skip
+
+    def take(self, cell: _Cell) -> str | None:
+        """Claim what `cell` makes; None when claimed, else who holds it."""
+        owner = self.locks.acquire(cell_lock(self.out, cell.run_fp), cell.name)
+        if owner is not None:
+            return owner.describe()
+        if model_cache.has(cell.model_fp, self.level):
+            return None
+        owner = self.locks.acquire(model_lock(cell.model_fp), cell.name)
+        if owner is None:
+            return None
+        self.locks.release(cell_lock(self.out, cell.run_fp))
+        return f"its poisoned model, being trained by {owner.describe()}"
+
+    def release(self, cell: _Cell) -> None:
+        self.locks.release(model_lock(cell.model_fp))
+        self.locks.release(cell_lock(self.out, cell.run_fp))
+
+
+def sweep(
+    grid: Grid,
+    out: Path,
+    jobs: int = 1,
+    executor: str = "local",
+    observer: SweepObserver | None = None,
+    slurm: dict[str, Any] | None = None,
+    poll_s: float = 0.5,
+) -> SweepSummary:
+    """Run every cell of `grid` not already in `out`; return what happened.
+
+    Sweeps sharing `out` and the cache share the work: each claims a cell (and a poisoned
+    model it is about to train) before starting it, takes other work while another process
+    holds a claim, and skips a cell whose result another process wrote meanwhile."""
+    if jobs < 1:
+        raise BenchbdError(f"--jobs must be at least 1, got {jobs}")
+    observer = observer or SweepObserver()
+    out = writable_folder(out)
+    for folder in (out, out / "failed"):  # left by a sweep that was killed mid-write
+        remove_stale_temporaries(folder)
+    configs = grid.cells()
+    planned = [plan(config) for config in configs]  # validates every cell before any training
+    have = existing_fingerprints(out, configs[0].eval)  # a grid's cells share its [run]
+    summary = SweepSummary(total=len(configs))
+    names = names_of(configs)
+    pending = [_Cell(c, n, m, r) for c, n, (m, r) in zip(configs, names, planned, strict=True)
+               if r not in have]  # fmt: skip
+    summary.skipped = len(configs) - len(pending)
+    observer.start(len(configs), summary.skipped)
+
+    # The leader of each poisoned model trains it; followers wait unless it is already cached.
+    groups: dict[str, list[_Cell]] = defaultdict(list)
+    for cell in pending:
+        groups[cell.model_fp].append(cell)
+    level = kernels.describe()["level"]  # a model cached at another level is trained again
+    ready: list[_Cell] = []
+    waiting: dict[str, list[_Cell]] = {}
+    for model_fp, members in groups.items():
+        if model_cache.has(model_fp, level):
+            ready += members
+        else:
+            ready.append(members[0])
+            waiting[model_fp] = members[1:]
+    leader_of = {members[0].name: fp for fp, members in groups.items()}
+
+    claims = _Claims(out, level, configs[0].eval)
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    pool = make_executor(executor, jobs, out, slurm)
+    running: dict[str, tuple[Any, _Cell]] = {}
+    start = time.perf_counter()
+    try:
+        while ready or running or waiting:
+            for model_fp in [fp for fp in waiting if model_cache.has(fp, level)]:
+                ready[:0] = waiting.pop(model_fp)  # trained by another process: go on with it
+            skipped, started = _start_claimed(ready, running, jobs, claims, pool, out, threads,
+                                              observer)  # fmt: skip
+            summary.skipped += len(skipped)
+            for name in skipped:  # a leader made elsewhere: its followers claim for themselves
+                ready[:0] = waiting.pop(leader_of.get(name, ""), [])
+            if not ready and not running and waiting:  # leaders gone: nothing to wait for here
+                ready += [cell for members in waiting.values() for cell in members]
+                waiting.clear()
+            finished = [name for name, (job, _) in running.items() if job.done()]
+            if not finished:
+                if not started:
+                    observer.tick()
+                    time.sleep(poll_s)
+                continue
+            for name in finished:
+                job, cell = running.pop(name)
+                try:
+                    outcome = job.result()
+                except Exception as exc:  # the worker itself died (killed, out of memory)
+                    error = f"worker failed: {type(exc).__name__}: {exc}".splitlines()[0]
+                    outcome = CellOutcome(name, "failed", error=error)
+                claims.release(cell)
+                if outcome.status == "done":
+                    summary.done += 1
+                else:
+                    summary.failed.append(outcome)
+                observer.cell_finished(outcome)
+                if name in leader_of:  # depth first: its followers before other leaders
+                    ready[:0] = waiting.pop(leader_of[name], [])
+    except BaseException:
+        pool.shutdown(abort=True)
+        raise
+    finally:
+        claims.locks.release_all()
+    pool.shutdown()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _start_claimed(ready: list[_Cell], running: dict, jobs: int, claims: _Claims, pool,
+                   out: Path, threads: int | None,
+                   observer: SweepObserver) -> tuple[list[str], bool]:  # fmt: skip
+    """Start the first ready cells this sweep can claim, while slots are free; a cell another
+    process finished is skipped, one it holds stays ready and is looked at again every
+    RETRY_S. The names of the cells skipped, and whether any started."""
+    skipped: list[str] = []
+    started = False
+    now = time.monotonic()
+    for cell in list(ready):
+        if len(running) >= jobs:
+            break
+        if claims.next_try.get(cell.name, 0.0) > now:
+            continue
+        holder = None if claims.done_elsewhere(cell) else claims.take(cell)
+        if holder is not None:
+            claims.next_try[cell.name] = now + RETRY_S
+            if claims.waiting_on.get(cell.name) != holder:
+                claims.waiting_on[cell.name] = holder
+                observer.cell_waiting(cell.name, holder)
+            continue
+        ready.remove(cell)
+        if claims.done_elsewhere(cell):  # finished before the look, or before the claim
+            claims.release(cell)
+            skipped.append(cell.name)
+            observer.cell_elsewhere(cell.name, "made by another process")
+            continue
+        observer.cell_started(cell.name)
+        running[cell.name] = (pool.submit(run_cell, cell.config, str(out), threads, cell.name),
+                              cell)  # fmt: skip
+        started = True
+    return skipped, started
