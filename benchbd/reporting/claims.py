@@ -6,7 +6,11 @@ comparison with a threshold. Deciding a claim reads those results, keeps one fil
 one experiment (reporting.experiments: a selection that mixes experiments is a mistake in the
 claim, reported with the settings that differ), computes the metric per seed, the mean, n and
 the 95 % Student t interval (benchbd.reporting.intervals), and reads the verdict from the interval:
-holds, fails or inconclusive; a claim that reads no result is "no results".
+holds, fails or inconclusive; a claim that reads no result is "no results". A claim is decided
+(holds or fails) only on at least `DECIDING_SEEDS` seeds, or its own `min_seeds` where that is
+more (the headline claims on digits ask for 10): with fewer it is inconclusive whatever its
+interval says, and the note beside it says how many seeds it read and what the interval alone
+would say, so that three well-separated seeds are reported as what they are, a first sign.
 
 A ratio claim (`[claim.over]`: the denominator's selection) compares the means of two
 selections. Its interval is Fieller's for a ratio of means: the set of ratios r for which
@@ -37,10 +41,22 @@ from benchbd.reporting.experiments import (
     split_columns,
     varying,
 )
-from benchbd.reporting.intervals import COMPARISONS, LEVEL, Interval, interval, t_quantile, verdict
+from benchbd.reporting.intervals import (
+    COMPARISONS,
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    LEVEL,
+    Interval,
+    interval,
+    t_quantile,
+    verdict,
+)
 from benchbd.reporting.result_frame import apply_filters, load_folder, with_omitted_settings
 
 NO_RESULTS = "no results"
+# The fewest seeds a claim is decided on (holds or fails); a claim's `min_seeds` may ask more.
+DECIDING_SEEDS = 5
 CLAIM_KEYS = {"id", "claim", "paper", "folder", "attack", "defense", "where", "metric",
               "comparison", "threshold", "over", "min_seeds"}  # fmt: skip
 OVER_KEYS = {"folder", "attack", "defense", "where", "metric"}
@@ -97,7 +113,10 @@ class Claim:
     over: Selection | None  # the denominator of a ratio claim
     comparison: str
     threshold: float
-    min_seeds: int | None  # a headline claim's seeds; fewer are noted, not hidden
+    min_seeds: int | None  # a claim's own minimum, when more than DECIDING_SEEDS
+
+    def seeds_needed(self) -> int:
+        return max(DECIDING_SEEDS, self.min_seeds or 0)
 
     def statement(self) -> str:
         metric = self.selection.metric.text
@@ -120,6 +139,7 @@ class Decision:
     found: Interval
     verdict: str
     paired: bool
+    by_interval: str  # what the interval alone says, whatever the number of seeds
 
     def interval_text(self) -> str:
         f = self.found
@@ -136,12 +156,18 @@ class Decision:
             return str(self.found.n)
         return f"{len(self.values)} / {len(self.over_values)}"
 
+    def seeds_read(self) -> int:
+        """The seeds the verdict rests on: a ratio claim's smaller side."""
+        return min(len(self.values), len(self.over_values) if self.claim.over else len(self.values))
+
     def note(self) -> str:
-        needed = self.claim.min_seeds
-        n = min(len(self.values), len(self.over_values) if self.claim.over else len(self.values))
-        if needed and self.verdict != NO_RESULTS and n < needed:
-            return f"headline claim: {n} of {needed} seeds"
-        return ""
+        needed = self.claim.seeds_needed()
+        n = self.seeds_read()
+        if self.verdict == NO_RESULTS or n >= needed:
+            return ""
+        alone = self.by_interval
+        alone = "" if alone == INCONCLUSIVE else f"; the interval alone: {alone}"
+        return f"{n} of {needed} seeds{alone}"
 
     def citation(self) -> str:
         """How the docs cite it: claim `ID`: VERDICT, MEAN [LOW, HIGH], n = N."""
@@ -379,9 +405,13 @@ def decide(claim: Claim, folders: Folders) -> Decision:
                  else Interval(None, None, None, 0))  # fmt: skip
     else:
         found = interval(values)
-    outcome = (NO_RESULTS if found.mean is None
-               else verdict(found, claim.comparison, claim.threshold))  # fmt: skip
-    return Decision(claim, seeds, values, over_seeds, over_values, found, outcome, paired)
+    by_interval = (NO_RESULTS if found.mean is None
+                   else verdict(found, claim.comparison, claim.threshold))  # fmt: skip
+    enough = min(len(values), len(over_values) if claim.over else len(values))
+    outcome = (INCONCLUSIVE if by_interval in (HOLDS, FAILS) and enough < claim.seeds_needed()
+               else by_interval)  # fmt: skip
+    return Decision(claim, seeds, values, over_seeds, over_values, found, outcome, paired,
+                    by_interval)  # fmt: skip
 
 
 def decide_all(claims: Sequence[Claim]) -> list[Decision]:
