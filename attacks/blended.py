@@ -19,9 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchbd.core.errors import BenchbdError
-from benchbd.core.params import Params, param
-from benchbd.engine.plugins import Attack
+from benchbd.api import Attack, BenchbdError, Params, param
 
 
 @dataclass(frozen=True)

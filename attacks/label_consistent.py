@@ -39,12 +39,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchbd.core.errors import BenchbdError
-from benchbd.core.params import Params, build, param, parse_assignments
-from benchbd.core.suggest import did_you_mean
-from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.evaluate import zero_shot_weights
-from benchbd.engine.plugins import Attack, AttackSetup, attacks
+from benchbd.api import (
+    Attack,
+    AttackSetup,
+    BenchbdError,
+    PairSet,
+    Params,
+    attacks,
+    build,
+    did_you_mean,
+    param,
+    parse_assignments,
+    zero_shot_weights,
+)
 
 # Named trigger settings of published attacks: a trigger_params value without "=" is one of
 # these names, and stands for the badnet parameters it maps to. Result files record the name,

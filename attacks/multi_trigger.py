@@ -22,13 +22,22 @@ from dataclasses import dataclass, replace
 import torch
 from benchbd.attacks.label_consistent import TRIGGER_PRESETS
 
-from benchbd.core.errors import BenchbdError
-from benchbd.core.params import Params, build, param, parse_assignments
-from benchbd.core.registry import PluginError
-from benchbd.core.seeds import substream
-from benchbd.core.suggest import did_you_mean
-from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.plugins import Attack, AttackSetup, Poisoned, TriggerPart, attacks
+from benchbd.api import (
+    Attack,
+    AttackSetup,
+    BenchbdError,
+    PairSet,
+    Params,
+    PluginError,
+    Poisoned,
+    TriggerPart,
+    attacks,
+    build,
+    did_you_mean,
+    param,
+    parse_assignments,
+    substream,
+)
 
 
 def _items(text: str) -> list[str]:

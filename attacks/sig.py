@@ -31,9 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchbd.core.errors import BenchbdError
-from benchbd.core.params import Params, param
-from benchbd.engine.plugins import Attack
+from benchbd.api import Attack, BenchbdError, Params, param
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchbd.core.params import Params, param
-from benchbd.core.seeds import substream
-from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.plugins import Attack, Poisoned
+from benchbd.api import Attack, PairSet, Params, Poisoned, param, substream
 
 
 @dataclass(frozen=True)

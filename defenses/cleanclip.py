@@ -19,14 +19,23 @@ from dataclasses import dataclass
 
 import torch
 
-from benchbd.core.errors import BenchbdError
-from benchbd.core.params import Params, param, scale_epochs
-from benchbd.engine.augment import TextViews, table_synonyms, wordnet_synonyms
-from benchbd.engine.model import ClipBundle
-from benchbd.engine.objectives import ClipInModalObjective, clip_inmodal_loss
-from benchbd.engine.objectives import inmodal_loss as inmodal_loss  # re-exported for SafeCLIP
-from benchbd.engine.plugins import Defense, DefenseContext
-from benchbd.engine.train import TrainConfig, train
+from benchbd.api import (
+    BenchbdError,
+    ClipBundle,
+    ClipInModalObjective,
+    Defense,
+    DefenseContext,
+    Params,
+    TextViews,
+    TrainConfig,
+    clip_inmodal_loss,
+    param,
+    scale_epochs,
+    table_synonyms,
+    train,
+    wordnet_synonyms,
+)
+from benchbd.api import inmodal_loss as inmodal_loss  # re-exported for SafeCLIP
 
 SYNONYM_SOURCES = ("auto", "wordnet", "dataset")
 

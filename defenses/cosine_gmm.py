@@ -26,10 +26,16 @@ import numpy as np
 import torch
 from benchbd.defenses.screening import MODELS, caption_features
 
-from benchbd.core.params import Params, param
-from benchbd.core.seeds import substream
-from benchbd.engine.plugins import DefenseContext, Screening, ScreeningDefense, TrainingPairs
-from benchbd.engine.probe import probe_features
+from benchbd.api import (
+    DefenseContext,
+    Params,
+    Screening,
+    ScreeningDefense,
+    TrainingPairs,
+    param,
+    probe_features,
+    substream,
+)
 
 
 @dataclass(frozen=True)

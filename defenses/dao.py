@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from benchbd.defenses.screening import EmbeddingScreen, neighbours
 
-from benchbd.engine.plugins import DefenseContext
+from benchbd.api import DefenseContext
 
 TINY = 1e-12  # keeps a zero distance (a duplicate image) from giving log(0)
 

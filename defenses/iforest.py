@@ -16,9 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from benchbd.defenses.screening import EmbeddingScreen, ReferenceParams
 
-from benchbd.core.params import param
-from benchbd.core.seeds import substream
-from benchbd.engine.plugins import DefenseContext
+from benchbd.api import DefenseContext, param, substream
 
 
 @dataclass(frozen=True)

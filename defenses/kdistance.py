@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from benchbd.defenses.screening import EmbeddingScreen, neighbours
 
-from benchbd.engine.plugins import DefenseContext
+from benchbd.api import DefenseContext
 
 
 class KDistance(EmbeddingScreen):

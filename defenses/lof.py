@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from benchbd.defenses.screening import EmbeddingScreen
 
-from benchbd.engine.plugins import DefenseContext
+from benchbd.api import DefenseContext
 
 
 class LocalOutlier(EmbeddingScreen):

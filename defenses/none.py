@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from benchbd.engine.model import ClipBundle
-from benchbd.engine.plugins import Defense, DefenseContext
+from benchbd.api import ClipBundle, Defense, DefenseContext
 
 
 class NoDefense(Defense):

@@ -38,16 +38,25 @@ import torch.nn.functional as F
 from benchbd.defenses.cleanclip import SYNONYM_SOURCES, resolve_synonyms
 from benchbd.defenses.roclip_views import RoCLIPImageViews
 
-from benchbd.core.errors import BenchbdError
-from benchbd.core.params import Params, param
-from benchbd.core.seeds import substream
-from benchbd.engine import distributed
-from benchbd.engine.augment import TextViews
-from benchbd.engine.data.pairs import PairSet, ZeroShotTask
-from benchbd.engine.evaluate import clean_accuracy, predict, zero_shot_weights
-from benchbd.engine.model import ClipBundle
-from benchbd.engine.plugins import DefenseContext, PretrainingDefense, PretrainingHooks
-from benchbd.engine.train import Batch, clip_loss
+from benchbd.api import (
+    Batch,
+    BenchbdError,
+    ClipBundle,
+    DefenseContext,
+    PairSet,
+    Params,
+    PretrainingDefense,
+    PretrainingHooks,
+    TextViews,
+    ZeroShotTask,
+    clean_accuracy,
+    clip_loss,
+    param,
+    predict,
+    substream,
+    world,
+    zero_shot_weights,
+)
 
 NO_CLASS = -1  # a pool entry whose caption names no class (the pool's first noise, say)
 
@@ -230,7 +239,7 @@ class RoCLIP(PretrainingDefense):
     test_params = {"pool": 64, "warmup_steps": 2}
 
     def check(self, context: DefenseContext) -> None:
-        if distributed.world().size > 1:  # before pretraining, like every check
+        if world().size > 1:  # before pretraining, like every check
             raise BenchbdError("roclip's matched loss is not gathered across ranks: run it "
                                "without torchrun")  # fmt: skip
 

@@ -48,15 +48,21 @@ from benchbd.defenses.cleanclip import SYNONYM_SOURCES, inmodal_loss, resolve_sy
 from benchbd.defenses.cosine_gmm import high_component_probability, pair_similarities
 from torchvision.transforms import v2
 
-from benchbd.core.errors import BenchbdError
-from benchbd.core.params import Params, param
-from benchbd.core.seeds import substream
-from benchbd.engine import distributed
-from benchbd.engine.augment import TextViews
-from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.model import ClipBundle
-from benchbd.engine.plugins import DefenseContext, PretrainingDefense, PretrainingHooks
-from benchbd.engine.train import Batch, clip_loss
+from benchbd.api import (
+    Batch,
+    BenchbdError,
+    ClipBundle,
+    DefenseContext,
+    PairSet,
+    Params,
+    PretrainingDefense,
+    PretrainingHooks,
+    TextViews,
+    clip_loss,
+    param,
+    substream,
+    world,
+)
 
 GMM_SEED = 0  # their fit_gmm_to_cos_sim (src/samplers.py line 151): random_state=0, every epoch
 
@@ -257,7 +263,7 @@ class SafeCLIP(PretrainingDefense):
     test_params = {"inmodal_epochs": 1, "clip_epochs": 0}
 
     def check(self, context: DefenseContext) -> None:
-        if distributed.world().size > 1:  # before pretraining, like every check
+        if world().size > 1:  # before pretraining, like every check
             raise BenchbdError("safeclip's split losses are not gathered across ranks: run it "
                                "without torchrun")  # fmt: skip
 

@@ -39,12 +39,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbd.core.errors import BenchbdError
-from benchbd.core.params import Params, param
-from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.model import ClipBundle
-from benchbd.engine.plugins import DefenseContext, Screening, ScreeningDefense, TrainingPairs
-from benchbd.engine.probe import probe_features
+from benchbd.api import (
+    BenchbdError,
+    ClipBundle,
+    DefenseContext,
+    PairSet,
+    Params,
+    Screening,
+    ScreeningDefense,
+    TrainingPairs,
+    param,
+    probe_features,
+)
 
 MODELS = ("poisoned", "clean")
 REFERENCES = ("clean", "train")

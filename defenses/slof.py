@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from benchbd.defenses.screening import EmbeddingScreen, neighbours
 
-from benchbd.engine.plugins import DefenseContext
+from benchbd.api import DefenseContext
 
 UNDEFINED = 1000.0  # the public code's score for a 0/0 or x/0 ratio (torch.nan_to_num)
 

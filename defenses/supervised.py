@@ -23,13 +23,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchbd.core.errors import BenchbdError
-from benchbd.core.params import Params, param, scale_epochs
-from benchbd.engine.data.pairs import UNLABELLED, PairSet
-from benchbd.engine.evaluate import zero_shot_weights
-from benchbd.engine.model import ClipBundle
-from benchbd.engine.plugins import Defense, DefenseContext
-from benchbd.engine.train import Batch, TrainConfig, train
+from benchbd.api import (
+    UNLABELLED,
+    Batch,
+    BenchbdError,
+    ClipBundle,
+    Defense,
+    DefenseContext,
+    PairSet,
+    Params,
+    TrainConfig,
+    param,
+    scale_epochs,
+    train,
+    zero_shot_weights,
+)
 
 
 @dataclass(frozen=True)

@@ -302,14 +302,14 @@ def test_table_filters_and_groups_by_attack(tmp_path):
 def test_plugin_version_is_recorded_and_does_not_split_rows(tmp_path):
     from importlib.metadata import version
 
-    from benchbd.core.results import PluginRecord
+    from benchbd.engine.plugin_records import plugin_record_of
 
-    record = PluginRecord.of("badnet", "benchbd", {})
+    record = plugin_record_of("badnet", "benchbd", {})
     assert record.version == version("benchbd")
-    assert PluginRecord.of("x", "no-such-package-here", {}).version is None
+    assert plugin_record_of("x", "no-such-package-here", {}).version is None
     # the baseline flag comes from the plugin class, not from its name
-    assert record.baseline is False and PluginRecord.of("x", "benchbd", {}).baseline is None
-    assert PluginRecord.of("none", "benchbd", {}, role="defense").baseline is True
+    assert record.baseline is False and plugin_record_of("x", "benchbd", {}).baseline is None
+    assert plugin_record_of("none", "benchbd", {}, role="defense").baseline is True
     # an older file without the field and a newer one with it are two seeds of one row
     write_result(tmp_path, "badnet", "finetune", 0, 0.9, 0.95, 0.88, 0.5, name="old.json")
     newer = json.loads((tmp_path / "old.json").read_text())

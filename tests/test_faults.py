@@ -305,7 +305,7 @@ def test_malformed_input_is_one_line(tmp_path, args, files, message):
 
 # --- round two: plugin name clashes, pretrained weights, two sweeps on one folder -------------
 
-CLASH = """from benchbd.engine.plugins import Attack
+CLASH = """from benchbd.api import Attack
 
 
 class Sig(Attack):

@@ -24,7 +24,7 @@ def other_sig(tmp_path):
     tag = uuid.uuid4().hex[:8]
     module, package = f"othersig_{tag}", f"Other_Sig.{tag}"
     (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
-        from benchbd.engine.plugins import Attack
+        from benchbd.api import Attack
 
         class Sig(Attack):
             description = "another package's sig"

@@ -10,6 +10,7 @@ uninstall, and no other benchbd command on the machine sees the example plugins 
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -20,6 +21,8 @@ from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from pathlib import Path
 
 import pytest
+
+import benchbd.api
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 # A fenced block whose first line is a comment naming the file it holds.
@@ -147,3 +150,32 @@ def test_the_guides_example_packages_install_list_and_run(installed, tmp_path):
     stage = result["extra"]["stage"]
     assert stage["stage"] == "screen"
     assert stage["model_fingerprint"] != result["poisoned_model_fingerprint"]
+
+
+def python_blocks() -> list[str]:
+    """Every fenced python block of the guide (the example packages' modules among them)."""
+    return re.findall(r"^```python\n(.*?)^```", GUIDE.read_text(), re.S | re.M)
+
+
+def test_the_guides_code_imports_benchbd_through_benchbd_api_alone():
+    """A plugin author copies the guide: its code reaches benchbd only through benchbd.api."""
+    blocks = python_blocks()
+    assert len(blocks) >= 4  # the parameters example and the three packages' modules
+    through_api, elsewhere, names = 0, [], set()
+    for block in blocks:
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                if module == "benchbd.api":
+                    through_api += 1
+                    names |= {alias.name for alias in node.names}
+                elif module == "benchbd" or module.startswith("benchbd."):
+                    elsewhere.append(module)
+    assert not elsewhere, f"the guide's code imports {sorted(set(elsewhere))}"
+    assert through_api >= len(blocks)  # every block takes what it uses from benchbd.api
+    assert names <= set(benchbd.api.__all__), names - set(benchbd.api.__all__)

@@ -50,7 +50,7 @@ def third_party_package(tmp_path, monkeypatch):
     (tmp_path / f"{module}.py").write_text(
         textwrap.dedent(
             """
-            from benchbd.engine.plugins import Attack
+            from benchbd.api import Attack
 
             class Stripe(Attack):
                 description = "a test attack from another package"

@@ -56,50 +56,14 @@ class PluginRecord:
     """Which plugin ran, with what parameters, and from which release of which package: a
     plugin's code can change between releases while its name and parameters stay the same.
     `baseline` is what the plugin declares (`Attack.baseline`, `Defense.baseline`), so that a
-    table read from files alone can tell a reference run from one under study."""
+    table read from files alone can tell a reference run from one under study. A run makes
+    it with `benchbd.engine.plugin_records.plugin_record_of`, which asks the registries."""
 
     name: str
     package: str
     params: dict[str, Any]
     version: str | None = None  # of `package`; None when it is not an installed distribution
     baseline: bool | None = None  # None: not known (see `is_baseline`)
-
-    @classmethod
-    def of(cls, name: str, package: str, params: dict[str, Any],
-           role: str | None = None) -> PluginRecord:  # fmt: skip
-        """The record of a plugin, with the installed version of the package providing it and
-        whether it declares itself a baseline. `role` ("attack" or "defense") says which
-        registry to look the plugin up in; without it, every registry holding the name."""
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            found = version(package)
-        except (PackageNotFoundError, ValueError):  # e.g. a plugin registered in-process
-            found = None
-        return cls(name, package, params, found, declared_baseline(name, role, package))
-
-
-def declared_baseline(name: str, role: str | None = None,
-                      package: str | None = None) -> bool | None:  # fmt: skip
-    """The `baseline` flag the plugin class registered under `name` (from `package`, when
-    given: two packages may declare one name) declares; None when no registry (of `role`, or
-    any) holds a loadable plugin of that name, or when an attack and a defense of that name
-    disagree. Imported lazily: reading results never needs torch."""
-    from benchbd.core.registry import PluginError
-    from benchbd.engine.plugins import attacks, defenses
-
-    registries = {"attack": attacks, "defense": defenses}
-    if role is not None and role not in registries:
-        raise ValueError(f"role must be 'attack' or 'defense', got {role!r}")
-    flags = set()
-    for kind, registry in registries.items():
-        if role not in (None, kind):
-            continue
-        try:
-            flags.add(bool(registry.get(f"{package}:{name}" if package else name).baseline))
-        except PluginError:
-            continue
-    return flags.pop() if len(flags) == 1 else None
 
 
 def is_baseline(plugin: Mapping[str, Any]) -> bool:

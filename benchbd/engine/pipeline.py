@@ -57,6 +57,7 @@ from benchbd.engine.planning import (  # noqa: F401  (plan and ATTACKER_PAIRS re
     preflight,
     run_fingerprint,
 )
+from benchbd.engine.plugin_records import plugin_record_of
 from benchbd.engine.plugins import Attack, Defense, DefenseContext, attacks, defenses
 from benchbd.engine.probe import labelled_rows, linear_probe, probe_metrics
 from benchbd.engine.retrieval import retrieval_metrics
@@ -108,7 +109,7 @@ class Measurements:
 def plugin_record(info: PluginInfo, params: dict[str, Any], role: str) -> PluginRecord:
     """A plugin as its result file records it: its own name and the package providing it
     (whichever spelling, bare or `PACKAGE:NAME`, the run was given)."""
-    return PluginRecord.of(info.name, info.package, params, role=role)
+    return plugin_record_of(info.name, info.package, params, role=role)
 
 
 def run(config: RunConfig, observer: Observer | None = None, out: Path | None = None) -> RunResult:
