@@ -81,7 +81,8 @@ def test_imports_point_one_way():
     for name, targets in graph().items():
         own = layer(name)
         for target in targets:
-            if layer(target) != own and layer(target) not in MAY_IMPORT[own] and target != "benchbd":
+            allowed = layer(target) == own or layer(target) in MAY_IMPORT[own]
+            if not allowed and target != "benchbd":
                 wrong.append(f"{name} -> {target}")
     assert not wrong, "imports against the layers:\n" + "\n".join(sorted(wrong))
 
@@ -121,7 +122,8 @@ def test_reporting_never_imports_the_training_engine(tmp_path, command):
         "import sys\n"
         "from benchbd.cli import app\n"
         "from typer.testing import CliRunner\n"
-        f"for args in (['table', {str(folder)!r}], ['claims', {str(ROOT / 'results' / 'claims.toml')!r}],"
+        f"claims = {str(ROOT / 'results' / 'claims.toml')!r}\n"
+        f"for args in (['table', {str(folder)!r}], ['claims', claims],"
         f" ['plot', {str(folder)!r}, '--out', {str(tmp_path / 'p.png')!r}]):\n"
         "    result = CliRunner().invoke(app, args)\n"
         "    assert result.exit_code == 0, result.output\n"
