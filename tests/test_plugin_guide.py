@@ -105,10 +105,14 @@ def installed(tmp_path):
 def test_the_guides_example_packages_install_list_and_run(installed, tmp_path):
     env = installed
     listed = call([sys.executable, "-m", "benchbd", "list"], env, timeout=300).stdout
-    for name in PACKAGES:
-        assert name in listed, listed
+    for name, package in PACKAGES.items():  # its line names its package: [acme-sig] SIG...
+        (line,) = [line for line in listed.splitlines() if line.split()[:1] == [name]]
+        assert canonical(line.partition("[")[2].partition("]")[0]) == package, line
     assert "failed to load" not in listed, listed
-    assert "SIG: a sinusoidal signal" in listed and "delta" in listed and "anchor" in listed
+    one = call([sys.executable, "-m", "benchbd", "list", "acme_sig"], env, timeout=300).stdout
+    assert "SIG: a sinusoidal signal" in one and "delta" in one, one
+    one = call([sys.executable, "-m", "benchbd", "list", "acme_shrink"], env, timeout=300).stdout
+    assert "anchor" in one, one
 
     out = tmp_path / "out"
     call([sys.executable, "-m", "benchbd", "run", *RUN, "--out", str(out)], env, timeout=600)

@@ -200,9 +200,11 @@ class DryRun:
         return sum(p is not None and p.borrowed for p in parts)
 
 
-def cell_threads(jobs: int) -> int:
-    """The threads `sweep` gives each cell: the cores split between the jobs, or this
-    process's own count when the cells run one at a time in it."""
+def cell_threads(jobs: int, threads: int | None = None) -> int:
+    """The threads `sweep` gives each cell: the `threads` its run names, else the cores split
+    between the jobs, or this process's own count when the cells run one at a time in it."""
+    if threads:
+        return threads
     if jobs > 1:
         return max(1, (os.cpu_count() or 1) // jobs)
     import torch
@@ -213,7 +215,7 @@ def cell_threads(jobs: int) -> int:
 def dry_run(configs: list[RunConfig], done: set[str], jobs: int, timings: Timings) -> DryRun:
     """The plan of a sweep over `configs` whose run fingerprints in `done` already have
     result files: what runs, what trains, what each is expected to take."""
-    threads = cell_threads(jobs)
+    threads = cell_threads(jobs, configs[0].threads if configs else None)  # one [run]
     level = kernels.describe()["level"]
     cells, groups = [], {}
     for config, name in zip(configs, names_of(configs), strict=True):

@@ -61,7 +61,7 @@ from benchbd.engine.plugin_records import plugin_record_of
 from benchbd.engine.plugins import Attack, Defense, DefenseContext, attacks, defenses
 from benchbd.engine.probe import labelled_rows, linear_probe, probe_metrics
 from benchbd.engine.retrieval import retrieval_metrics
-from benchbd.engine.run_config import SPLITS, RunConfig  # noqa: F401  (re-exported)
+from benchbd.engine.run_config import SPLITS, RunConfig, apply_resources  # noqa: F401
 from benchbd.engine.stages import PoisonedModel, StagedModel, StageInputs, defended_model
 from benchbd.engine.train import StepReport, train
 from benchbd.engine.visibility import trigger_visibility
@@ -116,6 +116,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     """Run one cell end to end; write its result file into `out` when given."""
     observer = observer or Observer()
     watch = Stopwatch()
+    config = apply_resources(config)  # its threads in force here, and named by the config
     if out is not None:  # an unwritable folder is refused before any work
         remove_stale_temporaries(writable_folder(out))
     model_cache.remove_stale()
@@ -173,7 +174,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
         watch.lap("evaluate_opt_in_after_s")
 
     # Threads and CPU kernels of the defense and of pretraining: an exact rerun needs both.
-    runtime = {"device": str(device), "threads": torch.get_num_threads(),
+    runtime = {"device": str(device), "threads": config.threads,
                "pretrain_threads": poisoned.threads, "kernels": kernel_info,
                "pretrain_kernels": poisoned.kernels}  # fmt: skip
     result = record(
@@ -242,7 +243,7 @@ def poison(
                              found.record.threads, found.record.kernels)  # fmt: skip
     poisoned = attack.poison(data.train)
     return PoisonedModel(model_fp, poisoned.indices, poisoned.pairs, False,
-                         torch.get_num_threads(), level)  # fmt: skip
+                         config.threads, level)  # fmt: skip
 
 
 def pretrain(
@@ -349,7 +350,7 @@ def keep_other_numbers(
     other CPU threads or kernels: its name is the same (threads and kernels are not part of the
     experiment), its numbers are not, and a reference result must never be silently replaced
     by a rerun on another machine setting. Delete the file, or write elsewhere, to rerun."""
-    planned = {"threads": torch.get_num_threads(), "kernels": level,
+    planned = {"threads": config.threads, "kernels": level,
                "pretrain_threads": poisoned.threads,
                "pretrain_kernels": poisoned.kernels}  # fmt: skip
     run_fp = run_fingerprint(poisoned.fingerprint, config, defense_params)
@@ -444,6 +445,7 @@ def load_poisoned(
     outside `run()`: loaded from the cache, or poisoned, trained and cached first, exactly as
     `run()` would."""
     observer = Observer()
+    config = apply_resources(config)
     data = load_experiment_data(config) if data is None else data
     device = resolve_device(config.device)
     attack = build_attack(config, data, surrogate_model(config, data, device, observer))

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
+import torch
+
 from benchbd.core.checks import check_fields, check_seed
 from benchbd.core.errors import BenchbdError
 from benchbd.core.params import Params, build
@@ -20,6 +22,7 @@ from benchbd.core.registry import PluginError, canonical_package
 from benchbd.core.suggest import did_you_mean
 from benchbd.engine.data import digits
 from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.spec import compose
 from benchbd.engine.evaluate import evaluations_in, parse_evaluations
 from benchbd.engine.model import DEFAULT_MODEL
 from benchbd.engine.plugins import attacks, defenses, stage_of
@@ -44,6 +47,19 @@ DIGITS_SIZES = DataSizes(
 # accuracy 0.933 -> 0.987), blended's 0.985 -> 1.000 (0.947 -> 0.973).
 DIGITS_RECIPE = TrainConfig(epochs=30.0, batch_size=64)
 KINDS = {"attack": attacks, "defense": defenses}
+# The options of a run that every front end spells alike (`benchbd run --train-pairs 512`,
+# `benchbd sweep --train-pairs 512`, `train_pairs = 512` in a grid's [run] table), beside
+# RunConfig's own fields: the data sizes and the pretraining recipe by their command-line
+# names (-> their field in DataSizes / TrainConfig), and the real dataset's other sources.
+SIZE_OPTIONS = {"train_pairs": "train", "clean_pairs": "clean", "test_images": "test",
+                "validation_images": "validation"}  # fmt: skip
+RECIPE_OPTIONS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr",
+                  "inmodal_weight": "inmodal_weight"}  # fmt: skip
+SOURCE_OPTIONS = ("eval_dataset", "clean_dataset")
+# RunConfig's fields a front end sets as they are; the resources (device, threads) included.
+FIELD_OPTIONS = ("target", "poison_rate", "poison_count", "dataset", "model", "pretrained",
+                 "from_pretrained", "split", "eval", "device", "threads")  # fmt: skip
+RUN_OPTIONS = (*FIELD_OPTIONS, *SOURCE_OPTIONS, *SIZE_OPTIONS, *RECIPE_OPTIONS)
 
 Settings = TypeVar("Settings", DataSizes, TrainConfig)
 
@@ -102,6 +118,49 @@ def _settings(given: Any, default: Settings, what: str) -> Settings:
     return replace(default, **given)
 
 
+def run_arguments(options: Mapping[str, Any], sizes: Mapping[str, Any] | None = None,
+                  pretrain: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """RunConfig's keyword arguments from a front end's options (RUN_OPTIONS; None: not
+    given), with a grid's [sizes] and [pretrain] tables: the one place `benchbd run`,
+    `benchbd sweep` and a grid file turn their options into a run, so the same option means
+    the same run in each. An option that a table sets too is refused."""
+    unknown = [name for name in options if name not in RUN_OPTIONS]
+    if unknown:
+        raise BenchbdError(f"the run has no option {unknown[0]!r}"
+                           f"{did_you_mean(str(unknown[0]), RUN_OPTIONS)}")  # fmt: skip
+    given = {name: value for name, value in options.items() if value is not None}
+    arguments = {name: given[name] for name in FIELD_OPTIONS if name in given}
+    for table, names, what in ((sizes, SIZE_OPTIONS, "sizes"),
+                               (pretrain, RECIPE_OPTIONS, "pretrain")):  # fmt: skip
+        settings = dict(table or {})
+        for option, setting in names.items():
+            if option not in given:
+                continue
+            if setting in settings:
+                raise BenchbdError(f"{option} and [{what}] {setting} both set: give one")
+            settings[setting] = given[option]
+        if settings:
+            arguments[what] = settings
+    sources = {name: given.get(name) for name in SOURCE_OPTIONS}
+    if any(sources.values()):
+        dataset = given.get("dataset", RunConfig.dataset)
+        if is_embedded(dataset):
+            raise BenchbdError("eval_dataset and clean_dataset apply to real datasets only")
+        arguments["dataset"] = compose(dataset, sources["eval_dataset"], sources["clean_dataset"])
+    return arguments
+
+
+def apply_resources(config: RunConfig) -> RunConfig:
+    """Put the run's resources in force in this process, where the run starts: its CPU threads
+    (torch keeps one count per process). The config returned names the threads the run works
+    with, so what records or needs them reads them from it, never back from torch."""
+    if config.threads is None:
+        return replace(config, threads=torch.get_num_threads())
+    if torch.get_num_threads() != config.threads:
+        torch.set_num_threads(config.threads)
+    return config
+
+
 def recorded_name(kind: str, plugin: Mapping[str, Any]) -> str:
     """How to name a result file's plugin now: its bare name while that resolves to the
     package the file records, else `PACKAGE:NAME` (another package declares the name too)."""
@@ -135,7 +194,12 @@ class RunConfig:
     seed: int = 0
     pretrain: TrainConfig | Mapping[str, Any] | None = None
     sizes: DataSizes | Mapping[str, Any] | None = None
+    # Resources: where the run works, not what it is; in no fingerprint, and recorded in the
+    # result file's `runtime`. `threads`: CPU threads (None: the process's count, torch's one
+    # per core or $OMP_NUM_THREADS), put in force where the run starts (apply_resources);
+    # float sums depend on how work is split, so an exact rerun needs the same count.
     device: str = "auto"
+    threads: int | None = None
     # Pretrained weights (open_clip tag or checkpoint path). Alone: the model is taken as it is
     # and not trained on the poisoned pairs; with from_pretrained: it is finetuned on them.
     pretrained: str | None = None
@@ -149,6 +213,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         check_fields(self, owner="the run")
         check_seed(self.seed)
+        if self.threads is not None and self.threads < 1:
+            raise BenchbdError(f"threads must be at least 1, got {self.threads}")
         if self.split not in SPLITS:
             raise BenchbdError(f"unknown split {self.split!r}: choose {' or '.join(SPLITS)}")
         object.__setattr__(self, "eval", parse_evaluations(self.eval))

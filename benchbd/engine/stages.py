@@ -164,7 +164,7 @@ def _pretrain(inputs: StageInputs, model_fp: str, clip: ClipBundle, pairs: PairS
         hooks["objective"] = pretraining_objective(config.pretrain, inputs.data.task, seed)
     train(clip, pairs, training, seed=seed, stage=stage, progress=inputs.progress,
           **hooks)  # fmt: skip
-    threads = torch.get_num_threads()
+    threads = config.threads
     model_cache.store(model_fp, clip, inputs.poisoned.indices, threads,
                       inputs.poisoned.kernels or "unrecorded", dropped)  # fmt: skip
     return threads

@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -45,17 +45,23 @@ from benchbd.engine.param_lists import cell_names, expand
 from benchbd.engine.pipeline import run
 from benchbd.engine.planning import plan
 from benchbd.engine.plugins import attacks, defenses
-from benchbd.engine.run_config import RunConfig, plugin_params
+from benchbd.engine.run_config import (
+    RECIPE_OPTIONS,
+    RUN_OPTIONS,
+    SIZE_OPTIONS,
+    RunConfig,
+    plugin_params,
+    run_arguments,
+)
 from benchbd.engine.train import TrainConfig
 
 EXECUTORS = ("local", "slurm", "submitit-local")
-RUN_OPTIONS = {"target", "poison_rate", "poison_count", "dataset", "model", "device", "split",
-               "pretrained", "from_pretrained", "eval"}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Grid:
-    """What a sweep covers: names, seeds, per-plugin parameters and shared run options."""
+    """What a sweep covers: names, seeds, per-plugin parameters and shared run options
+    (`run`: any of `benchbd run`'s options, run_config.RUN_OPTIONS, by the same names)."""
 
     attacks: list[str]
     defenses: list[str]
@@ -66,9 +72,20 @@ class Grid:
     sizes: dict[str, int] = field(default_factory=dict)
     pretrain: dict[str, Any] = field(default_factory=dict)
 
+    def with_run(self, options: dict[str, Any]) -> Grid:
+        """The grid with `options` (RUN_OPTIONS; None: not given) over its own: a size or
+        recipe option replaces the [sizes] or [pretrain] setting it names."""
+        given = {name: value for name, value in options.items() if value is not None}
+        sizes = {k: v for k, v in self.sizes.items()
+                 if not any(SIZE_OPTIONS.get(name) == k for name in given)}  # fmt: skip
+        pretrain = {k: v for k, v in self.pretrain.items()
+                    if not any(RECIPE_OPTIONS.get(name) == k for name in given)}  # fmt: skip
+        return replace(self, run={**self.run, **given}, sizes=sizes, pretrain=pretrain)
+
     def cells(self) -> list[RunConfig]:
-        """Grouped by (attack, seed) so each group's leader comes first. [sizes] and
-        [pretrain] set what they name; RunConfig fills the rest as for any run. A list given
+        """Grouped by (attack, seed) so each group's leader comes first. [run] takes the
+        options `benchbd run` takes (run_config.run_arguments), [sizes] and [pretrain] set
+        what they name; RunConfig fills the rest as for any run. A list given
         for a scalar plugin parameter is a cell per value (several lists: their product; see
         benchbd.engine.param_lists), the values of one defense following each other in a group."""
         try:
@@ -88,9 +105,7 @@ class Grid:
                 seed=seed,
                 attack_params=dict(attack_params),
                 defense_params=dict(defense_params),
-                sizes=dict(self.sizes),
-                pretrain=dict(self.pretrain),
-                **self.run,
+                **run_arguments(self.run, self.sizes, self.pretrain),
             )  # fmt: skip
             for attack in self.attacks
             for attack_params in attack_tables[attack]
@@ -197,7 +212,7 @@ def load_grid(path: Path) -> Grid:
     attacks = ["badnet", "blended"]     # or "all"
     defenses = "all"
     seeds = [0, 1, 2]
-    [run]                               # target, poison_rate, dataset, model, eval, ...
+    [run]                               # `benchbd run`'s options: dataset, epochs, threads, ...
     poison_rate = 0.01
     [attack_params.blended]
     alpha = 0.3
@@ -266,14 +281,10 @@ def failure_path(out: Path, name: str) -> Path:
     return Path(out) / "failed" / f"{name}.json"
 
 
-def run_cell(config: RunConfig, out: str, threads: int | None = None,
-             name: str | None = None) -> CellOutcome:  # fmt: skip
-    """One cell, wherever it runs: its result file on success, a failure record otherwise;
-    `name` is the cell's in its sweep (`names_of`), `cell_name` when not given."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
+def run_cell(config: RunConfig, out: str, name: str | None = None) -> CellOutcome:
+    """One cell, wherever it runs (with the threads its config names): its result file on
+    success, a failure record otherwise; `name` is the cell's in its sweep (`names_of`),
+    `cell_name` when not given."""
     name = name or cell_name(config)
     start = time.perf_counter()
     try:
@@ -526,6 +537,9 @@ def sweep(
     for folder in (out, out / "failed"):  # left by a sweep that was killed mid-write
         remove_stale_temporaries(folder)
     configs = grid.cells()
+    if jobs > 1:  # the cores split between the jobs, unless the grid gives the threads
+        share = max(1, (os.cpu_count() or 1) // jobs)
+        configs = [c if c.threads else replace(c, threads=share) for c in configs]
     planned = [plan(config) for config in configs]  # validates every cell before any training
     have = existing_fingerprints(out, configs[0].eval)  # a grid's cells share its [run]
     summary = SweepSummary(total=len(configs))
@@ -551,7 +565,6 @@ def sweep(
     leader_of = {members[0].name: fp for fp, members in groups.items()}
 
     claims = _Claims(out, level, configs[0].eval)
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     pool = make_executor(executor, jobs, out, slurm)
     running: dict[str, tuple[Any, _Cell]] = {}
     start = time.perf_counter()
@@ -559,7 +572,7 @@ def sweep(
         while ready or running or waiting:
             for model_fp in [fp for fp in waiting if model_cache.has(fp, level)]:
                 ready[:0] = waiting.pop(model_fp)  # trained by another process: go on with it
-            skipped, started = _start_claimed(ready, running, jobs, claims, pool, out, threads,
+            skipped, started = _start_claimed(ready, running, jobs, claims, pool, out,
                                               observer)  # fmt: skip
             summary.skipped += len(skipped)
             for name in skipped:  # a leader made elsewhere: its followers claim for themselves
@@ -599,8 +612,7 @@ def sweep(
 
 
 def _start_claimed(ready: list[_Cell], running: dict, jobs: int, claims: _Claims, pool,
-                   out: Path, threads: int | None,
-                   observer: SweepObserver) -> tuple[list[str], bool]:  # fmt: skip
+                   out: Path, observer: SweepObserver) -> tuple[list[str], bool]:  # fmt: skip
     """Start the first ready cells this sweep can claim, while slots are free; a cell another
     process finished is skipped, one it holds stays ready and is looked at again every
     RETRY_S. The names of the cells skipped, and whether any started."""
@@ -626,7 +638,7 @@ def _start_claimed(ready: list[_Cell], running: dict, jobs: int, claims: _Claims
             observer.cell_elsewhere(cell.name, "made by another process")
             continue
         observer.cell_started(cell.name)
-        running[cell.name] = (pool.submit(run_cell, cell.config, str(out), threads, cell.name),
+        running[cell.name] = (pool.submit(run_cell, cell.config, str(out), cell.name),
                               cell)  # fmt: skip
         started = True
     return skipped, started
