@@ -3,8 +3,9 @@
 The site is one page (`index.html`, see `report_html`) with the pictures beside it: the
 trade-off plot of `benchbd plot` (`leaderboard.png`) and one trigger grid of `benchbd show` per
 attack (`triggers/`), of the images the caller's `examples` makes (report_gallery: reporting
-lays the gallery out, the engine behind the CLI makes the images). With `--all` (`write_sites`) it is one such page per folder of result
-files under the one given, each in a folder of its own, and an index page that links them.
+lays the gallery out, the engine behind the CLI makes the images). With `--all`
+(`write_sites`) it is one such page per folder of result files under the one given, each in a
+folder of its own, and an index page that links them.
 It reads offline, from a file:// URL as from any web server, and holds no date, so a site made
 again from the same files is the same bytes.
 
