@@ -9,9 +9,7 @@ import typer
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.reading import CA_TOLERANCE_HELP, ca_tolerance, read_results, warn
 from benchbd.reporting.leaderboard import tabulate
-from benchbd.reporting.table_columns import SORT_CHOICES, check_sort, default_sort, parse_columns
-from benchbd.reporting.table_writers import (
-    FORMATS,
+from benchbd.reporting.leaderboard_tables import (
     caption,
     headers,
     per_seed_headers,
@@ -21,6 +19,8 @@ from benchbd.reporting.table_writers import (
     render_per_seed,
     row_texts,
 )
+from benchbd.reporting.table_columns import SORT_CHOICES, check_sort, default_sort, parse_columns
+from benchbd.reporting.table_writers import FORMATS
 
 COLUMNS_HELP = (
     "metric columns to show, in order: comma-separated or repeated (default "

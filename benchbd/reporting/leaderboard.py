@@ -6,7 +6,7 @@ each metric (benchbd.reporting.table_columns) the mean over distinct seeds with 
 (`reporting.spreads.SeedSpread`). Rows are ranked by one rule (reporting.ranking): within an
 attack and setting, by the column a table sorts by, in its direction, among the rows whose
 model is usable (CA drop within the tolerance, every seed trained); the best is marked. The
-rows are written as text by benchbd.reporting.table_writers and as a rich table by the CLI.
+rows are written as text by benchbd.reporting.leaderboard_tables and as a rich table by the CLI.
 
 What a reader could be misled by comes back as warning lines with the rows (only the CLI
 prints): results of one attack that differ in a setting (rows split, the fields shown as
@@ -14,19 +14,19 @@ columns), a seed found twice (counted once), non-finite metrics (left out of mea
 never best), rows mixing CPU kernel levels or thread counts (not bit-comparable), and a sort
 by a metric whose direction nobody declared.
 
-The names scripts import from here (`load_folder`, `render`, `apply_filters`, ...) are
-re-exported from the modules that hold them, so `from reporting.leaderboard import ...` keeps
-working. pandas is imported on first use, not with this module.
+The rows are data (reporting.board) and become text in reporting.leaderboard_tables. The names
+scripts import from here (`load_folder`, `apply_filters`, ...) are re-exported from the modules
+that hold them. pandas is imported on first use, not with this module.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from benchbd.core.results import is_baseline
+from benchbd.reporting.board import Board, Row
 from benchbd.reporting.board_warnings import (
     file_name,
     listing,
@@ -72,50 +72,17 @@ from benchbd.reporting.table_columns import (
     metric_columns,
     parse_columns,
 )
-from benchbd.reporting.table_writers import FORMATS, headers, render, row_texts, text_table
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
 __all__ = [  # what this module holds, then what it re-exports for existing imports
-    "Board", "Row", "SeedSpread", "leaderboard", "tabulate",
-    "COLUMNS", "DEFAULT_SORT", "FORMATS", "SORT_CHOICES", "apply_filters", "check_sort",
-    "column_header", "default_sort", "group_text", "headers", "load_folder", "parse_columns",
-    "parse_filters", "render", "results_frame", "row_texts", "text_table",
-    "with_omitted_settings",
+    "leaderboard", "tabulate",
+    "Board", "COLUMNS", "DEFAULT_SORT", "Row", "SORT_CHOICES", "SeedSpread", "apply_filters",
+    "check_sort", "column_header", "default_sort", "group_text", "load_folder",
+    "parse_columns", "parse_filters", "results_frame", "with_omitted_settings",
 ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Row:
-    attack: str
-    defense: str
-    seeds: int
-    spreads: dict[str, SeedSpread]  # by column key: every metric recorded, shown or not
-    groups: tuple[str, ...] = ()  # values of the group columns, in order
-    best: bool = False
-    baseline: bool = False  # the defense is a reference point (never marked best)
-    rank: int = 0  # 1, 2, ... within its attack and setting (reporting.ranking); 0: unranked
-    rank_text: str = ""  # the rank column: the rank, "baseline", or "unranked: <why>"
-    eligible: bool = True  # usable model: CA drop within the tolerance, every seed trained
-    ca_drop: float | None = None  # mean over seeds, before - after on one classifier
-    members: tuple[int, ...] = ()  # the results averaged (indices into the results given)
-    basis: str = "zero-shot"  # the classifier of before and after: "linear-probe" for a head
-
-
-@dataclass(frozen=True)
-class Board:
-    """The rows, the names of their group columns (those asked for, then the settings that
-    split rows of one attack and defense) and what the reader should be told about them."""
-
-    rows: list[Row]
-    group_by: list[str]
-    warnings: list[str]
-    sort: str = DEFAULT_SORT
-    tolerance: float = DEFAULT_CA_TOLERANCE
-    per_result: pd.DataFrame | None = None  # every metric of every result, by result index
-    scope: tuple[str, ...] = ()  # the group columns that separate rankings (not a defense's)
 
 
 # --- the table ---------------------------------------------------------------------------
