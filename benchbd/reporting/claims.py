@@ -38,7 +38,7 @@ from benchbd.reporting.experiments import (
     varying,
 )
 from benchbd.reporting.intervals import COMPARISONS, LEVEL, Interval, interval, t_quantile, verdict
-from benchbd.reporting.result_frame import apply_filters, load_folder, with_omitted_settings
+from benchbd.reporting.result_frame import apply_filters, load_folder
 
 NO_RESULTS = "no results"
 CLAIM_KEYS = {"id", "claim", "paper", "folder", "attack", "defense", "where", "metric",
@@ -320,7 +320,7 @@ def select(selection: Selection, folders: Folders, claim_id: str) -> list[Mappin
             raise _error(claim_id, "where", str(exc)) from None
     if not results:
         return []
-    flats = [settings(with_omitted_settings(r)) for r in results]
+    flats = [settings(r) for r in results]
     keys = [experiment_key(flat) for flat in flats]
     if len(set(keys)) > 1:
         differ = ", ".join(split_columns(varying([flats]), flats)[:4])

@@ -37,7 +37,6 @@ from benchbd.reporting.experiments import (
     split_columns,
     varying,
 )
-from benchbd.reporting.result_frame import with_omitted_settings
 from benchbd.reporting.table_writers import check_format, write_csv, write_text
 
 if TYPE_CHECKING:
@@ -172,7 +171,7 @@ def curves(results: Sequence[Mapping[str, Any]]) -> list[Curve]:
     parameter setting is a point."""
     import pandas as pd
 
-    flats = [settings(with_omitted_settings(r)) for r in results]  # absent = its default
+    flats = [settings(r) for r in results]
     keys = [experiment_key(flat) for flat in flats]
     kept = newest_per_seed(results, keys)
     lines = [experiment_key({p: v for p, v in flats[i].items() if not p.startswith(PARAMS)})

@@ -21,7 +21,6 @@ that hold them. pandas is imported on first use, not with this module.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +33,7 @@ from benchbd.reporting.board_warnings import (
     runtime_warnings,
     split_warning,
 )
-from benchbd.reporting.experiments import NOT_SETTINGS, split_columns
+from benchbd.reporting.experiments import newest_per_seed, setting_codes, split_columns
 from benchbd.reporting.ranking import (
     DEFAULT_CA_TOLERANCE,
     check_tolerance,
@@ -55,7 +54,6 @@ from benchbd.reporting.result_frame import (
     parse_filters,
     results_frame,
     value_texts,
-    with_omitted_settings,
 )
 from benchbd.reporting.spreads import SeedSpread, over_seeds, spreads
 from benchbd.reporting.table_columns import (
@@ -81,52 +79,11 @@ __all__ = [  # what this module holds, then what it re-exports for existing impo
     "leaderboard", "tabulate",
     "Board", "COLUMNS", "DEFAULT_SORT", "Row", "SORT_CHOICES", "SeedSpread", "apply_filters",
     "check_sort", "column_header", "default_sort", "group_text", "load_folder",
-    "parse_columns", "parse_filters", "results_frame", "with_omitted_settings",
+    "parse_columns", "parse_filters", "results_frame",
 ]  # fmt: skip
 
 
 # --- the table ---------------------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """JSON numbers compare as numbers: 5 and 5.0 are the same setting (booleans stay)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
-
-
-def _is_setting(path: str) -> bool:
-    parts = path.split(".")
-    return not any(".".join(parts[:i]) in NOT_SETTINGS for i in range(1, len(parts) + 1))
-
-
-# Kinds of column (pandas.api.types.infer_dtype) whose values compare as settings do: numbers
-# as numbers (5 == 5.0), text, booleans. Anything else (lists, mixed types) compares as JSON.
-PLAIN_KINDS = ("string", "boolean", "empty", "floating", "integer", "mixed-integer-float")
-
-
-def _settings(frame: pd.DataFrame) -> pd.DataFrame:
-    """The recorded settings (reporting.experiments: every path but NOT_SETTINGS), one column
-    each, as integer codes (`pandas.factorize`) that are equal exactly when the settings are:
-    numbers compare as numbers, lists and mixed values as canonical JSON, and a result that does
-    not record a field has a code of its own there."""
-    import pandas as pd
-    from pandas.api.types import infer_dtype
-
-    columns = {}
-    for path in filter(_is_setting, frame.columns):
-        values = frame[path]
-        if infer_dtype(values, skipna=True) not in PLAIN_KINDS:
-            values = values.map(lambda v: json.dumps(_plain(v), sort_keys=True),
-                                na_action="ignore")  # fmt: skip
-        columns[path] = pd.factorize(values, use_na_sentinel=False)[0]
-    return pd.DataFrame(columns, index=frame.index, dtype="int64")
 
 
 def _codes(values: Iterable[pd.Series | Sequence[Any]]) -> np.ndarray:
@@ -164,19 +121,6 @@ def _varying(settings: pd.DataFrame, bundle: np.ndarray) -> set[str]:
     bundles = len(np.unique(bundle))
     return {path for j, path in enumerate(settings.columns)
             if len(np.unique(paired[:, j])) > bundles}  # fmt: skip
-
-
-def _newest_per_seed(frame: pd.DataFrame, slot: np.ndarray) -> list[int]:
-    """The results to keep: one per (slot, seed), the newest by `created` (files without a
-    readable date count as the oldest; the last one read on a tie). A seed run twice is still
-    one seed."""
-    import pandas as pd
-
-    created = frame["created"] if "created" in frame.columns else pd.Series(None, frame.index)
-    when = pd.to_datetime(created, utc=True, errors="coerce", format="ISO8601")
-    keys = pd.DataFrame({"slot": slot, "seed": frame["seed"], "when": when}, index=frame.index)
-    newest = keys.sort_values("when", kind="stable", na_position="first")
-    return sorted(newest.drop_duplicates(subset=["slot", "seed"], keep="last").index)
 
 
 def _row_name(row: Row, group_by: list[str]) -> str:
@@ -220,10 +164,10 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     # A slot is the values of the chosen group fields and the experiment; one file per seed.
     n = len(frame)
     chosen_texts = [pd.Series(value_texts(values), index=frame.index) for values in chosen]
-    settings = _settings(frame)
+    settings = setting_codes(results)  # reporting.experiments: what makes an experiment
     experiment = _ids(settings.to_numpy(), n)
     slot = _ids(np.column_stack([_codes(chosen_texts).reshape(n, -1), experiment]), n)
-    kept = _newest_per_seed(frame, slot)
+    kept = newest_per_seed(results, slot.tolist())
     dropped = [file_name(results[i]) for i in sorted(set(frame.index) - set(kept))]
     if dropped:
         warnings.append(f"{len(dropped)} result file(s) repeat a seed of the same experiment; "
@@ -251,7 +195,9 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     # One row per slot: names, group values and seeds from its results, metrics over them.
     row_of = pd.Series(_ids(slot[:, None], n), index=frame.index)
     groups = [f"group.{i}" for i in range(len(names))]
-    split_texts = (pd.Series(value_texts(frame[path]), index=frame.index) for path in split)
+    kept_results = [results[i] for i in frame.index]
+    split_texts = (pd.Series(value_texts(field_values(frame, kept_results, path)),
+                             index=frame.index) for path in split)  # fmt: skip
     texts = [*chosen_texts, *split_texts]
     baseline = pd.Series([is_baseline(results[i]["defense"]) for i in frame.index],
                          index=frame.index)  # fmt: skip
