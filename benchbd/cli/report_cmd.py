@@ -15,6 +15,7 @@ import typer
 
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.reading import CA_TOLERANCE_HELP, ca_tolerance, warn
+from benchbd.reporting.report import write_site, write_sites
 
 if TYPE_CHECKING:
     import torch
@@ -53,8 +54,6 @@ def report(
 ) -> None:
     """Write a static HTML leaderboard: a sortable table with each mean's 95 % interval and
     rank, the CA-ASR plot, the trigger gallery and each row's recorded configuration."""
-    from benchbd.reporting.report import write_site, write_sites
-
     limit = ca_tolerance(tolerance)
     examples = trigger_images if triggers else None
     sites = (
