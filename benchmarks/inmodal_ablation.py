@@ -16,8 +16,8 @@ from pathlib import Path
 
 from benchbd.core.cache import atomic_write_text
 from benchbd.engine.sweep import Grid, sweep
-from benchbd.reporting.leaderboard import load_folder, render, tabulate
-from benchbd.reporting.table_writers import caption
+from benchbd.reporting.leaderboard import load_folder, tabulate
+from benchbd.reporting.leaderboard_tables import caption, render
 
 GROUP = "defense.params.inmodal_weight"
 

@@ -18,10 +18,10 @@ from benchbd.reporting.leaderboard import (
     leaderboard,
     load_folder,
     parse_filters,
-    render,
     results_frame,
     tabulate,
 )
+from benchbd.reporting.leaderboard_tables import render
 from benchbd.reporting.trade_off_plot import leaderboard_figure, write_plot
 
 

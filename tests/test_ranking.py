@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from benchbd.cli import app
 from benchbd.core.errors import BenchbdError
 from benchbd.reporting.intervals import interval
-from benchbd.reporting.leaderboard import load_folder, render, tabulate
+from benchbd.reporting.leaderboard import load_folder, tabulate
+from benchbd.reporting.leaderboard_tables import render
 from benchbd.reporting.ranking import DEFAULT_CA_TOLERANCE, check_tolerance
 
 ROOT = Path(__file__).resolve().parents[1]

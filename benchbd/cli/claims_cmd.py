@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 from benchbd.cli.errors import friendly_errors
+from benchbd.core.cache import atomic_write_text
+from benchbd.reporting.claim_writers import FORMATS, HEADERS, cells, render
+from benchbd.reporting.claims import NO_RESULTS, decide_all, read_claims
 
 
 @friendly_errors
@@ -27,17 +30,12 @@ def claims(
     """Decide each claim: its per-seed values, mean, n and 95 % interval, and the verdict
     (holds / fails / inconclusive) read from the interval; "no results" for a claim that reads
     none. Folders in the file are relative to the current directory."""
-    from benchbd.reporting.claim_writers import FORMATS, cells, render
-    from benchbd.reporting.claims import NO_RESULTS, decide_all, read_claims
-
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     if out is not None and format == "rich":
         raise ValueError("--out writes markdown, csv or json: add --format")
     decisions = decide_all(read_claims(file))
     if out is not None:
-        from benchbd.core.cache import atomic_write_text
-
         atomic_write_text(out, render(decisions, format))
         typer.echo(f"claims: {out} ({len(decisions)} claims)")
     elif format != "rich":
@@ -45,8 +43,6 @@ def claims(
     else:
         from rich.console import Console
         from rich.table import Table
-
-        from benchbd.reporting.claim_writers import HEADERS
 
         view = Table(title=f"benchbd claims: {file} ({len(decisions)} claims)")
         for header in HEADERS:

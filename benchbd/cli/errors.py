@@ -55,7 +55,9 @@ def install_process_handlers() -> None:
 
 def warn_clashes(attack: str = "", defense: str = "") -> None:
     """Every plugin name two packages declare, one warning line each (both packages named);
-    a bare name the command was given is refused with the same words instead."""
+    a bare name the command was given is refused with the same words instead. The engine's
+    plugin registry is imported here, by the commands that run plugins, not with this module:
+    the commands that only read result files use it too, and never import the engine."""
     from benchbd.engine.plugins import clash_warnings
 
     for line in clash_warnings(attack, defense):

@@ -1,16 +1,16 @@
 """Decided claims as text: the markdown page docs/claims.md is, CSV, JSON and the cells of the
-terminal table. Only the CLI prints them."""
+terminal table. The markdown and CSV tables are written by the one table writer
+(reporting.table_writers); only the CLI prints them."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Sequence
 
 from benchbd.reporting.claims import Decision, Selection
 from benchbd.reporting.intervals import METHOD
-from benchbd.reporting.table_writers import text_table
+from benchbd.reporting.table_writers import write_csv, write_text
 
 FORMATS = ("rich", "markdown", "csv", "json")
 HEADERS = ("id", "claim", "reads", "n", "per-seed values", "mean [95 % interval]", "test",
@@ -77,7 +77,7 @@ verdict word in the README and docs against this page.
 {len(decisions)} claims: {tally}.
 
 """
-    return intro + text_table("markdown", list(HEADERS), rows, [False] * len(rows), 4)
+    return intro + write_text("markdown", list(HEADERS), rows, [False] * len(rows), 4)
 
 
 def _record(decision: Decision) -> dict:
@@ -123,6 +123,4 @@ def render(decisions: Sequence[Decision], fmt: str) -> str:
         record["values"] = _numbers(d.values)
         record["over_values"] = _numbers(d.over_values) if d.claim.over else None
         records.append(record)
-    buffer = io.StringIO()
-    pd.DataFrame.from_records(records).to_csv(buffer, index=False, lineterminator="\n")
-    return buffer.getvalue()
+    return write_csv(pd.DataFrame.from_records(records), float_format=None)

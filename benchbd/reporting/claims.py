@@ -52,7 +52,7 @@ from benchbd.reporting.intervals import (
     t_quantile,
     verdict,
 )
-from benchbd.reporting.result_frame import apply_filters, load_folder, with_omitted_settings
+from benchbd.reporting.result_frame import apply_filters, load_folder
 
 NO_RESULTS = "no results"
 # The fewest seeds a claim is decided on (holds or fails); a claim's `min_seeds` may ask more.
@@ -346,7 +346,7 @@ def select(selection: Selection, folders: Folders, claim_id: str) -> list[Mappin
             raise _error(claim_id, "where", str(exc)) from None
     if not results:
         return []
-    flats = [settings(with_omitted_settings(r)) for r in results]
+    flats = [settings(r) for r in results]
     keys = [experiment_key(flat) for flat in flats]
     if len(set(keys)) > 1:
         differ = ", ".join(split_columns(varying([flats]), flats)[:4])

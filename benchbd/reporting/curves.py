@@ -37,15 +37,13 @@ from benchbd.reporting.experiments import (
     split_columns,
     varying,
 )
-from benchbd.reporting.result_frame import with_omitted_settings
-from benchbd.reporting.table_writers import text_table
+from benchbd.reporting.table_writers import check_format, write_csv, write_text
 
 if TYPE_CHECKING:
     import pandas as pd
 
 PARAMS = "defense.params."  # the settings a curve runs over
 ASR_THRESHOLD = 0.05  # best_ca_at_asr: "the backdoor is gone"
-FORMATS = ("rich", "markdown", "csv", "latex", "html")
 
 
 @dataclass(frozen=True)
@@ -173,7 +171,7 @@ def curves(results: Sequence[Mapping[str, Any]]) -> list[Curve]:
     parameter setting is a point."""
     import pandas as pd
 
-    flats = [settings(with_omitted_settings(r)) for r in results]  # absent = its default
+    flats = [settings(r) for r in results]
     keys = [experiment_key(flat) for flat in flats]
     kept = newest_per_seed(results, keys)
     lines = [experiment_key({p: v for p, v in flats[i].items() if not p.startswith(PARAMS)})
@@ -314,12 +312,11 @@ def texts(frame: pd.DataFrame) -> list[list[str]]:
 
 
 def render(frame: pd.DataFrame, fmt: str, threshold: float = ASR_THRESHOLD) -> str:
-    """Markdown, CSV (numbers as numbers, `best` 1 or 0), LaTeX or HTML, written by pandas as
-    the leaderboard's tables are; the best curve of each attack in bold."""
-    if fmt not in FORMATS or fmt == "rich":
-        raise BenchbdError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    """Markdown, CSV (numbers as numbers, `best` 1 or 0), LaTeX or HTML, by the one table
+    writer (reporting.table_writers) as the leaderboard's tables are; the best curve of each
+    attack in bold."""
+    check_format(fmt)
     if fmt == "csv":
-        table = frame.assign(best=frame["best"].astype(int))
-        return table.to_csv(index=False, lineterminator="\n", float_format="%.6f", na_rep="")
+        return write_csv(frame.assign(best=frame["best"].astype(int)))
     heads, lines, best = headers(frame, threshold), texts(frame), frame["best"].tolist()
-    return text_table(fmt, heads, lines, best, 3)
+    return write_text(fmt, heads, lines, best, 3)

@@ -6,7 +6,14 @@ that except what changes from seed to seed or from run to run (NOT_SETTINGS): th
 the outcomes, hashes that include the seed, the rows the seeded attack drew, timings, dates,
 versions (of libraries and of plugin packages) and the machine's runtime. A new setting
 recorded in result files is therefore part of the experiment without anyone listing it here,
-and results that differ in it are never averaged together.
+and results that differ in it are never averaged together. A setting a file leaves out at its
+default (`core.results.OMITTED_AT_DEFAULT`) is that value, not missing (`with_omitted_settings`).
+
+This module is the one definition every table, curve, plot, site and claim uses: a result's
+settings (`settings`: dotted path -> canonical JSON text, numbers compared as numbers), their
+identity (`experiment_key`), the same as integer codes a pandas frame groups by
+(`setting_codes`: equal exactly when the settings are), and the one file kept per seed
+(`newest_per_seed`). pandas is imported on first use, not with this module.
 """
 
 from __future__ import annotations
@@ -14,7 +21,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from benchbd.core.results import OMITTED_AT_DEFAULT
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Dotted paths (and everything under them) that are not settings of the experiment.
 NOT_SETTINGS = frozenset(
@@ -61,9 +73,28 @@ def _normal(value: Any) -> Any:
     return str(value)
 
 
+def canonical(value: Any) -> str:
+    """A setting's value as the text two settings compare by: JSON, keys sorted, numbers as
+    floats (5 and 5.0 are one setting)."""
+    return json.dumps(_normal(value), sort_keys=True)
+
+
+def with_omitted_settings(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`result` with every setting it leaves out at its default (`OMITTED_AT_DEFAULT`, e.g. a
+    CLIP-only recipe's pretrain.inmodal_weight) filled in, so it reads as that value, not as
+    missing (copies only the objects it changes)."""
+    for path, default in OMITTED_AT_DEFAULT.items():
+        parent, _, leaf = path.rpartition(".")
+        node = result.get(parent)
+        if isinstance(node, Mapping) and node.get(leaf) is None:
+            result = {**result, parent: {**node, leaf: default}}
+    return result
+
+
 def settings(result: Mapping[str, Any]) -> dict[str, str]:
-    """Every recorded setting of a result: dotted path -> canonical JSON text of its value.
-    Nested objects are walked down to their leaves; a list is one value."""
+    """Every recorded setting of a result (those it leaves out at their default filled in):
+    dotted path -> `canonical` text of its value. Nested objects are walked down to their
+    leaves; a list is one value."""
     flat: dict[str, str] = {}
 
     def walk(value: Any, path: str) -> None:
@@ -73,15 +104,27 @@ def settings(result: Mapping[str, Any]) -> dict[str, str]:
             for key, inner in value.items():
                 walk(inner, f"{path}.{key}" if path else str(key))
         elif path:
-            flat[path] = json.dumps(_normal(value), sort_keys=True)
+            flat[path] = canonical(value)
 
-    walk(result, "")
+    walk(with_omitted_settings(result), "")
     return flat
 
 
 def experiment_key(flat: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """A hashable identity of an experiment, from `settings(result)`."""
     return tuple(sorted(flat.items()))
+
+
+def setting_codes(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """`settings` of every result as a frame (a row per result, in order; a column per setting
+    path) of integer codes (`pandas.factorize` of the canonical texts): two results have equal
+    codes in a column exactly when they record the same value there, or both leave it out, so
+    equal rows are equal `experiment_key`s."""
+    import pandas as pd
+
+    texts = pd.DataFrame.from_records([settings(r) for r in results], index=range(len(results)))
+    codes = {path: pd.factorize(texts[path], use_na_sentinel=False)[0] for path in texts.columns}
+    return pd.DataFrame(codes, index=texts.index, dtype="int64")
 
 
 def varying(bundles: Iterable[Sequence[Mapping[str, str]]]) -> set[str]:

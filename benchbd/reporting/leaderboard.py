@@ -6,7 +6,7 @@ each metric (benchbd.reporting.table_columns) the mean over distinct seeds with 
 (`reporting.spreads.SeedSpread`). Rows are ranked by one rule (reporting.ranking): within an
 attack and setting, by the column a table sorts by, in its direction, among the rows whose
 model is usable (CA drop within the tolerance, every seed trained); the best is marked. The
-rows are written as text by benchbd.reporting.table_writers and as a rich table by the CLI.
+rows are written as text by benchbd.reporting.leaderboard_tables and as a rich table by the CLI.
 
 What a reader could be misled by comes back as warning lines with the rows (only the CLI
 prints): results of one attack that differ in a setting (rows split, the fields shown as
@@ -14,19 +14,18 @@ columns), a seed found twice (counted once), non-finite metrics (left out of mea
 never best), rows mixing CPU kernel levels or thread counts (not bit-comparable), and a sort
 by a metric whose direction nobody declared.
 
-The names scripts import from here (`load_folder`, `render`, `apply_filters`, ...) are
-re-exported from the modules that hold them, so `from reporting.leaderboard import ...` keeps
-working. pandas is imported on first use, not with this module.
+The rows are data (reporting.board) and become text in reporting.leaderboard_tables. The names
+scripts import from here (`load_folder`, `apply_filters`, ...) are re-exported from the modules
+that hold them. pandas is imported on first use, not with this module.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from benchbd.core.results import is_baseline
+from benchbd.reporting.board import Board, Row
 from benchbd.reporting.board_warnings import (
     file_name,
     listing,
@@ -34,7 +33,7 @@ from benchbd.reporting.board_warnings import (
     runtime_warnings,
     split_warning,
 )
-from benchbd.reporting.experiments import NOT_SETTINGS, split_columns
+from benchbd.reporting.experiments import newest_per_seed, setting_codes, split_columns
 from benchbd.reporting.ranking import (
     DEFAULT_CA_TOLERANCE,
     check_tolerance,
@@ -55,7 +54,6 @@ from benchbd.reporting.result_frame import (
     parse_filters,
     results_frame,
     value_texts,
-    with_omitted_settings,
 )
 from benchbd.reporting.spreads import SeedSpread, over_seeds, spreads
 from benchbd.reporting.table_columns import (
@@ -72,94 +70,20 @@ from benchbd.reporting.table_columns import (
     metric_columns,
     parse_columns,
 )
-from benchbd.reporting.table_writers import FORMATS, headers, render, row_texts, text_table
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
 __all__ = [  # what this module holds, then what it re-exports for existing imports
-    "Board", "Row", "SeedSpread", "leaderboard", "tabulate",
-    "COLUMNS", "DEFAULT_SORT", "FORMATS", "SORT_CHOICES", "apply_filters", "check_sort",
-    "column_header", "default_sort", "group_text", "headers", "load_folder", "parse_columns",
-    "parse_filters", "render", "results_frame", "row_texts", "text_table",
-    "with_omitted_settings",
+    "leaderboard", "tabulate",
+    "Board", "COLUMNS", "DEFAULT_SORT", "Row", "SORT_CHOICES", "SeedSpread", "apply_filters",
+    "check_sort", "column_header", "default_sort", "group_text", "load_folder",
+    "parse_columns", "parse_filters", "results_frame",
 ]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Row:
-    attack: str
-    defense: str
-    seeds: int
-    spreads: dict[str, SeedSpread]  # by column key: every metric recorded, shown or not
-    groups: tuple[str, ...] = ()  # values of the group columns, in order
-    best: bool = False
-    baseline: bool = False  # the defense is a reference point (never marked best)
-    rank: int = 0  # 1, 2, ... within its attack and setting (reporting.ranking); 0: unranked
-    rank_text: str = ""  # the rank column: the rank, "baseline", or "unranked: <why>"
-    eligible: bool = True  # usable model: CA drop within the tolerance, every seed trained
-    ca_drop: float | None = None  # mean over seeds, before - after on one classifier
-    members: tuple[int, ...] = ()  # the results averaged (indices into the results given)
-    basis: str = "zero-shot"  # the classifier of before and after: "linear-probe" for a head
-
-
-@dataclass(frozen=True)
-class Board:
-    """The rows, the names of their group columns (those asked for, then the settings that
-    split rows of one attack and defense) and what the reader should be told about them."""
-
-    rows: list[Row]
-    group_by: list[str]
-    warnings: list[str]
-    sort: str = DEFAULT_SORT
-    tolerance: float = DEFAULT_CA_TOLERANCE
-    per_result: pd.DataFrame | None = None  # every metric of every result, by result index
-    scope: tuple[str, ...] = ()  # the group columns that separate rankings (not a defense's)
-
-
 # --- the table ---------------------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """JSON numbers compare as numbers: 5 and 5.0 are the same setting (booleans stay)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
-
-
-def _is_setting(path: str) -> bool:
-    parts = path.split(".")
-    return not any(".".join(parts[:i]) in NOT_SETTINGS for i in range(1, len(parts) + 1))
-
-
-# Kinds of column (pandas.api.types.infer_dtype) whose values compare as settings do: numbers
-# as numbers (5 == 5.0), text, booleans. Anything else (lists, mixed types) compares as JSON.
-PLAIN_KINDS = ("string", "boolean", "empty", "floating", "integer", "mixed-integer-float")
-
-
-def _settings(frame: pd.DataFrame) -> pd.DataFrame:
-    """The recorded settings (reporting.experiments: every path but NOT_SETTINGS), one column
-    each, as integer codes (`pandas.factorize`) that are equal exactly when the settings are:
-    numbers compare as numbers, lists and mixed values as canonical JSON, and a result that does
-    not record a field has a code of its own there."""
-    import pandas as pd
-    from pandas.api.types import infer_dtype
-
-    columns = {}
-    for path in filter(_is_setting, frame.columns):
-        values = frame[path]
-        if infer_dtype(values, skipna=True) not in PLAIN_KINDS:
-            values = values.map(lambda v: json.dumps(_plain(v), sort_keys=True),
-                                na_action="ignore")  # fmt: skip
-        columns[path] = pd.factorize(values, use_na_sentinel=False)[0]
-    return pd.DataFrame(columns, index=frame.index, dtype="int64")
 
 
 def _codes(values: Iterable[pd.Series | Sequence[Any]]) -> np.ndarray:
@@ -197,19 +121,6 @@ def _varying(settings: pd.DataFrame, bundle: np.ndarray) -> set[str]:
     bundles = len(np.unique(bundle))
     return {path for j, path in enumerate(settings.columns)
             if len(np.unique(paired[:, j])) > bundles}  # fmt: skip
-
-
-def _newest_per_seed(frame: pd.DataFrame, slot: np.ndarray) -> list[int]:
-    """The results to keep: one per (slot, seed), the newest by `created` (files without a
-    readable date count as the oldest; the last one read on a tie). A seed run twice is still
-    one seed."""
-    import pandas as pd
-
-    created = frame["created"] if "created" in frame.columns else pd.Series(None, frame.index)
-    when = pd.to_datetime(created, utc=True, errors="coerce", format="ISO8601")
-    keys = pd.DataFrame({"slot": slot, "seed": frame["seed"], "when": when}, index=frame.index)
-    newest = keys.sort_values("when", kind="stable", na_position="first")
-    return sorted(newest.drop_duplicates(subset=["slot", "seed"], keep="last").index)
 
 
 def _row_name(row: Row, group_by: list[str]) -> str:
@@ -253,10 +164,10 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     # A slot is the values of the chosen group fields and the experiment; one file per seed.
     n = len(frame)
     chosen_texts = [pd.Series(value_texts(values), index=frame.index) for values in chosen]
-    settings = _settings(frame)
+    settings = setting_codes(results)  # reporting.experiments: what makes an experiment
     experiment = _ids(settings.to_numpy(), n)
     slot = _ids(np.column_stack([_codes(chosen_texts).reshape(n, -1), experiment]), n)
-    kept = _newest_per_seed(frame, slot)
+    kept = newest_per_seed(results, slot.tolist())
     dropped = [file_name(results[i]) for i in sorted(set(frame.index) - set(kept))]
     if dropped:
         warnings.append(f"{len(dropped)} result file(s) repeat a seed of the same experiment; "
@@ -284,7 +195,9 @@ def tabulate(results: list[dict], group_by: list[str] | None = None,
     # One row per slot: names, group values and seeds from its results, metrics over them.
     row_of = pd.Series(_ids(slot[:, None], n), index=frame.index)
     groups = [f"group.{i}" for i in range(len(names))]
-    split_texts = (pd.Series(value_texts(frame[path]), index=frame.index) for path in split)
+    kept_results = [results[i] for i in frame.index]
+    split_texts = (pd.Series(value_texts(field_values(frame, kept_results, path)),
+                             index=frame.index) for path in split)  # fmt: skip
     texts = [*chosen_texts, *split_texts]
     baseline = pd.Series([is_baseline(results[i]["defense"]) for i in frame.index],
                          index=frame.index)  # fmt: skip

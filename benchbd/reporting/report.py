@@ -2,8 +2,10 @@
 
 The site is one page (`index.html`, see `report_html`) with the pictures beside it: the
 trade-off plot of `benchbd plot` (`leaderboard.png`) and one trigger grid of `benchbd show` per
-attack (`triggers/`). With `--all` (`write_sites`) it is one such page per folder of result
-files under the one given, each in a folder of its own, and an index page that links them.
+attack (`triggers/`), of the images the caller's `examples` makes (report_gallery: reporting
+lays the gallery out, the engine behind the CLI makes the images). With `--all`
+(`write_sites`) it is one such page per folder of result files under the one given, each in a
+folder of its own, and an index page that links them.
 It reads offline, from a file:// URL as from any web server, and holds no date, so a site made
 again from the same files is the same bytes.
 
@@ -28,10 +30,11 @@ from benchbd.core.cache import remove_stale_temporaries, temporary_prefix, writa
 from benchbd.core.errors import BenchbdError
 from benchbd.reporting.ranking import DEFAULT_CA_TOLERANCE, check_tolerance
 from benchbd.reporting.report_cells import Table, table
-from benchbd.reporting.report_gallery import Trigger, draw
+from benchbd.reporting.report_gallery import Trigger, TriggerExamples, draw
 from benchbd.reporting.report_html import GENERATOR, Page, page
-from benchbd.reporting.report_index import index_page
+from benchbd.reporting.report_index import GridLine, index_page
 from benchbd.reporting.result_frame import load_folder
+from benchbd.reporting.trade_off_plot import write_plot
 
 PAGE = "index.html"
 PLOT = "leaderboard.png"
@@ -48,20 +51,22 @@ class Site:
     warnings: list[str]
 
 
-def write_site(folder: Path, out: Path, triggers: bool = True, images: int = 6,
-               ca_tolerance: float = DEFAULT_CA_TOLERANCE) -> Site:  # fmt: skip
+def write_site(folder: Path, out: Path, examples: TriggerExamples | None = None,
+               images: int = 6, ca_tolerance: float = DEFAULT_CA_TOLERANCE) -> Site:  # fmt: skip
     """Read every result file in `folder` and write the site into `out` (replacing an earlier
-    site there). `triggers=False` leaves the gallery out, and with it torch."""
+    site there), with a trigger gallery of `images` test images a trigger drawn by `examples`;
+    without `examples` the gallery is left out, and with it torch."""
     results, warnings = load_folder(Path(folder))
     out = Path(out)
     check_out(out)
     board = table(results, check_tolerance(ca_tolerance))
     with _building(out) as build:
-        built = _grid_page(Path(folder), results, warnings, board, build, triggers, images)
+        built = _grid_page(Path(folder), results, warnings, board, build, examples, images)
     return replace(built, page=out / PAGE)
 
 
-def write_sites(root: Path, out: Path, triggers: bool = True, images: int = 6,
+def write_sites(root: Path, out: Path, examples: TriggerExamples | None = None,
+                images: int = 6,
                 ca_tolerance: float = DEFAULT_CA_TOLERANCE) -> list[Site]:  # fmt: skip
     """`--all`: every folder of result files under `root` (itself included) as a page of its
     own in `out/<its path, / as ->/`, and an index page (`out/index.html`) that links them.
@@ -78,11 +83,12 @@ def write_sites(root: Path, out: Path, triggers: bool = True, images: int = 6,
     with _building(out) as build:
         for (folder, results, warnings), board in zip(loaded, boards, strict=True):
             slug = grid_slug(root, folder)
-            made = _grid_page(folder, results, warnings, board, build / slug, triggers, images,
+            made = _grid_page(folder, results, warnings, board, build / slug, examples, images,
                               back="../index.html", name=_grid_name(root, folder))  # fmt: skip
             sites.append(replace(made, page=out / slug / PAGE))
-        entries = [(_grid_name(root, folder), site) for folder, site in
-                   zip(grids, sites, strict=True)]  # fmt: skip
+        entries = [GridLine(_grid_name(root, folder), f"{grid_slug(root, folder)}/{PAGE}",
+                            site.results, site.rows, len(site.warnings))
+                   for folder, site in zip(grids, sites, strict=True)]  # fmt: skip
         (build / PAGE).write_text(index_page(entries, tolerance, __version__), encoding="utf-8")
     return sites
 
@@ -127,11 +133,12 @@ def _building(out: Path) -> Iterator[Path]:
 
 
 def _grid_page(folder: Path, results: list[dict], warnings: list[str], board: Table,
-               build: Path, triggers: bool, images: int, back: str | None = None,
+               build: Path, examples: TriggerExamples | None, images: int,
+               back: str | None = None,
                name: str | None = None) -> Site:  # fmt: skip
     """One grid's page and pictures in `build`."""
     build.mkdir(parents=True, exist_ok=True)
-    drawn = _pictures(results, build, triggers, images, board.tolerance)
+    drawn = _pictures(results, build, examples, images, board.tolerance)
     missing = [f"trigger of {t.caption} not drawn: {t.reason}" for t in drawn or [] if t.reason]
     content = Page(name or _source_name(folder), len(results), board, PLOT, drawn,
                    warnings + board.warnings + missing, __version__, back)  # fmt: skip
@@ -162,12 +169,11 @@ def is_site(folder: Path) -> bool:
     return f'<meta name="generator" content="{GENERATOR}">' in head
 
 
-def _pictures(results: list[dict], build: Path, triggers: bool, images: int,
+def _pictures(results: list[dict], build: Path, examples: TriggerExamples | None, images: int,
               tolerance: float) -> list[Trigger] | None:  # fmt: skip
-    from benchbd.reporting.trade_off_plot import write_plot
-
+    """The trade-off plot, and the gallery when `examples` is given (None: not asked for)."""
     write_plot(results, build / PLOT, ca_tolerance=tolerance)
-    return draw(results, build, images) if triggers else None
+    return draw(results, build, images, examples) if examples is not None else None
 
 
 def _source_name(folder: Path) -> str:

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchbd.reporting.leaderboard import Row, tabulate
+from benchbd.reporting.board import Row
+from benchbd.reporting.leaderboard import tabulate
 from benchbd.reporting.ranking import DEFAULT_CA_TOLERANCE
 
 

@@ -1,25 +1,35 @@
 """The site's trigger gallery: what each attack of a results folder does to test images.
 
-Each trigger is drawn by `benchbd show`'s code (`pipeline.trigger_examples`, then
-`trigger_gallery.trigger_grid`) from the configuration a result file records, with its lowest
-seed, so the picture is the trigger that run measured. Nothing is trained. A trigger that
-cannot be drawn here (a plugin that is not installed, a dataset that is not on this machine)
-is named with the reason instead of failing the whole site.
+The gallery picks one result per distinct trigger (its lowest seed) and lays out what the
+caller's `TriggerExamples` makes of it: the clean test images and the same images triggered,
+drawn as `benchbd show` draws them (`trigger_gallery.trigger_grid`). Making the images takes the
+engine (the data, the attack plugin), which reporting never imports: `benchbd report` hands its
+function in (benchbd.cli.report_cmd), so the picture is the trigger that run measured, from
+the configuration its file records. Nothing is trained. A trigger that cannot be drawn (a
+plugin that is not installed, a dataset that is not on this machine) is named with the reason
+instead of failing the whole site.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchbd.core.errors import BenchbdError
 from benchbd.core.registry import PluginError
 from benchbd.core.results import is_baseline
+from benchbd.reporting.trigger_gallery import trigger_grid, trigger_title
 
+if TYPE_CHECKING:
+    import torch
+
+# (a result, how many test images) -> (clean images, the same images triggered), each
+# (N, 3, H, W) in [0, 1]; raises one of CANNOT_DRAW when the trigger cannot be drawn here.
+TriggerExamples = Callable[[Mapping[str, Any], int], "tuple[torch.Tensor, torch.Tensor]"]
 FOLDER = "triggers"  # inside the site
 CANNOT_DRAW = (BenchbdError, PluginError, ValueError, OSError)
 
@@ -52,12 +62,7 @@ def attacks(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def title(result: Mapping[str, Any]) -> str:
     """The attack and its parameters, as `benchbd show` titles its picture."""
-    params = ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-        for k, v in sorted(result["attack"]["params"].items())
-    )
-    name = result["attack"]["name"]
-    return f"{name} ({params})" if params else name
+    return trigger_title(result["attack"]["name"], dict(sorted(result["attack"]["params"].items())))
 
 
 def caption(result: Mapping[str, Any]) -> str:
@@ -66,15 +71,18 @@ def caption(result: Mapping[str, Any]) -> str:
             f"{result['target']['name']}, seed {result['seed']}")  # fmt: skip
 
 
-def draw(results: Sequence[Mapping[str, Any]], site: Path, images: int) -> list[Trigger]:
-    """Write one trigger grid PNG per distinct trigger under `site`/triggers."""
+def draw(results: Sequence[Mapping[str, Any]], site: Path, images: int,
+         examples: TriggerExamples) -> list[Trigger]:  # fmt: skip
+    """Write one trigger grid PNG per distinct trigger under `site`/triggers, of the images
+    `examples` makes of its result."""
     drawn: list[Trigger] = []
     names: set[str] = set()
     for result in attacks(results):
         name = _file_name(result["attack"]["name"], names)
         text = caption(result)
         try:
-            _draw_one(result, site / FOLDER / name, title(result), images)
+            clean, triggered = examples(result, images)
+            trigger_grid(clean, triggered, title(result), site / FOLDER / name)
         except CANNOT_DRAW as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             drawn.append(Trigger(result["attack"]["name"], text, None, reason))
@@ -91,12 +99,3 @@ def _file_name(attack: str, taken: set[str]) -> str:
         name, n = f"{stem}-{n}.png", n + 1
     taken.add(name)
     return name
-
-
-def _draw_one(result: Mapping[str, Any], path: Path, title: str, images: int) -> None:
-    from benchbd.engine.pipeline import trigger_examples
-    from benchbd.engine.run_config import RunConfig
-    from benchbd.reporting.trigger_gallery import trigger_grid
-
-    _, clean, triggered = trigger_examples(RunConfig.from_result(result), images)
-    trigger_grid(clean, triggered, title, path)

@@ -8,24 +8,32 @@ page above the list states the interval and the ranking rule every grid's page a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from benchbd.reporting.ranking import rule_text
 from benchbd.reporting.report_html import GENERATOR, escape, head
 from benchbd.reporting.spreads import CAPTION
 
-if TYPE_CHECKING:
-    from benchbd.reporting.report import Site
+
+@dataclass(frozen=True)
+class GridLine:
+    """One grid as the index lists it: its name, its page (relative to the index), and how
+    many result files, rows and warnings it has."""
+
+    name: str
+    link: str
+    results: int
+    rows: int
+    warnings: int
 
 
-def index_page(entries: Sequence[tuple[str, Site]], tolerance: float, version: str) -> str:
-    """The index: a table of grids, each linking `<grid>/index.html`."""
+def index_page(entries: Sequence[GridLine], tolerance: float, version: str) -> str:
+    """The index: a table of grids, each linking its own page."""
     lines = []
-    for name, site in entries:
-        link = f"{site.page.parent.name}/index.html"
-        lines.append(f'<tr><td><a href="{escape(link)}">{escape(name)}</a></td>'
-                     f'<td class="num">{site.results}</td><td class="num">{site.rows}</td>'
-                     f'<td class="num">{len(site.warnings)}</td></tr>')  # fmt: skip
+    for grid in entries:
+        lines.append(f'<tr><td><a href="{escape(grid.link)}">{escape(grid.name)}</a></td>'
+                     f'<td class="num">{grid.results}</td><td class="num">{grid.rows}</td>'
+                     f'<td class="num">{grid.warnings}</td></tr>')  # fmt: skip
     title = "benchbd reference results"
     rule = rule_text("ASR after", tolerance)
     parts = [

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchbd.core.errors import BenchbdError
-from benchbd.core.results import OMITTED_AT_DEFAULT, read_result
-from benchbd.reporting.experiments import NOT_SETTINGS
+from benchbd.core.results import read_result
+from benchbd.reporting.experiments import NOT_SETTINGS, with_omitted_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -154,18 +154,6 @@ def _inf_for_nan(value: Any) -> Any:
                 (math.inf if inner != inner else inner)
                 for key, inner in value.items()}  # fmt: skip
     return math.inf if value != value else value
-
-
-def with_omitted_settings(result: Mapping[str, Any]) -> Mapping[str, Any]:
-    """`result` with every setting it leaves out at its default (`OMITTED_AT_DEFAULT`, e.g. a
-    CLIP-only recipe's pretrain.inmodal_weight) filled in, so a table reads it as that value,
-    not as missing (copies only the objects it changes)."""
-    for path, default in OMITTED_AT_DEFAULT.items():
-        parent, _, leaf = path.rpartition(".")
-        node = result.get(parent)
-        if isinstance(node, Mapping) and node.get(leaf) is None:
-            result = {**result, parent: {**node, leaf: default}}
-    return result
 
 
 def like_with_like(metrics: Mapping[str, Any], basis: Any) -> Mapping[str, Any]:

@@ -25,8 +25,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from benchbd.core.cache import atomic_write_bytes
+from benchbd.reporting.board import Board, Row
 from benchbd.reporting.experiments import experiment_key, settings, varying
-from benchbd.reporting.leaderboard import Board, Row, tabulate
+from benchbd.reporting.leaderboard import tabulate
 from benchbd.reporting.ranking import DEFAULT_CA_TOLERANCE
 from benchbd.reporting.result_frame import ABSENT
 

@@ -1,13 +1,28 @@
-"""Pictures of triggers: clean images, triggered images, and their amplified difference."""
+"""Pictures of triggers: clean images, triggered images, and their amplified difference.
+
+The one drawing of a trigger, for `benchbd show` and the site's gallery alike; the images come
+from the caller (the engine makes them), and torch and matplotlib are imported only by those
+who draw.
+"""
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from benchbd.core.cache import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+
+def trigger_title(attack: str, params: Mapping[str, Any]) -> str:
+    """The attack and its parameters, in the order given: 'blended (alpha=0.2, pattern=noise)'."""
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in params.items())  # fmt: skip
+    return f"{attack} ({shown})" if shown else attack
 
 
 def trigger_grid(clean: torch.Tensor, triggered: torch.Tensor, title: str, path: Path) -> None:
