@@ -17,6 +17,11 @@ the objective axis's curves (CURVES.md), and the site of every grid:
 
     benchbd report results --out docs/site --all --no-triggers
 
+and the claims' page and every citation of a claim in the README and docs:
+
+    benchbd claims results/claims.toml --format markdown --out docs/claims.md \
+        --cite README.md --cite docs/PAGE.md ...
+
 A table the docs quote is replaced there too: every occurrence in docs/*.md of a committed
 table as it was before this run becomes the new table, so the docs never quote a stale one.
 """
@@ -108,6 +113,10 @@ def main() -> None:
     curves = benchbd("table", str(results / "objective"), "--curves", "--format", "markdown")
     write(results / "objective" / "CURVES.md", curves, old)
     quoted(old, {path: path.read_text() for path in old})
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    cites = [arg for page in pages if page.name != "claims.md" for arg in ("--cite", str(page))]
+    benchbd("claims", str(results / "claims.toml"), "--format", "markdown",
+            "--out", str(ROOT / "docs" / "claims.md"), *cites)  # fmt: skip
     print(benchbd("report", str(results), "--out", str(args.site), "--all", "--no-triggers",
                   "--ca-tolerance", tolerance), end="")  # fmt: skip
 
