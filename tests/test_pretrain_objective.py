@@ -101,8 +101,9 @@ def test_the_recipe_records_the_weight_only_when_set():
     assert CleanCLIPParams().inmodal_weight == 1.0 and defense_recipe.inmodal_weight == 0.0
     assert "inmodal_weight" not in defense_recipe.to_dict()
     # Readers fill in exactly what the recipe leaves out.
-    recipe_fields = {f"pretrain.{name}": v for name, v in train.OMITTED_AT_DEFAULT.items()}
+    recipe_fields = {f"pretrain.{name}": v for name, v in train.RECIPE_OMITTED_AT_DEFAULT.items()}
     assert results.OMITTED_AT_DEFAULT == recipe_fields
+    assert set(TrainConfig().to_dict()).isdisjoint(train.RECIPE_OMITTED_AT_DEFAULT)
 
 
 def test_the_fingerprint_changes_only_for_a_positive_weight():

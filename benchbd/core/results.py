@@ -46,8 +46,8 @@ def higher_is_better(metric: str) -> bool | None:
 
 # Settings a result file records only when they differ from their default, so that files
 # written before the setting existed keep every field: a reader takes an absent one as this
-# value (`benchbd table --group-by pretrain.inmodal_weight` shows 0, not "-"). The recipe's
-# own list is benchbd.engine.train.OMITTED_AT_DEFAULT; a test holds the two together.
+# value (`benchbd table --group-by pretrain.inmodal_weight` shows 0, not "-"). The one list:
+# the training recipe (benchbd.engine.train.TrainConfig.to_dict) leaves its "pretrain.*" out.
 OMITTED_AT_DEFAULT: dict[str, Any] = {"pretrain.inmodal_weight": 0.0}
 
 
