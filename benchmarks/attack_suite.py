@@ -17,7 +17,8 @@ import statistics
 import time
 
 from benchbd.core.params import parse_assignments
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.pipeline import RunConfig, build_attack, run
 
 

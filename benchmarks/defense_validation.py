@@ -15,7 +15,8 @@ import argparse
 import statistics
 
 from benchbd.core.params import build, parse_assignments
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import evaluate
 from benchbd.engine.pipeline import RunConfig, load_poisoned, substream
 from benchbd.engine.plugins import DefenseContext, defenses

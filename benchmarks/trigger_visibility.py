@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import triggered_examples
 from benchbd.engine.pipeline import RunConfig, build_attack, substream
 from benchbd.engine.visibility import trigger_visibility

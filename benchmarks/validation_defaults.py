@@ -34,7 +34,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import evaluate
 from benchbd.engine.pipeline import RunConfig, load_poisoned, substream
 from benchbd.reporting.leaderboard import load_folder

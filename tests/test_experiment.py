@@ -10,7 +10,7 @@ from conftest import TINY
 
 from benchbd.core.errors import BenchbdError
 from benchbd.engine import model_cache
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.model import create_clip, image_size
 from benchbd.engine.run_config import FINETUNE_RECIPE, RunConfig
 from benchbd.engine.sweep import Grid

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from benchbd.core.cache import fingerprint
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.pipeline import RunConfig, plan
 from benchbd.engine.plugins import attacks
 from benchbd.engine.sweep import Grid

@@ -15,7 +15,7 @@ from benchbd.core.errors import BenchbdError
 from benchbd.core.params import build
 from benchbd.core.results import read_result
 from benchbd.core.seeds import substream
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.evaluate import TriggerPart, evaluate, part_stream
 from benchbd.engine.model import create_clip
 from benchbd.engine.pipeline import RunConfig, run

@@ -9,7 +9,8 @@ from conftest import write_folder, write_pairs
 
 from benchbd.core.cache import cache_dir, fingerprint
 from benchbd.core.errors import BenchbdError
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import evaluate
 from benchbd.engine.model import create_clip
 from benchbd.engine.pipeline import (

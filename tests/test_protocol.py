@@ -12,7 +12,8 @@ from PIL import Image
 
 from benchbd.core.cache import fingerprint
 from benchbd.core.errors import BenchbdError
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.pipeline import RunConfig, attacker_data, plan, run
 from benchbd.engine.sweep import Grid
 from benchbd.engine.train import TrainConfig

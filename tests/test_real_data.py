@@ -19,7 +19,8 @@ from benchbd.core.errors import BenchbdError
 from benchbd.core.params import build
 from benchbd.engine.data.images import LazyImages, StreamedPairSet, decode
 from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import evaluate
 from benchbd.engine.model import create_clip
 from benchbd.engine.pipeline import RunConfig, build_attack, substream, trigger_examples

@@ -16,7 +16,8 @@ from benchbd.core.params import build
 from benchbd.core.results import read_result
 from benchbd.engine import retrieval
 from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import EVALUATIONS, evaluations_in, triggered_examples
 from benchbd.engine.model import create_clip
 from benchbd.engine.pipeline import plan, run

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import evaluate
 from benchbd.engine.model import create_clip
 from benchbd.engine.pipeline import RunConfig, build_attack, substream, trigger_examples

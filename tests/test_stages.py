@@ -16,7 +16,7 @@ from benchbd.core.cache import fingerprint
 from benchbd.core.errors import BenchbdError
 from benchbd.core.results import read_result
 from benchbd.core.seeds import substream
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.detection import ROC_POINTS
 from benchbd.engine.evaluate import evaluate
 from benchbd.engine.model import create_clip

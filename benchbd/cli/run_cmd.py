@@ -21,7 +21,7 @@ from benchbd.core.registry import canonical_package
 from benchbd.core.results import RunResult
 from benchbd.core.suggest import did_you_mean
 from benchbd.engine import distributed
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.data.spec import compose
 from benchbd.engine.evaluate import EVALUATIONS, evaluations_in
 from benchbd.engine.model import DEFAULT_MODEL, resolve_device

@@ -38,7 +38,7 @@ from benchbd.core.registry import PluginError
 from benchbd.core.results import read_result
 from benchbd.core.suggest import did_you_mean
 from benchbd.engine import model_cache
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.evaluate import evaluations_in
 from benchbd.engine.locks import Locks
 from benchbd.engine.param_lists import cell_names, expand
