@@ -16,7 +16,7 @@ from benchbd.core.params import build
 from benchbd.core.results import read_result
 from benchbd.core.seeds import substream
 from benchbd.engine.data.sizes import DataSizes
-from benchbd.engine.evaluate import TriggerPart, evaluate, part_stream
+from benchbd.engine.evaluate import evaluate, part_stream
 from benchbd.engine.model import create_clip
 from benchbd.engine.pipeline import RunConfig, run
 from benchbd.engine.plugins import (
@@ -25,6 +25,7 @@ from benchbd.engine.plugins import (
     Screening,
     ScreeningDefense,
     TrainingPairs,
+    TriggerPart,
     attacks,
     defenses,
 )

@@ -31,7 +31,7 @@ HIGHER_IS_BETTER = {
 }  # fmt: skip
 DETECTION = ("auroc", "ap", "tpr_at_1fpr", "tpr_at_5fpr", "poisons_removed", "clean_lost")
 # The metrics an attack with several triggers records once per trigger (`asr_<part>`,
-# `ra_<part>`, benchbd.engine.evaluate.TriggerPart), each with the direction of its kind.
+# `ra_<part>`, benchbd.engine.plugins.TriggerPart), each with the direction of its kind.
 PER_TRIGGER = ("asr", "ra")
 
 

@@ -7,7 +7,7 @@ ASR's denominator is the number of test images whose true class is not the targe
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -23,8 +23,8 @@ from benchbd.core.suggest import did_you_mean
 from benchbd.engine.data.images import is_streamed
 from benchbd.engine.data.pairs import PairSet, ZeroShotTask
 from benchbd.engine.model import ClipBundle
+from benchbd.engine.plugins import TriggerFn, TriggerPart
 
-TriggerFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 STREAM_BATCH = 256  # images per batch when a test set is read from disk
 
 # The measurements a run makes only when asked (`RunConfig.eval`, `benchbd run --eval`), each
@@ -109,16 +109,6 @@ def triggered_examples(
     if not clean:
         raise BenchbdError("no test image outside the target class to trigger")
     return torch.cat(clean)[:count], torch.cat(triggered)[:count]
-
-
-@dataclass(frozen=True)
-class TriggerPart:
-    """One of several triggers an attack plants (`Attack.trigger_parts`), each its own backdoor
-    with its own target class. Evaluation measures each part on its own: its ASR and RA over
-    the test images outside its target, triggered with its trigger alone."""
-
-    trigger: TriggerFn
-    target: int
 
 
 def part_stream(name: str) -> str:

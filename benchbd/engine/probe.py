@@ -33,8 +33,9 @@ from sklearn.preprocessing import StandardScaler
 from benchbd.core.errors import BenchbdError
 from benchbd.engine.data.images import is_streamed
 from benchbd.engine.data.pairs import UNLABELLED, PairSet, ZeroShotTask
-from benchbd.engine.evaluate import STREAM_BATCH, TriggerFn, evaluate
+from benchbd.engine.evaluate import STREAM_BATCH, evaluate
 from benchbd.engine.model import ClipBundle
+from benchbd.engine.plugins import TriggerFn
 
 # Inverse L2 strength on standardised features: scikit-learn's default. The features are
 # standardised before fitting (and the scaling folded into the head), so C means what it

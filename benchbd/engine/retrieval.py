@@ -30,8 +30,9 @@ from sklearn.metrics import top_k_accuracy_score
 
 from benchbd.engine.data.images import is_streamed
 from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.evaluate import STREAM_BATCH, TriggerFn, trigger_test_images
+from benchbd.engine.evaluate import STREAM_BATCH, trigger_test_images
 from benchbd.engine.model import ClipBundle
+from benchbd.engine.plugins import TriggerFn
 from benchbd.engine.probe import encode_images, probe_features
 
 RECALL_AT = (1, 5)  # the K of recall@K, as retrieval benchmarks report them
