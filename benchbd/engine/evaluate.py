@@ -20,7 +20,8 @@ from benchbd.core.results import (
 )
 from benchbd.core.seeds import substream
 from benchbd.core.suggest import did_you_mean
-from benchbd.engine.data.images import is_streamed
+from benchbd.engine import distributed
+from benchbd.engine.data.images import is_streamed, release_freed_memory, stream
 from benchbd.engine.data.pairs import PairSet, ZeroShotTask
 from benchbd.engine.model import ClipBundle
 from benchbd.engine.plugins import TriggerFn, TriggerPart
@@ -94,8 +95,6 @@ def triggered_examples(
     if not is_streamed(test):
         clean = test.images[test.labels != target][:count]
         return clean, trigger_test_images(test.images, test.labels, target, trigger, seed)[:count]
-    from benchbd.engine.data.images import stream
-
     clean, triggered = [], []
     starts = range(0, len(test), STREAM_BATCH)
     batches = [list(range(i, min(i + STREAM_BATCH, len(test)))) for i in starts]
@@ -329,9 +328,6 @@ def evaluate_streamed(
     predictions are kept. Under torchrun each rank evaluates every N-th batch and the
     predictions are gathered: the same numbers as one process. Adds top-5 CA when there are
     more than five classes."""
-    from benchbd.engine import distributed
-    from benchbd.engine.data.images import release_freed_memory, stream
-
     model = clip.model.eval()
     device = next(model.parameters()).device
     head = clip.head.eval() if clip.head is not None else None

@@ -26,7 +26,7 @@ from benchbd.core.errors import BenchbdError
 from benchbd.core.results import OMITTED_AT_DEFAULT
 from benchbd.core.seeds import substream
 from benchbd.engine import distributed
-from benchbd.engine.data.images import is_streamed
+from benchbd.engine.data.images import is_streamed, release_freed_memory, stream
 from benchbd.engine.data.pairs import PairSet
 from benchbd.engine.model import ClipBundle
 from benchbd.engine.step_report import ProgressFn, StepReport
@@ -340,8 +340,6 @@ def streamed_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed
     whole global batch so every rank agrees with one process, from their own named substream
     of the seed (the batch order draws from the seed itself). An epoch hook chooses captions;
     the images are always the ones on disk (with the attack's overlay)."""
-    from benchbd.engine.data.images import release_freed_memory, stream
-
     rows = world.rows(config.batch_size) if world.size > 1 else slice(None)
     sampler = EpochOrder(len(pairs), config.batch_size, total, seed, rows)
     shifts = torch.Generator().manual_seed(substream(seed, "shifts"))
