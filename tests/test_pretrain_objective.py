@@ -17,10 +17,11 @@ from benchbd.core.errors import BenchbdError
 from benchbd.core.seeds import substream
 from benchbd.engine import train
 from benchbd.engine.augment import ImageViews, TextViews, table_synonyms
+from benchbd.engine.grid import load_grid
 from benchbd.engine.model import create_clip
 from benchbd.engine.objectives import ClipInModalObjective, pretraining_objective
-from benchbd.engine.pipeline import RunConfig, plan
-from benchbd.engine.sweep import load_grid
+from benchbd.engine.planning import plan
+from benchbd.engine.run_config import RunConfig
 from benchbd.engine.train import Batch, TrainConfig, clip_loss, contrastive_objective
 from benchbd.reporting.leaderboard import group_text, leaderboard
 

@@ -25,7 +25,7 @@ from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.data.spec import compose
 from benchbd.engine.evaluate import EVALUATIONS, evaluations_in
 from benchbd.engine.model import DEFAULT_MODEL, resolve_device
-from benchbd.engine.pipeline import Observer
+from benchbd.engine.observer import Observer
 from benchbd.engine.pipeline import run as run_pipeline
 from benchbd.engine.plugins import attacks, defenses
 from benchbd.engine.run_config import FINETUNE_RECIPE, RunConfig, is_embedded

@@ -94,7 +94,7 @@ def _file_name(attack: str, taken: set[str]) -> str:
 
 
 def _draw_one(result: Mapping[str, Any], path: Path, title: str, images: int) -> None:
-    from benchbd.engine.pipeline import trigger_examples
+    from benchbd.engine.poisoned_model import trigger_examples
     from benchbd.engine.run_config import RunConfig
     from benchbd.reporting.trigger_gallery import trigger_grid
 
