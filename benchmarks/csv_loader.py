@@ -107,7 +107,8 @@ def loader_figures(args) -> None:
 
 def eval_peak(folder: str, n: int) -> None:
     """Run in a child process: evaluate n images of the folder streamed; print peak RSS."""
-    from benchbd.engine.data.sources import DataSizes, load_data
+    from benchbd.engine.data.sizes import DataSizes
+    from benchbd.engine.data.sources import load_data
     from benchbd.engine.evaluate import evaluate
     from benchbd.engine.model import create_clip
 

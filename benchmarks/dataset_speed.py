@@ -11,7 +11,8 @@ import tempfile
 import time
 
 from benchbd.engine.data import synthetic
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 
 
 def main() -> None:

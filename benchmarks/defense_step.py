@@ -15,7 +15,8 @@ import statistics
 import time
 
 from benchbd.core.params import build
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.model import create_clip
 from benchbd.engine.plugins import DefenseContext, defenses
 from benchbd.engine.train import StepReport

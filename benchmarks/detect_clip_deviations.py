@@ -36,9 +36,9 @@ from sklearn.metrics import roc_auc_score
 
 from benchbd.core.params import build
 from benchbd.core.seeds import substream
-from benchbd.engine.pipeline import load_poisoned
 from benchbd.engine.planning import load_experiment_data
 from benchbd.engine.plugins import DefenseContext
+from benchbd.engine.poisoned_model import load_poisoned
 from benchbd.engine.run_config import RunConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

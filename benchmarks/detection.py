@@ -25,7 +25,7 @@ import time
 import torch
 
 from benchbd.core.params import parse_variant
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.plugins import defenses, stage_of
 from benchbd.engine.run_config import RunConfig
 from benchbd.engine.stages import detect

@@ -15,7 +15,8 @@ import argparse
 from pathlib import Path
 
 from benchbd.core.cache import atomic_write_text
-from benchbd.engine.sweep import Grid, sweep
+from benchbd.engine.grid import Grid
+from benchbd.engine.sweep import sweep
 from benchbd.reporting.leaderboard import load_folder, tabulate
 from benchbd.reporting.leaderboard_tables import caption, render
 

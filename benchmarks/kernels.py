@@ -69,7 +69,8 @@ def worker(steps: int, onednn: bool, single_pass: bool) -> None:
     torch.set_num_threads(1)
     torch.backends.mkldnn.enabled = onednn
     torch.backends.nnpack.set_flags(onednn)  # without oneDNN, no NNPACK either: plain ATen
-    from benchbd.engine.data.sources import DataSizes, load_data
+    from benchbd.engine.data.sizes import DataSizes
+    from benchbd.engine.data.sources import load_data
     from benchbd.engine.distributed import world
     from benchbd.engine.model import create_clip
     from benchbd.engine.train import (

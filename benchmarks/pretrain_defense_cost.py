@@ -26,7 +26,8 @@ import time
 import torch
 
 from benchbd.core.params import build, parse_variant
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.model import create_clip
 from benchbd.engine.plugins import DefenseContext, defenses
 from benchbd.engine.train import StepReport, TrainConfig, contrastive_objective, train

@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.model import create_clip, image_size
 from benchbd.engine.objectives import pretraining_objective
 from benchbd.engine.train import StepReport, TrainConfig, train

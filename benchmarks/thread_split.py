@@ -29,7 +29,8 @@ def worker(threads: int, layout: str, steps: int) -> None:
 
     torch.set_num_threads(threads)
     from benchbd.engine import distributed
-    from benchbd.engine.data.sources import DataSizes, load_data
+    from benchbd.engine.data.sizes import DataSizes
+    from benchbd.engine.data.sources import load_data
     from benchbd.engine.model import create_clip
     from benchbd.engine.train import (
         TrainConfig,

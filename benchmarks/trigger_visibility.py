@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.core.seeds import substream
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import triggered_examples
-from benchbd.engine.pipeline import RunConfig, build_attack, substream
+from benchbd.engine.planning import build_attack
+from benchbd.engine.run_config import RunConfig
 from benchbd.engine.visibility import trigger_visibility
 
 # (attack, setting, parameters): benchbd's default first, then the published setting.

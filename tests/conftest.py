@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from benchbd.core.registry import Registry
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 
 TINY = DataSizes(train=1024, clean=256, test=200, validation=200)
 

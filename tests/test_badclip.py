@@ -160,8 +160,9 @@ def test_show_optimises_the_patch_a_run_would_use(cache):
     """`benchbd show --attack badclip` on an empty cache: the preview trains the attacker's
     surrogate and optimises the patch from the training pool, as poisoning would, and draws
     that patch in the centre of each image; a run's poisoning then finds it in the cache."""
-    from benchbd.engine.pipeline import RunConfig, trigger_examples
     from benchbd.engine.planning import build_attack, load_experiment_data
+    from benchbd.engine.poisoned_model import trigger_examples
+    from benchbd.engine.run_config import RunConfig
 
     config = RunConfig(attack="badclip", attack_params=dict(QUICK),
                        sizes={"train": 64, "clean": 8, "test": 40},

@@ -12,7 +12,8 @@ import torch
 from conftest import picture, refused_before_training, write_folder, write_pairs
 
 from benchbd.core.errors import BenchbdError
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 
 SIZES = DataSizes(train=0, clean=4, test=0)
 

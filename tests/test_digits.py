@@ -10,7 +10,8 @@ import torch
 
 from benchbd.core.errors import BenchbdError
 from benchbd.engine.data import digits
-from benchbd.engine.data.sources import SOURCES, DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import SOURCES, load_data
 from benchbd.engine.run_config import RunConfig, default_sizes
 
 SMALL = DataSizes(train=200, clean=60, test=100, validation=40)

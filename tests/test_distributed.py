@@ -63,7 +63,8 @@ def streamed_run(spec: str) -> tuple[list[float], dict]:
     """Training streamed from disk, then streamed evaluation (batches of 2, sharded across
     ranks) with badnet's random trigger, which draws from the per-batch generators."""
     from benchbd.core.params import build
-    from benchbd.engine.data.sources import DataSizes, load_data
+    from benchbd.engine.data.sizes import DataSizes
+    from benchbd.engine.data.sources import load_data
     from benchbd.engine.evaluate import evaluate_streamed
     from benchbd.engine.plugins import AttackSetup, attacks
 

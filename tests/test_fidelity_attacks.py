@@ -536,7 +536,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure() -> None:  # pragma: no cover - a report, run by hand
-    from benchbd.engine.data.sources import DataSizes, load_data
+    from benchbd.engine.data.sizes import DataSizes
+    from benchbd.engine.data.sources import load_data
 
     data = load_data("synthetic", DataSizes(train=1024, clean=256, test=200, validation=200),
                      image_size=32)  # fmt: skip

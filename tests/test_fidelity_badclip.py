@@ -183,7 +183,9 @@ def measure() -> None:  # pragma: no cover - a report, run by hand
     from benchbd.attacks.badclip import embed_images, embed_texts, guide_from, optimise_patch
 
     from benchbd.engine.evaluate import zero_shot_weights
-    from benchbd.engine.pipeline import Observer, load_experiment_data, surrogate_model
+    from benchbd.engine.observer import Observer
+    from benchbd.engine.planning import load_experiment_data
+    from benchbd.engine.poisoned_model import surrogate_model
     from benchbd.engine.run_config import RunConfig
 
     config = RunConfig(attack="badclip", defense="none", dataset="digits", device="cpu",

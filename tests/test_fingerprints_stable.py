@@ -12,10 +12,12 @@ import pytest
 from PIL import Image
 
 from benchbd.core.cache import fingerprint
-from benchbd.engine.data.sources import DataSizes, load_data
-from benchbd.engine.pipeline import RunConfig, plan
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.grid import Grid
+from benchbd.engine.planning import plan
 from benchbd.engine.plugins import attacks
-from benchbd.engine.sweep import Grid
+from benchbd.engine.run_config import RunConfig
 from benchbd.engine.train import TrainConfig
 
 SMALL = DataSizes(train=200, clean=64, test=60, validation=30)

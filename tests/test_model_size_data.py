@@ -11,7 +11,8 @@ import torch
 
 from benchbd.engine.data.images import is_streamed
 from benchbd.engine.data.resized import resize
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 
 SMALL = DataSizes(train=64, clean=32, test=20, validation=0)
 

@@ -15,19 +15,21 @@ from benchbd.core.errors import BenchbdError
 from benchbd.core.params import build
 from benchbd.core.results import read_result
 from benchbd.core.seeds import substream
-from benchbd.engine.data.sources import DataSizes
-from benchbd.engine.evaluate import TriggerPart, evaluate, part_stream
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.evaluate import evaluate, part_stream
 from benchbd.engine.model import create_clip
-from benchbd.engine.pipeline import RunConfig, run
+from benchbd.engine.pipeline import run
 from benchbd.engine.plugins import (
     AttackSetup,
     DefenseContext,
     Screening,
     ScreeningDefense,
     TrainingPairs,
+    TriggerPart,
     attacks,
     defenses,
 )
+from benchbd.engine.run_config import RunConfig
 from benchbd.reporting.leaderboard import tabulate
 
 SIZES = DataSizes(train=256, clean=128, test=60, validation=0)

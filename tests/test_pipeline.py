@@ -15,10 +15,14 @@ from benchbd.cli import app
 from benchbd.core.cache import cache_dir
 from benchbd.core.errors import BenchbdError
 from benchbd.core.results import read_result
+from benchbd.core.seeds import substream
 from benchbd.engine.evaluate import evaluate, triggered_examples
 from benchbd.engine.model import create_clip
-from benchbd.engine.pipeline import RunConfig, build_attack, load_poisoned, run, substream
+from benchbd.engine.pipeline import run
+from benchbd.engine.planning import build_attack
 from benchbd.engine.plugins import Defense, attacks, defenses
+from benchbd.engine.poisoned_model import load_poisoned
+from benchbd.engine.run_config import RunConfig
 from benchbd.engine.train import TrainConfig, train
 from benchbd.engine.visibility import trigger_visibility
 

@@ -170,7 +170,8 @@ def test_a_caption_only_clean_set_refuses_eval_probe_before_training(tmp_path, m
     from conftest import write_folder, write_pairs
 
     from benchbd.core.cache import cache_dir
-    from benchbd.engine.pipeline import RunConfig, run
+    from benchbd.engine.pipeline import run
+    from benchbd.engine.run_config import RunConfig
 
     monkeypatch.setenv("BENCHBD_WORKERS", "0")
     dataset = (f"csv:{write_pairs(tmp_path / 'cc')}|eval=imagefolder:"

@@ -12,9 +12,12 @@ from PIL import Image
 
 from benchbd.core.cache import fingerprint
 from benchbd.core.errors import BenchbdError
-from benchbd.engine.data.sources import DataSizes, load_data
-from benchbd.engine.pipeline import RunConfig, attacker_data, plan, run
-from benchbd.engine.sweep import Grid
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.grid import Grid
+from benchbd.engine.pipeline import run
+from benchbd.engine.planning import attacker_data, plan
+from benchbd.engine.run_config import RunConfig
 from benchbd.engine.train import TrainConfig
 
 FAST = TrainConfig(epochs=1, batch_size=64)

@@ -17,13 +17,17 @@ from typer.testing import CliRunner
 from benchbd.cli import app
 from benchbd.core.errors import BenchbdError
 from benchbd.core.params import build
+from benchbd.core.seeds import substream
 from benchbd.engine.data.images import LazyImages, StreamedPairSet, decode
 from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import evaluate
 from benchbd.engine.model import create_clip
-from benchbd.engine.pipeline import RunConfig, build_attack, substream, trigger_examples
+from benchbd.engine.planning import build_attack
 from benchbd.engine.plugins import AttackSetup, attacks
+from benchbd.engine.poisoned_model import trigger_examples
+from benchbd.engine.run_config import RunConfig
 from benchbd.engine.train import TrainConfig, train
 
 ALL = DataSizes(train=0, clean=8, test=0)

@@ -253,7 +253,7 @@ def test_committed_results_are_what_the_engine_would_run_now():
     experiment it records, with the same
     fingerprints (so a sweep over them skips every cell, and a rerun writes the same file),
     and every one ran with the portable kernels."""
-    from benchbd.engine.pipeline import plan
+    from benchbd.engine.planning import plan
     from benchbd.engine.run_config import RunConfig
 
     folders = [RESULTS, *(RESULTS / name for name in ("digits", "objective", "frontier",

@@ -16,10 +16,13 @@ from benchbd.core.params import build
 from benchbd.core.results import read_result
 from benchbd.engine import retrieval
 from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.data.sources import DataSizes, load_data
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import EVALUATIONS, evaluations_in, triggered_examples
+from benchbd.engine.grid import Grid, load_grid
 from benchbd.engine.model import create_clip
-from benchbd.engine.pipeline import plan, run
+from benchbd.engine.pipeline import run
+from benchbd.engine.planning import plan
 from benchbd.engine.probe import encode_images
 from benchbd.engine.retrieval import (
     distinct_captions,
@@ -30,7 +33,7 @@ from benchbd.engine.retrieval import (
     triggered_features,
 )
 from benchbd.engine.run_config import RunConfig
-from benchbd.engine.sweep import Grid, load_grid, sweep
+from benchbd.engine.sweep import sweep
 
 SMALL = DataSizes(train=200, clean=64, test=60, validation=30)
 FAST = {"epochs": 1, "batch_size": 64}

@@ -85,8 +85,6 @@ class FakeClip:
 def test_streamed_training_draws_shifts_from_their_named_substream(monkeypatch):
     """Batches come back shifted exactly as a generator seeded by substream(seed, "shifts")
     shifts them; the loader is replaced by one that yields the requested rows in memory."""
-    import benchbd.engine.data.images as images_module
-
     n, size, batch_size, seed = 8, 16, 4, 5
     pixels = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8)
     pairs = PairSet(pixels, [f"caption {i}" for i in range(n)], torch.arange(n))
@@ -95,7 +93,7 @@ def test_streamed_training_draws_shifts_from_their_named_substream(monkeypatch):
         for positions in batches:
             yield pixels[positions], positions
 
-    monkeypatch.setattr(images_module, "stream", in_memory)
+    monkeypatch.setattr(train, "stream", in_memory)
     config = train.TrainConfig(batch_size=batch_size, shift=0.125)
     got = list(train.streamed_batches(FakeClip(), pairs, config, 3, seed, World()))
 

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from benchbd.cli import app
 from benchbd.core.errors import BenchbdError
 from benchbd.core.results import read_result
+from benchbd.engine.grid import Grid, expand_names, load_grid
 from benchbd.engine.plugins import Defense, defenses
-from benchbd.engine.sweep import Grid, SweepObserver, expand_names, load_grid, sweep
+from benchbd.engine.sweep import SweepObserver, sweep
 
 TINY_GRID = dict(
     sizes={"train": 512, "clean": 128, "test": 100},

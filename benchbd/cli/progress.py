@@ -15,7 +15,7 @@ import time
 from rich.console import Console
 
 from benchbd.core.errors import BenchbdError
-from benchbd.engine.pipeline import Observer
+from benchbd.engine.observer import Observer
 from benchbd.engine.step_report import StepReport
 from benchbd.engine.sweep import CellOutcome, SweepObserver
 

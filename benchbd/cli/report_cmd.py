@@ -25,7 +25,7 @@ def trigger_images(result: Mapping[str, Any], images: int) -> tuple[torch.Tensor
     """The clean test images and the same images triggered, for the configuration a result
     file records (the site's `TriggerExamples`): the trigger that run measured. The engine is
     imported here, on the first picture, not with the command."""
-    from benchbd.engine.pipeline import trigger_examples
+    from benchbd.engine.poisoned_model import trigger_examples
     from benchbd.engine.run_config import RunConfig
 
     _, clean, triggered = trigger_examples(RunConfig.from_result(result), images)

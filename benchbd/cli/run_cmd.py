@@ -23,7 +23,7 @@ from benchbd.core.suggest import did_you_mean
 from benchbd.engine import distributed
 from benchbd.engine.evaluate import EVALUATIONS, evaluations_in
 from benchbd.engine.model import DEFAULT_MODEL, resolve_device
-from benchbd.engine.pipeline import Observer
+from benchbd.engine.observer import Observer
 from benchbd.engine.pipeline import run as run_pipeline
 from benchbd.engine.plugins import attacks, defenses
 from benchbd.engine.run_config import RunConfig, apply_resources, run_arguments

@@ -10,10 +10,10 @@ import typer
 from benchbd.cli.errors import friendly_errors
 from benchbd.core.errors import BenchbdError
 from benchbd.core.params import parse_assignments
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.model import DEFAULT_MODEL
-from benchbd.engine.pipeline import RunConfig, trigger_examples
-from benchbd.engine.run_config import default_sizes
+from benchbd.engine.poisoned_model import trigger_examples
+from benchbd.engine.run_config import RunConfig, default_sizes
 from benchbd.reporting.trigger_gallery import trigger_grid, trigger_title
 
 

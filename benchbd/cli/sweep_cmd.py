@@ -19,20 +19,12 @@ from benchbd.cli.run_options import run_option
 from benchbd.core import kernels
 from benchbd.core.errors import BenchbdError
 from benchbd.engine import dry_run
+from benchbd.engine.executors import EXECUTORS
+from benchbd.engine.grid import Grid, expand_names, load_grid, parse_seeds
 from benchbd.engine.model import resolve_device
 from benchbd.engine.param_lists import merged, sweep_params
 from benchbd.engine.run_config import RunConfig
-from benchbd.engine.sweep import (
-    EXECUTORS,
-    CellOutcome,
-    Grid,
-    SweepObserver,
-    existing_fingerprints,
-    expand_names,
-    load_grid,
-    parse_seeds,
-    sweep,
-)
+from benchbd.engine.sweep import CellOutcome, SweepObserver, existing_fingerprints, sweep
 
 
 class RichSweepObserver(SweepObserver):

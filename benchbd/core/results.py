@@ -31,7 +31,7 @@ HIGHER_IS_BETTER = {
 }  # fmt: skip
 DETECTION = ("auroc", "ap", "tpr_at_1fpr", "tpr_at_5fpr", "poisons_removed", "clean_lost")
 # The metrics an attack with several triggers records once per trigger (`asr_<part>`,
-# `ra_<part>`, benchbd.engine.evaluate.TriggerPart), each with the direction of its kind.
+# `ra_<part>`, benchbd.engine.plugins.TriggerPart), each with the direction of its kind.
 PER_TRIGGER = ("asr", "ra")
 
 
@@ -46,8 +46,8 @@ def higher_is_better(metric: str) -> bool | None:
 
 # Settings a result file records only when they differ from their default, so that files
 # written before the setting existed keep every field: a reader takes an absent one as this
-# value (`benchbd table --group-by pretrain.inmodal_weight` shows 0, not "-"). The recipe's
-# own list is benchbd.engine.train.OMITTED_AT_DEFAULT; a test holds the two together.
+# value (`benchbd table --group-by pretrain.inmodal_weight` shows 0, not "-"). The one list:
+# the training recipe (benchbd.engine.train.TrainConfig.to_dict) leaves its "pretrain.*" out.
 OMITTED_AT_DEFAULT: dict[str, Any] = {"pretrain.inmodal_weight": 0.0}
 
 

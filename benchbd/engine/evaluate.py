@@ -7,7 +7,7 @@ ASR's denominator is the number of test images whose true class is not the targe
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -20,11 +20,12 @@ from benchbd.core.results import (
 )
 from benchbd.core.seeds import substream
 from benchbd.core.suggest import did_you_mean
-from benchbd.engine.data.images import is_streamed
+from benchbd.engine import distributed
+from benchbd.engine.data.images import is_streamed, release_freed_memory, stream
 from benchbd.engine.data.pairs import PairSet, ZeroShotTask
 from benchbd.engine.model import ClipBundle
+from benchbd.engine.plugins import TriggerFn, TriggerPart
 
-TriggerFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 STREAM_BATCH = 256  # images per batch when a test set is read from disk
 
 # The measurements a run makes only when asked (`RunConfig.eval`, `benchbd run --eval`), each
@@ -94,8 +95,6 @@ def triggered_examples(
     if not is_streamed(test):
         clean = test.images[test.labels != target][:count]
         return clean, trigger_test_images(test.images, test.labels, target, trigger, seed)[:count]
-    from benchbd.engine.data.images import stream
-
     clean, triggered = [], []
     starts = range(0, len(test), STREAM_BATCH)
     batches = [list(range(i, min(i + STREAM_BATCH, len(test)))) for i in starts]
@@ -109,16 +108,6 @@ def triggered_examples(
     if not clean:
         raise BenchbdError("no test image outside the target class to trigger")
     return torch.cat(clean)[:count], torch.cat(triggered)[:count]
-
-
-@dataclass(frozen=True)
-class TriggerPart:
-    """One of several triggers an attack plants (`Attack.trigger_parts`), each its own backdoor
-    with its own target class. Evaluation measures each part on its own: its ASR and RA over
-    the test images outside its target, triggered with its trigger alone."""
-
-    trigger: TriggerFn
-    target: int
 
 
 def part_stream(name: str) -> str:
@@ -339,9 +328,6 @@ def evaluate_streamed(
     predictions are kept. Under torchrun each rank evaluates every N-th batch and the
     predictions are gathered: the same numbers as one process. Adds top-5 CA when there are
     more than five classes."""
-    from benchbd.engine import distributed
-    from benchbd.engine.data.images import release_freed_memory, stream
-
     model = clip.model.eval()
     device = next(model.parameters()).device
     head = clip.head.eval() if clip.head is not None else None

@@ -25,14 +25,13 @@ from benchbd.core.checks import base_type
 from benchbd.core.errors import BenchbdError
 from benchbd.core.params import parse_assignments
 from benchbd.core.suggest import did_you_mean
+from benchbd.engine.plugins import attacks, defenses
 
 SCALARS = (int, float, bool, str)
 SPLIT_AT_COMMAS = (int, float, bool)  # a text parameter may hold commas of its own
 
 
 def _registry(kind: str):
-    from benchbd.engine.plugins import attacks, defenses
-
     return attacks if kind == "attack" else defenses
 
 

@@ -1,25 +1,24 @@
 """The run pipeline, in the order a reader expects: data, attack, pretrain, evaluate, defend,
 evaluate, record.
 
-`run()` is that sequence and nothing else; each step is a small function below it. The defend
-step is the same for every stage a defense declares: `benchbd.engine.stages` first makes the model
-the defense's `apply` gets (the poisoned one; or one pretrained on the rows a screen kept, or
-under a pretraining defense), and "before" is always the undefended poisoned model. What a run
-is comes from `engine.run_config` (the description), `engine.planning` (its attack and
-fingerprints) and `benchbd.engine.model_cache` (the poisoned model, trained once and reused by every
-run against the same attack, which says so).
+`run()` is that sequence and nothing else; each step is a small function in the module that
+owns it. The attack and pretraining steps are `benchbd.engine.poisoned_model`'s (the poisoned
+model, trained once and reused, through `benchbd.engine.model_cache`, by every run against the
+same attack, which says so); the measurements are `benchbd.engine.measurements`'. The defend
+step is the same for every stage a defense declares: `benchbd.engine.stages` first makes the
+model the defense's `apply` gets (the poisoned one; or one pretrained on the rows a screen
+kept, or under a pretraining defense), and "before" is always the undefended poisoned model.
+What a run is comes from `engine.run_config` (the description) and `engine.planning` (its
+attack and fingerprints); the result file it writes is made by `record` below.
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from benchbd.core import kernels
 from benchbd.core.cache import remove_stale_temporaries, writable_folder
@@ -35,48 +34,29 @@ from benchbd.core.results import (
 )
 from benchbd.core.seeds import substream
 from benchbd.engine import model_cache
-from benchbd.engine.data.pairs import BenchmarkData, PairSet, ZeroShotTask
-from benchbd.engine.evaluate import (
-    Metrics,
-    TriggerPart,
-    defense_effectiveness,
-    evaluate,
-    triggered_examples,
+from benchbd.engine.data.pairs import BenchmarkData
+from benchbd.engine.evaluate import defense_effectiveness
+from benchbd.engine.measurements import (
+    Measurements,
+    check_opt_in,
+    measure,
+    measure_poisoned,
+    measure_probe,
+    opt_in_metrics,
 )
 from benchbd.engine.model import ClipBundle, create_clip, resolve_device
-from benchbd.engine.model_cache import MODEL_CACHE_VERSION  # noqa: F401  (re-exported)
-from benchbd.engine.objectives import pretraining_objective
-from benchbd.engine.planning import (  # noqa: F401  (plan and ATTACKER_PAIRS re-exported)
-    ATTACKER_PAIRS,
-    attacker_data,
+from benchbd.engine.observer import Observer
+from benchbd.engine.planning import (
     attacker_data_description,
     build_attack,
     load_experiment_data,
-    plan,
-    poisoned_fingerprint,
     preflight,
     run_fingerprint,
 )
-from benchbd.engine.plugin_records import plugin_record_of
 from benchbd.engine.plugins import Attack, Defense, DefenseContext, attacks, defenses
-from benchbd.engine.probe import labelled_rows, linear_probe, probe_metrics
-from benchbd.engine.retrieval import retrieval_metrics
-from benchbd.engine.run_config import SPLITS, RunConfig, apply_resources  # noqa: F401
-from benchbd.engine.stages import PoisonedModel, StagedModel, StageInputs, defended_model
-from benchbd.engine.train import StepReport, train
-from benchbd.engine.visibility import trigger_visibility
-
-VISIBILITY_IMAGES = 500  # triggered test images the trigger's visibility is measured on
-
-
-class Observer:
-    """What the pipeline reports while it works; the CLI draws it, the library stays silent."""
-
-    def stage(self, name: str) -> None: ...
-
-    def step(self, report: StepReport) -> None: ...
-
-    def note(self, message: str) -> None: ...
+from benchbd.engine.poisoned_model import PoisonedModel, poison, pretrain, surrogate_model
+from benchbd.engine.run_config import RunConfig, apply_resources
+from benchbd.engine.stages import StagedModel, StageInputs, defended_model
 
 
 class Stopwatch:
@@ -95,21 +75,10 @@ class Stopwatch:
         return {**self.timings, "total_s": round(time.perf_counter() - self.start, 3)}
 
 
-@dataclass(frozen=True)
-class Measurements:
-    """The numbers a run measures: before and after the defense, the linear-probe "before"
-    of a linear-head defense, and the trigger's visibility."""
-
-    before: Metrics
-    after: Metrics
-    before_probe: Metrics | None = None
-    visibility: dict[str, Any] | None = None
-
-
 def plugin_record(info: PluginInfo, params: dict[str, Any], role: str) -> PluginRecord:
     """A plugin as its result file records it: its own name and the package providing it
     (whichever spelling, bare or `PACKAGE:NAME`, the run was given)."""
-    return plugin_record_of(info.name, info.package, params, role=role)
+    return PluginRecord.of(info.name, info.package, params, role=role)
 
 
 def run(config: RunConfig, observer: Observer | None = None, out: Path | None = None) -> RunResult:
@@ -166,8 +135,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     watch.lap("defense_s")
 
     observer.stage("evaluate")
-    after = evaluate(defended, evaluation, data.task, attack.setup.target, trigger_of(attack),
-                     substream(config.seed, "evaluate"), parts_of(attack))  # fmt: skip
+    after = measure(config, data, evaluation, attack, defended)
     watch.lap("evaluate_after_s")
     if config.eval:
         after = replace(after, opt_in=opt_in_metrics(config, data, evaluation, attack, defended))
@@ -191,152 +159,6 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     if out is not None:
         result.write(out)
     return result
-
-
-def surrogate_model(config: RunConfig, data: BenchmarkData, device, observer: Observer):
-    """A factory for a clean CLIP trained on the attacker's data with the pretraining recipe,
-    for attacks that optimise against a model. Trained on first call, cached like every
-    model."""
-
-    @functools.cache
-    def build() -> ClipBundle:
-        pairs, described = attacker_data(data, config.seed)
-        key = {"surrogate_of": data.train_key, "attacker_data": described,
-               "model": config.model, "pretrain": config.pretrain.to_dict(),
-               "seed": config.seed}  # fmt: skip
-        surrogate_fp = model_cache.surrogate_fingerprint(key)
-        clip = create_clip(config.model, seed=substream(config.seed, "surrogate"), device=device)
-        found = model_cache.lookup_surrogate(surrogate_fp, clip)
-        if found.found:
-            observer.note(f"reusing cached surrogate model surrogate-{surrogate_fp}")
-            return clip
-        if found.why_not:
-            observer.note(found.why_not)
-        seed = substream(config.seed, "surrogate")
-        train(clip, pairs, config.pretrain, seed=seed, stage="surrogate", progress=observer.step,
-              objective=pretraining_objective(config.pretrain, data.task, seed))  # fmt: skip
-        model_cache.store_surrogate(surrogate_fp, clip)
-        return clip
-
-    return build
-
-
-def poison(
-    config: RunConfig,
-    data: BenchmarkData,
-    attack: Attack,
-    clip: ClipBundle,
-    level: str,
-    observer: Observer,
-) -> PoisonedModel:
-    """The attack step: load the cached poisoned model into `clip` with the rows its attack
-    poisoned, so the attack is not run again; otherwise poison the training pairs."""
-    model_fp = poisoned_fingerprint(config, data, attack)
-    if not config.trains_poisoned_model:
-        poisoned = attack.poison(data.train)
-        return PoisonedModel(model_fp, poisoned.indices, None, False, None, None)
-    found = model_cache.lookup(model_fp, level, clip)
-    if found.why_not:
-        observer.note(found.why_not)
-    if found.record is not None:
-        return PoisonedModel(model_fp, found.record.poison_indices, None, True,
-                             found.record.threads, found.record.kernels)  # fmt: skip
-    poisoned = attack.poison(data.train)
-    return PoisonedModel(model_fp, poisoned.indices, poisoned.pairs, False,
-                         config.threads, level)  # fmt: skip
-
-
-def pretrain(
-    config: RunConfig, poisoned: PoisonedModel, clip: ClipBundle, observer: Observer,
-    task: ZeroShotTask,
-) -> None:  # fmt: skip
-    """The pretraining step: train `clip` on the poisoned pairs and cache it, unless it came
-    from the cache or the pretrained weights are used as they are. The recipe's objective is
-    the CLIP loss, plus in-modal terms when its `inmodal_weight` is set (`task` gives the
-    captions' synonyms)."""
-    if not config.trains_poisoned_model:
-        observer.note(f"pretrained weights {config.pretrained} used as they are (not trained)")
-    elif poisoned.cached:
-        observer.note(f"reusing cached poisoned model {poisoned.fingerprint} "
-                      "(pretraining skipped)")  # fmt: skip
-    else:
-        seed = substream(config.seed, "pretrain")
-        train(clip, poisoned.pairs, config.pretrain, seed=seed, stage="pretrain",
-              progress=observer.step,
-              objective=pretraining_objective(config.pretrain, task, seed))  # fmt: skip
-        model_cache.store(poisoned.fingerprint, clip, poisoned.indices, poisoned.threads,
-                          poisoned.kernels)  # fmt: skip
-
-
-def trigger_of(attack: Attack):
-    """The test-time trigger, or None for an attack that poisons nothing (no ASR to measure)."""
-    return attack.apply_trigger if attack.poisons else None
-
-
-def parts_of(attack: Attack) -> dict[str, TriggerPart]:
-    """The triggers evaluation measures one by one (`Attack.trigger_parts`): empty for an
-    attack with one trigger, or none."""
-    return dict(attack.trigger_parts()) if attack.poisons else {}
-
-
-def measure_poisoned(
-    config: RunConfig, data: BenchmarkData, evaluation: PairSet, attack: Attack, clip: ClipBundle
-) -> tuple[Metrics, dict[str, Any] | None]:
-    """The poisoned model's metrics, and how visible the trigger is on the images ASR was just
-    measured on (the first VISIBILITY_IMAGES): a stealthy and a loud trigger of equal ASR are
-    not equal."""
-    trigger, target = trigger_of(attack), attack.setup.target
-    eval_seed = substream(config.seed, "evaluate")
-    before = evaluate(clip, evaluation, data.task, target, trigger, eval_seed, parts_of(attack))
-    visibility = None
-    if trigger is not None and before.n_triggered:
-        visibility = trigger_visibility(*triggered_examples(
-            evaluation, target, trigger, eval_seed, VISIBILITY_IMAGES))  # fmt: skip
-    return before, visibility
-
-
-def measure_probe(
-    config: RunConfig,
-    data: BenchmarkData,
-    evaluation: PairSet,
-    attack: Attack,
-    defense: Defense,
-    context: DefenseContext,
-    clip: ClipBundle,
-) -> Metrics:
-    """A defense that replaces the zero-shot classifier with a trained head is compared with a
-    linear probe of the poisoned encoder, fitted on the defense's own labelled images, so that
-    its DER weighs like against like (fitted before the defense, which may change `clip`)."""
-    labelled = defense.labelled_for_probe(context)
-    classes = len(data.task.classnames)
-    probed = linear_probe(clip, labelled, classes, substream(config.seed, "probe"))
-    return evaluate(probed, evaluation, data.task, attack.setup.target, trigger_of(attack),
-                    substream(config.seed, "evaluate"), parts_of(attack))  # fmt: skip
-
-
-def check_opt_in(config: RunConfig, data: BenchmarkData) -> None:
-    """Refuse now, before pretraining, an opt-in evaluation the data cannot give: the probe
-    needs labelled clean images (a caption-only clean set has none)."""
-    if "probe" in config.eval:
-        labelled_rows(data.clean)
-
-
-def opt_in_metrics(
-    config: RunConfig, data: BenchmarkData, evaluation: PairSet, attack: Attack, clip: ClipBundle
-) -> dict[str, float | None]:
-    """The measurements `config.eval` asks for, of `clip` (the poisoned model, then the
-    defended one), on the triggered images the zero-shot ASR is measured on. The probe is
-    fitted on every labelled clean image, with its own named stream."""
-    trigger, target = trigger_of(attack), attack.setup.target
-    eval_seed = substream(config.seed, "evaluate")
-    measured: dict[str, float | None] = {}
-    if "probe" in config.eval:
-        labelled, probe_seed = labelled_rows(data.clean), substream(config.seed, "eval-probe")
-        measured |= probe_metrics(clip, labelled, evaluation, data.task, target, trigger,
-                                  eval_seed, probe_seed)  # fmt: skip
-    if "retrieval" in config.eval:
-        measured |= retrieval_metrics(clip, evaluation, target, trigger, eval_seed)
-    return measured
 
 
 def keep_other_numbers(
@@ -436,37 +258,3 @@ def record(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         extra=extra,
     )
-
-
-def load_poisoned(
-    config: RunConfig, data: BenchmarkData | None = None
-) -> tuple[ClipBundle, Attack]:
-    """The poisoned model `config` describes, with its attack, for scripts that study a defense
-    outside `run()`: loaded from the cache, or poisoned, trained and cached first, exactly as
-    `run()` would."""
-    observer = Observer()
-    config = apply_resources(config)
-    data = load_experiment_data(config) if data is None else data
-    device = resolve_device(config.device)
-    attack = build_attack(config, data, surrogate_model(config, data, device, observer))
-    clip = create_clip(config.model, seed=substream(config.seed, "init"), device=device,
-                       pretrained=config.pretrained)  # fmt: skip
-    level = kernels.describe(device=str(device))["level"]
-    pretrain(config, poison(config, data, attack, clip, level, observer), clip, observer,
-             data.task)  # fmt: skip
-    clip.model.eval()
-    return clip, attack
-
-
-def trigger_examples(config: RunConfig, count: int) -> tuple[Attack, torch.Tensor, torch.Tensor]:
-    """The attack `config` describes, with its first `count` non-target test images, clean and
-    triggered exactly as `run` triggers them at evaluation (same attack seed, image size and
-    trigger generator), for `benchbd show`. No poisoned model is trained: a test-time trigger
-    does not depend on it. A trigger optimised against the attacker's surrogate (BadCLIP's
-    patch) is computed as poisoning computes it, training the surrogate if it is not cached."""
-    data = load_experiment_data(config)
-    surrogate = surrogate_model(config, data, resolve_device(config.device), Observer())
-    attack = build_attack(config, data, surrogate)
-    clean, triggered = triggered_examples(data.test, attack.setup.target, attack.apply_trigger,
-                                          substream(config.seed, "evaluate"), count)  # fmt: skip
-    return attack, clean, triggered

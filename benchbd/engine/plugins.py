@@ -21,7 +21,6 @@ from benchbd.core.errors import BenchbdError
 from benchbd.core.params import Params
 from benchbd.core.registry import Registry, clash_message
 from benchbd.engine.data.pairs import PairSet, ZeroShotTask
-from benchbd.engine.evaluate import TriggerPart  # noqa: F401  (re-exported: the contract names it)
 from benchbd.engine.model import ClipBundle
 from benchbd.engine.step_report import StepReport
 
@@ -31,6 +30,9 @@ if TYPE_CHECKING:  # the contracts name the loop's hook types without importing 
 # Where a defense acts: on the trained model, on the training pairs before pretraining, or in
 # pretraining itself. `Defense.stage` declares one; the pipeline runs each the same way.
 STAGES = ("finetune", "screen", "pretrain")
+
+# A test-time trigger: uint8 (N, 3, H, W) images and a generator -> triggered images.
+TriggerFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,16 @@ class AttackSetup:
     @property
     def target_name(self) -> str:
         return self.task.classnames[self.target]
+
+
+@dataclass(frozen=True)
+class TriggerPart:
+    """One of several triggers an attack plants (`Attack.trigger_parts`), each its own backdoor
+    with its own target class. Evaluation measures each part on its own: its ASR and RA over
+    the test images outside its target, triggered with its trigger alone."""
+
+    trigger: TriggerFn
+    target: int
 
 
 @dataclass(frozen=True)

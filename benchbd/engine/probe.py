@@ -31,10 +31,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from benchbd.core.errors import BenchbdError
-from benchbd.engine.data.images import is_streamed
+from benchbd.engine.data.images import is_streamed, stream
 from benchbd.engine.data.pairs import UNLABELLED, PairSet, ZeroShotTask
-from benchbd.engine.evaluate import STREAM_BATCH, TriggerFn, evaluate
+from benchbd.engine.evaluate import STREAM_BATCH, evaluate
 from benchbd.engine.model import ClipBundle
+from benchbd.engine.plugins import TriggerFn
 
 # Inverse L2 strength on standardised features: scikit-learn's default. The features are
 # standardised before fitting (and the scaling folded into the head), so C means what it
@@ -97,8 +98,6 @@ def probe_features(
     (the batches `evaluate_streamed` reads)."""
     if not is_streamed(pairs):
         return encode_images(clip, pairs.images, batch_size=batch_size, normalize=normalize)
-    from benchbd.engine.data.images import stream
-
     starts = range(0, len(pairs), STREAM_BATCH)
     batches = [list(range(i, min(i + STREAM_BATCH, len(pairs)))) for i in starts]
     chunks = [encode_images(clip, images, True, STREAM_BATCH, normalize)

@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import top_k_accuracy_score
 
-from benchbd.engine.data.images import is_streamed
+from benchbd.engine.data.images import is_streamed, stream
 from benchbd.engine.data.pairs import PairSet
-from benchbd.engine.evaluate import STREAM_BATCH, TriggerFn, trigger_test_images
+from benchbd.engine.evaluate import STREAM_BATCH, trigger_test_images
 from benchbd.engine.model import ClipBundle
+from benchbd.engine.plugins import TriggerFn
 from benchbd.engine.probe import encode_images, probe_features
 
 RECALL_AT = (1, 5)  # the K of recall@K, as retrieval benchmarks report them
@@ -63,8 +64,6 @@ def triggered_features(
     if not is_streamed(pairs):
         return encode_images(clip, trigger_test_images(pairs.images, pairs.labels, target,
                                                        trigger, seed))  # fmt: skip
-    from benchbd.engine.data.images import stream
-
     starts = range(0, len(pairs), STREAM_BATCH)
     batches = [list(range(i, min(i + STREAM_BATCH, len(pairs)))) for i in starts]
     chunks = []

@@ -21,7 +21,7 @@ from benchbd.core.params import Params, build
 from benchbd.core.registry import PluginError, canonical_package
 from benchbd.core.suggest import did_you_mean
 from benchbd.engine.data import digits
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.data.spec import compose
 from benchbd.engine.evaluate import evaluations_in, parse_evaluations
 from benchbd.engine.model import DEFAULT_MODEL

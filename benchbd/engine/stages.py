@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -23,7 +24,6 @@ from benchbd.engine import model_cache
 from benchbd.engine.data.pairs import BenchmarkData, PairSet
 from benchbd.engine.detection import detection_metrics
 from benchbd.engine.model import ClipBundle, create_clip
-from benchbd.engine.objectives import pretraining_objective
 from benchbd.engine.planning import load_experiment_data, poisoned_fingerprint, stage_fingerprint
 from benchbd.engine.plugins import (
     Attack,
@@ -36,23 +36,10 @@ from benchbd.engine.plugins import (
     defenses,
     stage_of,
 )
+from benchbd.engine.poisoned_model import PoisonedModel, load_poisoned
+from benchbd.engine.recipe_training import train_and_cache
 from benchbd.engine.run_config import RunConfig
 from benchbd.engine.step_report import ProgressFn
-from benchbd.engine.train import train
-
-
-@dataclass(frozen=True)
-class PoisonedModel:
-    """What the attack step hands on: the poisoned model's fingerprint and poisoned rows, and
-    either the poisoned pairs still to be trained on or the fact that the model came from the
-    cache (or, for pretrained weights used as they are, that nothing is trained)."""
-
-    fingerprint: str
-    indices: list[int]
-    pairs: PairSet | None  # to pretrain on; None when the model is cached or used as given
-    cached: bool
-    threads: int | None  # CPU threads and kernel level it was (or will be) trained with;
-    kernels: str | None  # None for weights used as given
 
 
 @dataclass(frozen=True)
@@ -154,19 +141,17 @@ def _pretrain(inputs: StageInputs, model_fp: str, clip: ClipBundle, pairs: PairS
     run's recipe (a pretraining defense's own learning rate, say: part of its parameters, so
     of the stage's fingerprint)."""
     config = inputs.config
-    training = replace(config.pretrain, **recipe) if recipe else config.pretrain
-    batch = training.batch_size
+    batch = (replace(config.pretrain, **recipe) if recipe else config.pretrain).batch_size
     if len(pairs) < batch:
         raise BenchbdError(f"the defense left {len(pairs)} training pairs, fewer than one "
                            f"pretraining batch of {batch}")  # fmt: skip
-    seed = substream(config.seed, "pretrain")
-    if hooks.get("objective") is None:
-        hooks["objective"] = pretraining_objective(config.pretrain, inputs.data.task, seed)
-    train(clip, pairs, training, seed=seed, stage=stage, progress=inputs.progress,
-          **hooks)  # fmt: skip
     threads = config.threads
-    model_cache.store(model_fp, clip, inputs.poisoned.indices, threads,
-                      inputs.poisoned.kernels or "unrecorded", dropped)  # fmt: skip
+    cache = partial(model_cache.store, model_fp, indices=inputs.poisoned.indices,
+                    threads=threads, level=inputs.poisoned.kernels or "unrecorded",
+                    dropped=dropped)  # fmt: skip
+    train_and_cache(clip, pairs, config.pretrain, seed=substream(config.seed, "pretrain"),
+                    stage=stage, task=inputs.data.task, progress=inputs.progress, cache=cache,
+                    overrides=recipe, **hooks)  # fmt: skip
     return threads
 
 
@@ -247,11 +232,10 @@ def clean_model_factory(inputs: StageInputs) -> Callable[[], ClipBundle]:
             raise BenchbdError(f"a clean model needs one pretraining batch of "
                                f"{config.pretrain.batch_size} clean pairs; there are "
                                f"{len(data.clean)} (--clean-pairs)")  # fmt: skip
-        seed = substream(config.seed, "clean-model")
-        train(clip, data.clean, config.pretrain, seed=seed, stage="clean model",
-              progress=inputs.progress,
-              objective=pretraining_objective(config.pretrain, data.task, seed))  # fmt: skip
-        model_cache.store_surrogate(clean_fp, clip, kind="clean")
+        cache = partial(model_cache.store_surrogate, clean_fp, kind="clean")
+        train_and_cache(clip, data.clean, config.pretrain,
+                        seed=substream(config.seed, "clean-model"), stage="clean model",
+                        task=data.task, progress=inputs.progress, cache=cache)  # fmt: skip
         return clip
 
     return build
@@ -281,8 +265,6 @@ def detect(
     """The detection numbers and ROC curve of the screen `config` names, on the poisoned model
     and pairs `config` describes, without pretraining on the rows it keeps: for scripts that
     compare detectors (a run measures the same numbers and then pretrains)."""
-    from benchbd.engine.pipeline import load_poisoned  # the pipeline imports this module
-
     data = load_experiment_data(config) if data is None else data
     defense = defenses.get(config.defense)(config.defense_settings())
     if not isinstance(defense, ScreeningDefense):

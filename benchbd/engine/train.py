@@ -23,17 +23,22 @@ import torch.nn.functional as F
 
 from benchbd.core.checks import check_fields
 from benchbd.core.errors import BenchbdError
+from benchbd.core.results import OMITTED_AT_DEFAULT
 from benchbd.core.seeds import substream
 from benchbd.engine import distributed
-from benchbd.engine.data.images import is_streamed
+from benchbd.engine.data.images import is_streamed, release_freed_memory, stream
 from benchbd.engine.data.pairs import PairSet
 from benchbd.engine.model import ClipBundle
 from benchbd.engine.step_report import ProgressFn, StepReport
 
 LOGIT_SCALE_MAX = math.log(100.0)
-# Recipe settings a fingerprint or result file holds only when they differ from this default;
-# readers take an absent one as the default (benchbd.core.results.OMITTED_AT_DEFAULT, "pretrain.*").
-OMITTED_AT_DEFAULT: dict[str, float] = {"inmodal_weight": 0.0}
+# Recipe settings a fingerprint or result file holds only when they differ from their default:
+# the result schema's list (benchbd.core.results.OMITTED_AT_DEFAULT), its "pretrain.*" entries.
+RECIPE_OMITTED_AT_DEFAULT: dict[str, float] = {
+    path.removeprefix("pretrain."): default
+    for path, default in OMITTED_AT_DEFAULT.items()
+    if path.startswith("pretrain.")
+}
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """The recipe as fingerprints and result files hold it. A setting added after result
-        files were first written (OMITTED_AT_DEFAULT) is left out at its default, so every
+        files were first written (RECIPE_OMITTED_AT_DEFAULT) is left out at its default, so every
         fingerprint and file made before it stays as it was."""
         recipe = asdict(self)
-        for name, default in OMITTED_AT_DEFAULT.items():
+        for name, default in RECIPE_OMITTED_AT_DEFAULT.items():
             if recipe[name] == default:
                 del recipe[name]
         return recipe
@@ -335,8 +340,6 @@ def streamed_batches(clip, pairs: PairSet, config: TrainConfig, total: int, seed
     whole global batch so every rank agrees with one process, from their own named substream
     of the seed (the batch order draws from the seed itself). An epoch hook chooses captions;
     the images are always the ones on disk (with the attack's overlay)."""
-    from benchbd.engine.data.images import release_freed_memory, stream
-
     rows = world.rows(config.batch_size) if world.size > 1 else slice(None)
     sampler = EpochOrder(len(pairs), config.batch_size, total, seed, rows)
     shifts = torch.Generator().manual_seed(substream(seed, "shifts"))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,9 +34,7 @@ from benchbd.core.cache import fingerprint
 from benchbd.core.errors import BenchbdError
 from benchbd.engine.data import versions
 from benchbd.engine.data.pairs import BenchmarkData, PairSet, ZeroShotTask, fix_articles
-
-if TYPE_CHECKING:
-    from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 
 SCANS = 1797  # rows in sklearn.datasets.load_digits
 SPLIT_SEED = 0  # the splits and captions are part of the dataset, not of a run

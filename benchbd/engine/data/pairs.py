@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from benchbd.core.errors import BenchbdError
+from benchbd.core.suggest import did_you_mean
 
 _ARTICLE = re.compile(r"\ba (?=[aeiou])")
 
@@ -93,8 +94,6 @@ class ZeroShotTask:
             return index
         if name_or_index in self.classnames:
             return self.classnames.index(name_or_index)
-        from benchbd.core.suggest import did_you_mean
-
         raise ValueError(
             f"unknown target class {name_or_index!r}"
             f"{did_you_mean(str(name_or_index), self.classnames)}"

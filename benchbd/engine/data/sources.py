@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from benchbd.core.cache import cache_dir, fingerprint, remove_stale_temporaries, temporary_prefix
-from benchbd.core.checks import check_fields
 from benchbd.core.errors import BenchbdError
 from benchbd.core.suggest import did_you_mean
 from benchbd.engine.data import synthetic, versions
@@ -27,31 +26,11 @@ from benchbd.engine.data.digits import DigitsSource
 from benchbd.engine.data.pairs import BenchmarkData, PairSet, ZeroShotTask
 from benchbd.engine.data.real import RealSource
 from benchbd.engine.data.resized import RESIZE, at_size
+from benchbd.engine.data.sizes import DataSizes
 
 log = logging.getLogger("benchbd")
 # The size the synthetic generator draws at: the default model's.
 NATIVE_SIZE = synthetic.SyntheticSpec().image_size
-
-
-@dataclass(frozen=True)
-class DataSizes:
-    """How many pairs each split holds (train: poisoned pretraining; clean: for defenses;
-    test: reported on; validation: for choosing defaults, never reported as a result).
-
-    For real sources a size is a cap and 0 means every row available, except validation,
-    which is set aside from the labelled rows: at most a tenth of them, and 0 sets none aside.
-    The synthetic set is generated to size, so it needs train, clean and test to be at least 1.
-    """
-
-    train: int = 20_000
-    clean: int = 5_000
-    test: int = 2_000
-    validation: int = 2_000
-
-    def __post_init__(self) -> None:
-        check_fields(self, owner="the split sizes")
-        if min(self.train, self.clean, self.test, self.validation) < 0:
-            raise BenchbdError("split sizes must be >= 0 (0 = all rows, for real datasets)")
 
 
 class DataSource(Protocol):
