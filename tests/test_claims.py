@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.reporting.claims import decide_all, ratio_interval, read_claims
-from benchbd.reporting.intervals import interval, t_quantile, verdict
+from benchbd.reporting.claims import decide_all, read_claims
+from benchbd.reporting.intervals import interval, ratio_interval, t_quantile, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"

@@ -46,10 +46,9 @@ from benchbd.reporting.intervals import (
     FAILS,
     HOLDS,
     INCONCLUSIVE,
-    LEVEL,
     Interval,
     interval,
-    t_quantile,
+    ratio_interval,
     verdict,
 )
 from benchbd.reporting.result_frame import apply_filters, load_folder
@@ -358,38 +357,6 @@ def select(selection: Selection, folders: Folders, claim_id: str) -> list[Mappin
 
 def _by_seed(results: Sequence[Mapping[str, Any]], metric: Metric) -> tuple[tuple, tuple]:
     return tuple(r["seed"] for r in results), tuple(metric.of(r) for r in results)
-
-
-def ratio_interval(num: Sequence[float], den: Sequence[float], paired: bool,
-                   level: float = LEVEL) -> Interval:  # fmt: skip
-    """Fieller's interval for mean(num) / mean(den) (see the module docstring); low and high
-    are infinite when the denominator's interval reaches zero, None with fewer than 2 seeds."""
-    a_vals = [v for v in num if math.isfinite(v)]
-    b_vals = [v for v in den if math.isfinite(v)]
-    if paired:
-        pairs = [(a, b) for a, b in zip(num, den, strict=True) if math.isfinite(a + b)]
-        a_vals, b_vals = [a for a, _ in pairs], [b for _, b in pairs]
-    n = min(len(a_vals), len(b_vals))
-    if n == 0:
-        return Interval(None, None, None, 0)
-    m1, m2 = math.fsum(a_vals) / len(a_vals), math.fsum(b_vals) / len(b_vals)
-    ratio = m1 / m2 if m2 != 0 else math.copysign(math.inf, m1) if m1 else math.nan
-    if n < 2:
-        return Interval(ratio, None, None, n)
-
-    def var(xs: list[float], m: float) -> float:
-        return math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)
-
-    v11, v22 = var(a_vals, m1), var(b_vals, m2)
-    v12 = (math.fsum((a - m1) * (b - m2) for a, b in zip(a_vals, b_vals, strict=True))
-           / (n - 1) / n) if paired else 0.0  # fmt: skip
-    t2 = t_quantile(n, level) ** 2
-    a, b, c = m2 * m2 - t2 * v22, m1 * m2 - t2 * v12, m1 * m1 - t2 * v11
-    disc = b * b - a * c
-    if a <= 0 or disc < 0:
-        return Interval(ratio, -math.inf, math.inf, n)
-    root = math.sqrt(disc)
-    return Interval(ratio, (b - root) / a, (b + root) / a, n)
 
 
 def decide(claim: Claim, folders: Folders) -> Decision:
