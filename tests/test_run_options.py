@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from benchbd.cli import app
 from benchbd.core.errors import BenchbdError
 from benchbd.core.results import read_result
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.grid import Grid, load_grid
 from benchbd.engine.planning import plan
 from benchbd.engine.run_config import RUN_OPTIONS, RunConfig, apply_resources
-from benchbd.engine.sweep import Grid, load_grid
 from benchbd.engine.train import TrainConfig
 
 runner = CliRunner()
