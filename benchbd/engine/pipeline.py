@@ -53,6 +53,7 @@ from benchbd.engine.planning import (
     preflight,
     run_fingerprint,
 )
+from benchbd.engine.plugin_records import plugin_record_of
 from benchbd.engine.plugins import Attack, Defense, DefenseContext, attacks, defenses
 from benchbd.engine.poisoned_model import PoisonedModel, poison, pretrain, surrogate_model
 from benchbd.engine.run_config import RunConfig, apply_resources
@@ -78,7 +79,7 @@ class Stopwatch:
 def plugin_record(info: PluginInfo, params: dict[str, Any], role: str) -> PluginRecord:
     """A plugin as its result file records it: its own name and the package providing it
     (whichever spelling, bare or `PACKAGE:NAME`, the run was given)."""
-    return PluginRecord.of(info.name, info.package, params, role=role)
+    return plugin_record_of(info.name, info.package, params, role=role)
 
 
 def run(config: RunConfig, observer: Observer | None = None, out: Path | None = None) -> RunResult:
