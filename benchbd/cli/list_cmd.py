@@ -10,9 +10,10 @@ from rich.table import Table
 from benchbd.cli.errors import fail, friendly_errors, warn_clashes
 from benchbd.core.params import describe
 from benchbd.core.registry import PluginError, Registry
+from benchbd.engine.model_detection import model_detectors
 from benchbd.engine.plugins import Defense, attacks, defenses
 
-KINDS = {"attacks": attacks, "defenses": defenses}
+KINDS = {"attacks": attacks, "defenses": defenses, "model_detectors": model_detectors}
 
 
 def _default(value: object) -> str:
@@ -46,11 +47,11 @@ def plugin_table(title: str, registry: Registry) -> Table:
 
 @friendly_errors
 def list_plugins(
-    kind: str = typer.Argument("all", help="attacks, defenses, or all"),
+    kind: str = typer.Argument("all", help="attacks, defenses, model_detectors, or all"),
 ) -> None:
     """List every registered attack and defense with its package, description and parameters."""
     if kind != "all" and kind not in KINDS:
-        fail(f"unknown kind {kind!r}; choose attacks, defenses or all")
+        fail(f"unknown kind {kind!r}; choose attacks, defenses, model_detectors or all")
     console = Console()
     warn_clashes()  # a clashing name is listed once per package, as PACKAGE:NAME
     for title, registry in KINDS.items():
