@@ -168,7 +168,7 @@ def zoo(
 
 
 def metrics_table(name: str, metrics: dict) -> Table:
-    table = Table(title=f"{name} over the zoo ({metrics['split_rule']})")
+    table = Table(title=f"{name} over the zoo", caption=f"parts: {metrics['split_rule']}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, label in METRICS:
