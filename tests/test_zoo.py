@@ -200,3 +200,14 @@ def test_unknown_detectors_and_parameters_are_refused_before_any_training(tmp_pa
                     "--out", str(tmp_path / "z"))  # fmt: skip
     assert result.exit_code != 0 and "nope" in result.output
     assert not (tmp_path / "z").exists()
+
+
+def test_a_manifest_gives_the_zoo_to_a_dry_run(tmp_path):
+    write_manifest(tmp_path, SPEC, plan_zoo(SPEC))
+    result = invoke("zoo", "--manifest", str(tmp_path / "manifest.json"), "--dry-run",
+                    "--out", str(tmp_path / "unused"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "6 models (2 clean), 0 cached, 6 to train" in result.output
+    for model in plan_zoo(SPEC):
+        assert model.fingerprint in result.output
+    assert not (tmp_path / "unused").exists()
