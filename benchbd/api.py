@@ -1,10 +1,12 @@
 """The one module a benchbd plugin imports from.
 
-An attack or a defense, built in (`benchbd.attacks`, `benchbd.defenses`) or in a package of
-its own, takes everything it needs from here: the two contracts and the types they name, the
-data it is handed, how it declares parameters and reports errors, seeds, the training loop and
-losses a defense trains with, the evaluation helpers, the model bundle, a cache for an artefact
-it computed, and the plugin registries a plugin built from other plugins looks its parts up in.
+An attack, a defense or a model detector, built in (`benchbd.attacks`, `benchbd.defenses`) or
+in a package of its own, takes everything it needs from here: the contracts and the types they
+name, the data it is handed, how it declares parameters and reports errors, seeds, the training
+loop and losses a defense trains with, the evaluation helpers, the model bundle, a cache for an
+artefact it computed, and the plugin registries a plugin built from other plugins looks its
+parts up in.
+
 The engine's modules may be rearranged between releases; these names stay, so a plugin that
 reaches past this module is on its own. docs/plugins.md describes each.
 """
@@ -22,6 +24,12 @@ from benchbd.engine.data.pairs import UNLABELLED, PairSet, ZeroShotTask
 from benchbd.engine.distributed import World, world
 from benchbd.engine.evaluate import clean_accuracy, predict, zero_shot_weights
 from benchbd.engine.model import ClipBundle
+from benchbd.engine.model_detection import (
+    DetectionContext,
+    ModelDetector,
+    ModelVerdict,
+    model_detectors,
+)
 from benchbd.engine.objectives import ClipInModalObjective, clip_inmodal_loss, inmodal_loss
 from benchbd.engine.plugin_cache import artefact_path, load_artefact, save_artefact
 from benchbd.engine.plugins import (
@@ -57,6 +65,10 @@ __all__ = [
     "Screening",
     "PretrainingDefense",
     "PretrainingHooks",
+    # the model-detector contract: a trained model in, a score (and a suspected target) out
+    "ModelDetector",
+    "DetectionContext",
+    "ModelVerdict",
     # the data a plugin is handed
     "PairSet",
     "StreamedPairSet",
@@ -106,4 +118,5 @@ __all__ = [
     # the registries, for a plugin built from other plugins
     "attacks",
     "defenses",
+    "model_detectors",
 ]

@@ -34,6 +34,7 @@ COMMANDS = {
     "show": ("benchbd.cli.show_cmd", "show"),
     "report": ("benchbd.cli.report_cmd", "report"),
     "claims": ("benchbd.cli.claims_cmd", "claims"),
+    "zoo": ("benchbd.cli.zoo_cmd", "zoo"),
 }
 LIGHT = ("table", "plot", "claims")  # commands that need no model code
 KERNELS_HELP = (

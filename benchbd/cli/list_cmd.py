@@ -17,9 +17,10 @@ from benchbd.cli.errors import fail, friendly_errors, warn_clashes
 from benchbd.core.params import describe
 from benchbd.core.registry import PluginError, Registry, is_builtin
 from benchbd.core.suggest import did_you_mean
+from benchbd.engine.model_detection import model_detectors
 from benchbd.engine.plugins import Defense, attacks, defenses
 
-KINDS = {"attacks": attacks, "defenses": defenses}
+KINDS = {"attacks": attacks, "defenses": defenses, "model_detectors": model_detectors}
 OVERVIEW = ("all", *KINDS)
 
 
@@ -38,9 +39,12 @@ def _cut(line: str, width: int) -> str:
 
 
 def kind_of(registry: Registry, plugin: type) -> str:
-    """An attack's kind, or the stage a defense acts at (finetune, screen, pretrain)."""
+    """An attack's kind, the stage a defense acts at (finetune, screen, pretrain), or a model
+    detector's."""
     if registry is attacks:
         return "attack"
+    if registry is model_detectors:
+        return "model"
     return str(getattr(plugin, "stage", "finetune")) if issubclass(plugin, Defense) else "?"
 
 
@@ -70,7 +74,7 @@ def detail_lines(registry: Registry, name: str, width: int) -> list[str]:
     info = registry.info(name)
     plugin = registry.get(name)  # a plugin that fails to load: its error, one line
     kind = kind_of(registry, plugin)
-    kind = kind if kind == "attack" else f"defense, {kind} stage"
+    kind = {"attack": "attack", "model": "model detector"}.get(kind, f"defense, {kind} stage")
     lines = [f"{info.name} ({kind}, package {info.package})"]
     lines += textwrap.wrap(plugin.description, width) or [""]
     params = describe(plugin.Params)
@@ -105,10 +109,12 @@ def plugins_named(name: str) -> list[tuple[Registry, str]]:
 @friendly_errors
 def list_plugins(
     name: str = typer.Argument(
-        "all", help="a plugin's name: its parameters in full; or attacks, defenses, all"
+        "all",
+        help="a plugin's name: its parameters in full; or attacks, defenses, model_detectors, all",
     ),
 ) -> None:
-    """One line per attack and defense; `benchbd list NAME` gives one plugin's parameters."""
+    """One line per attack, defense and model detector; `benchbd list NAME` gives one plugin's
+    parameters."""
     warn_clashes()  # a clashing name is listed once per package, as PACKAGE:NAME
     width = _width()
     if name in OVERVIEW:
