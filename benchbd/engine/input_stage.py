@@ -75,6 +75,12 @@ def rejection_threshold(clean_scores: np.ndarray, fpr: float = REJECT_FPR) -> fl
     return float(values[len(values) - 1 - allowed])
 
 
+def share(hits: torch.Tensor) -> float:
+    """The share of True in `hits`, computed as `evaluate` computes its rates (a float32
+    mean), so that a detector that rejects nothing leaves CA, ASR and RA exactly as they were."""
+    return hits.float().mean().item()
+
+
 def score_images(detector: InputDetector, clip: ClipBundle, images: torch.Tensor,
                  context: DefenseContext, name: str) -> tuple[np.ndarray, float]:  # fmt: skip
     """The detector's scores of `images` in batches of SCORE_BATCH, checked (one finite float
@@ -125,9 +131,8 @@ def detect_inputs(
     threshold = rejection_threshold(validation_scores)
     clean_scores, seconds = score_images(detector, clip, test.images, context, name)
     weights = zero_shot_weights(clip, task)
-    clean_kept = clean_scores <= threshold
-    predictions = predict(clip, test.images, weights).numpy()
-    ca = float(np.mean((predictions == test.labels.numpy()) & clean_kept))
+    clean_kept = torch.from_numpy(clean_scores <= threshold)
+    ca = share((predict(clip, test.images, weights) == test.labels) & clean_kept)
     rates, triggered_scores = {}, []
     for part, part_trigger, part_target, part_seed in measured_triggers(trigger, target, seed,
                                                                         parts):  # fmt: skip
@@ -137,11 +142,10 @@ def detect_inputs(
         scores, spent = score_images(detector, clip, images, context, name)
         seconds += spent
         triggered_scores.append(scores)
-        kept = scores <= threshold
-        hits = predict(clip, images, weights).numpy()
-        labels = test.labels[eligible].numpy()
-        rates[part] = (float(np.mean((hits == part_target) & kept)),
-                       float(np.mean((hits == labels) & kept)), int(eligible.sum()))  # fmt: skip
+        kept = torch.from_numpy(scores <= threshold)
+        hits, labels = predict(clip, images, weights), test.labels[eligible]
+        rates[part] = (share((hits == part_target) & kept), share((hits == labels) & kept),
+                       int(eligible.sum()))  # fmt: skip
     after = combined(ca, rates, len(test), "zero-shot")
     positives = np.concatenate(triggered_scores) if triggered_scores else np.zeros(0)
     everything = np.concatenate([clean_scores, positives])
