@@ -55,7 +55,9 @@ class FlagsAll(InputDetector):
 
 @pytest.fixture(scope="module")
 def clip():
-    return create_clip(seed=0)
+    model = create_clip(seed=0)
+    model.model.eval()  # as the input stage hands it over
+    return model
 
 
 def context_of(data) -> DefenseContext:

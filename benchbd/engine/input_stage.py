@@ -127,6 +127,7 @@ def detect_inputs(
     start = time.perf_counter()
     detector.fit(clip, context)
     fit_s = time.perf_counter() - start
+    clip.model.eval()  # scored as evaluation classifies, whatever `fit` left
     validation_scores = score_images(detector, clip, validation.images, context, name)[0]
     threshold = rejection_threshold(validation_scores)
     clean_scores, seconds = score_images(detector, clip, test.images, context, name)
