@@ -165,9 +165,8 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     watch.lap("defense_s")
 
     observer.stage("evaluate")
-    after = staged.after or evaluate(  # an input detector measured its own, with rejection
-        defended, evaluation, data.task, attack.setup.target, trigger_of(attack),
-        substream(config.seed, "evaluate"), parts_of(attack))  # fmt: skip
+    after = staged.after or evaluate(defended, evaluation, data.task, attack.setup.target,
+        trigger_of(attack), substream(config.seed, "evaluate"), parts_of(attack))  # fmt: skip
     watch.lap("evaluate_after_s")
     if config.eval:
         after = replace(after, opt_in=opt_in_metrics(config, data, evaluation, attack, defended))
