@@ -4,8 +4,8 @@ The poisoned model is kept as it is. A detector (`InputDetector`) fits once on t
 clean split and the model, then scores images (higher = more likely triggered). Three sets are
 scored, in fixed batches:
 
-- the clean VALIDATION images, only to fix the rejection threshold: the highest score that
-  leaves at most `REJECT_FPR` (5 %) of them flagged. The test split never sets it.
+- the clean VALIDATION images, only to fix the rejection threshold: the smallest of their
+  scores that leaves at most `REJECT_FPR` (5 %) of them above it. The test split never sets it.
 - the clean test images (the run's evaluation split) and the triggered non-target test images,
   triggered exactly as `evaluate` triggers them (same generator seeds, each part of a
   several-trigger attack with its own).
