@@ -1,11 +1,12 @@
 """The one module a benchbd plugin imports from.
 
-An attack, a defense or a model detector, built in (`benchbd.attacks`, `benchbd.defenses`) or
-in a package of its own, takes everything it needs from here: the contracts and the types they
-name, the data it is handed, how it declares parameters and reports errors, seeds, the training
-loop and losses a defense trains with, the evaluation helpers, the model bundle, a cache for an
-artefact it computed, and the plugin registries a plugin built from other plugins looks its
-parts up in.
+An attack, a defense of any stage (finetune, screen, pretrain, input) or a model detector,
+built in (`benchbd.attacks`, `benchbd.defenses`) or in a package of its own, takes
+everything it needs from here: the contracts and the types they name, the data it is
+handed, how it declares parameters and reports errors, seeds, the training loop and
+losses a defense trains with, the evaluation helpers, the model bundle, a cache for an
+artefact it computed, and the plugin registries a plugin built from other plugins looks
+its parts up in.
 
 The engine's modules may be rearranged between releases; these names stay, so a plugin that
 reaches past this module is on its own. docs/plugins.md describes each.
@@ -37,6 +38,7 @@ from benchbd.engine.plugins import (
     AttackSetup,
     Defense,
     DefenseContext,
+    InputDetector,
     NoParams,
     Poisoned,
     PretrainingDefense,
@@ -48,7 +50,7 @@ from benchbd.engine.plugins import (
     attacks,
     defenses,
 )
-from benchbd.engine.probe import probe_features
+from benchbd.engine.probe import encode_images, probe_features
 from benchbd.engine.step_report import StepReport
 from benchbd.engine.train import Batch, TrainConfig, clip_loss, contrastive_objective, train
 
@@ -65,6 +67,7 @@ __all__ = [
     "Screening",
     "PretrainingDefense",
     "PretrainingHooks",
+    "InputDetector",
     # the model-detector contract: a trained model in, a score (and a suspected target) out
     "ModelDetector",
     "DetectionContext",
@@ -108,6 +111,7 @@ __all__ = [
     "predict",
     "clean_accuracy",
     "probe_features",
+    "encode_images",
     # distributed runs (torchrun)
     "World",
     "world",

@@ -42,6 +42,8 @@ DETECTION_COLUMNS = {
     "detection_clean_lost,after_ca,after_asr",
     "stages": "before_ca,before_asr,after_ca,after_asr,detection_auroc,detection_tpr_at_1fpr,"
     "detection_poisons_removed,detection_clean_lost",
+    "input": "before_ca,before_asr,after_ca,after_asr,detection_auroc,detection_ap,"
+    "detection_tpr_at_1fpr,detection_tpr_at_5fpr,detection_seconds_per_image",
 }
 
 

@@ -30,7 +30,10 @@ BLOCK = re.compile(r"^```[a-z]*\n# (?P<path>acme_\w+/\S+)\n(?P<body>.*?)^```", r
 PACKAGES = {"acme_sig": "acme-sig", "acme_shrink": "acme-shrink", "acme_dupes": "acme-dupes"}
 FILES = {"acme_sig/pyproject.toml", "acme_sig/acme_sig/__init__.py",
          "acme_shrink/pyproject.toml", "acme_shrink/acme_shrink/__init__.py",
-         "acme_dupes/pyproject.toml", "acme_dupes/acme_dupes/__init__.py"}  # fmt: skip
+         "acme_dupes/pyproject.toml", "acme_dupes/acme_dupes/__init__.py",
+         # the input detector's, installed and run by tests/test_input_plugin_guide.py
+         "acme_confidence/pyproject.toml",
+         "acme_confidence/acme_confidence/__init__.py"}  # fmt: skip
 RUN = ["--attack", "acme_sig", "--defense", "acme_shrink", "--train-pairs", "256",
        "--clean-pairs", "128", "--test-images", "60", "--validation-images", "0",
        "--epochs", "1", "--batch-size", "64", "--threads", "1", "--device", "cpu",

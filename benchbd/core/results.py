@@ -28,6 +28,7 @@ HIGHER_IS_BETTER = {
     # detection
     "auroc": True, "ap": True, "tpr_at_1fpr": True, "tpr_at_5fpr": True,
     "poisons_removed": True, "clean_lost": False,
+    "seconds_per_image": False,  # an input detector's cost (benchbd.engine.input_stage)
 }  # fmt: skip
 DETECTION = ("auroc", "ap", "tpr_at_1fpr", "tpr_at_5fpr", "poisons_removed", "clean_lost")
 # The metrics an attack with several triggers records once per trigger (`asr_<part>`,

@@ -136,7 +136,7 @@ def run(config: RunConfig, observer: Observer | None = None, out: Path | None = 
     watch.lap("defense_s")
 
     observer.stage("evaluate")
-    after = measure(config, data, evaluation, attack, defended)
+    after = staged.after or measure(config, data, evaluation, attack, defended)
     watch.lap("evaluate_after_s")
     if config.eval:
         after = replace(after, opt_in=opt_in_metrics(config, data, evaluation, attack, defended))

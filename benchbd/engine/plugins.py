@@ -3,8 +3,10 @@
 An Attack poisons training pairs and triggers test images. A Defense acts at one stage of a
 run, which it declares (`Defense.stage`): after pretraining it takes a model and clean data and
 returns a model ("finetune", the default); before pretraining it screens the poisoned training
-pairs and names the rows to drop ("screen", `ScreeningDefense`); or it shapes pretraining itself
-through the one training loop ("pretrain", `PretrainingDefense`). Each plugin declares its
+pairs and names the rows to drop ("screen", `ScreeningDefense`); it shapes pretraining itself
+through the one training loop ("pretrain", `PretrainingDefense`); or it leaves the model as it is
+and scores each input at test time, so that triggered inputs can be rejected ("input",
+`InputDetector`). Each plugin declares its
 parameters as a `Params` dataclass; the engine never names a concrete plugin.
 """
 
@@ -28,8 +30,9 @@ if TYPE_CHECKING:  # the contracts name the loop's hook types without importing 
     from benchbd.engine.train import EpochHook, Objective
 
 # Where a defense acts: on the trained model, on the training pairs before pretraining, or in
-# pretraining itself. `Defense.stage` declares one; the pipeline runs each the same way.
-STAGES = ("finetune", "screen", "pretrain")
+# pretraining itself, or on the inputs at test time. `Defense.stage` declares one; the pipeline
+# runs each the same way.
+STAGES = ("finetune", "screen", "pretrain", "input")
 
 # A test-time trigger: uint8 (N, 3, H, W) images and a generator -> triggered images.
 TriggerFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -280,6 +283,32 @@ class PretrainingDefense(Defense):
     @abstractmethod
     def pretraining(self, pairs: PairSet, context: DefenseContext) -> PretrainingHooks:
         """The hooks pretraining on `pairs` runs with (called once, before the first step)."""
+
+    def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
+        return clip
+
+
+class InputDetector(Defense):
+    """A defense that acts at test time: the model is kept as it is, and each evaluation image
+    gets a score (higher = more likely triggered). The pipeline (`benchbd.engine.input_stage`)
+    calls `fit` once, then `score` on batches of clean validation images (to fix the rejection
+    threshold at 5 % false positives there) and on the clean and triggered test images; it
+    measures the detection (AUROC, AP, TPR at 1 % and 5 % FPR) and the CA and ASR left when the
+    flagged inputs are rejected. `apply` is the identity."""
+
+    stage: ClassVar[str] = "input"
+
+    def fit(self, clip: ClipBundle, context: DefenseContext) -> None:
+        """Prepare from the defender's clean split and the model (statistics, references,
+        prompt embeddings) before any image is scored. Nothing by default."""
+        return None
+
+    @abstractmethod
+    def score(self, clip: ClipBundle, images: torch.Tensor,
+              context: DefenseContext) -> torch.Tensor:  # fmt: skip
+        """uint8 (N, 3, H, W) images -> N finite floats, higher for a more likely trigger.
+        An image's score must not depend on the other images of the batch it is given (the
+        engine batches as it likes): what is drawn at random is drawn once, in `fit`."""
 
     def apply(self, clip: ClipBundle, context: DefenseContext) -> ClipBundle:
         return clip

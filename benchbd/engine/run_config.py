@@ -239,7 +239,7 @@ class RunConfig:
         self.attack_settings()  # every name and parameter checked now, before any work
         self.defense_settings()
         stage = stage_of(defenses.get(self.defense))
-        if stage != "finetune" and not self.trains_poisoned_model:
+        if stage not in ("finetune", "input") and not self.trains_poisoned_model:
             raise BenchbdError(f"defense {self.defense!r} acts at the {stage} stage, so it needs "
                                "pretraining on the poisoned pairs: add --from-pretrained, or "
                                "leave --pretrained out")  # fmt: skip

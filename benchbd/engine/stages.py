@@ -23,12 +23,15 @@ from benchbd.core.seeds import substream
 from benchbd.engine import model_cache
 from benchbd.engine.data.pairs import BenchmarkData, PairSet
 from benchbd.engine.detection import detection_metrics
+from benchbd.engine.evaluate import Metrics
+from benchbd.engine.input_stage import detect_inputs
 from benchbd.engine.model import ClipBundle, create_clip
 from benchbd.engine.planning import load_experiment_data, poisoned_fingerprint, stage_fingerprint
 from benchbd.engine.plugins import (
     Attack,
     Defense,
     DefenseContext,
+    InputDetector,
     PretrainingDefense,
     Screening,
     ScreeningDefense,
@@ -55,6 +58,10 @@ class StagedModel:
     threads: int | None = None  # CPU threads the stage's model was trained with
     detection: dict[str, Any] | None = None
     screen: dict[str, Any] | None = None
+    # An input detector's "after" metrics (CA, ASR, RA with flagged inputs rejected), measured
+    # by the stage itself, and its threshold and ROC curve (`extra.input_detection`).
+    after: Metrics | None = None
+    input_detection: dict[str, Any] | None = None
 
     def extra(self) -> dict[str, Any]:
         """`extra.stage` and `extra.screen` of the result file (nothing for finetune)."""
@@ -64,6 +71,8 @@ class StagedModel:
                            "cached": self.cached, "threads": self.threads}}  # fmt: skip
         if self.screen is not None:
             found["screen"] = self.screen
+        if self.input_detection is not None:
+            found["input_detection"] = self.input_detection
         return found
 
 
@@ -86,12 +95,27 @@ class StageInputs:
 def defended_model(inputs: StageInputs) -> StagedModel:
     """The model the defense's `apply` gets, made as its stage says."""
     steps = {"finetune": _poisoned_as_is, "screen": _screen_and_pretrain,
-             "pretrain": _pretrain_with_defense}  # fmt: skip
+             "pretrain": _pretrain_with_defense, "input": _detect_inputs}  # fmt: skip
     return steps[stage_of(inputs.defense)](inputs)
 
 
 def _poisoned_as_is(inputs: StageInputs) -> StagedModel:
     return StagedModel(inputs.clip, "finetune")
+
+
+def _detect_inputs(inputs: StageInputs) -> StagedModel:
+    """Keep the poisoned model; score the evaluation images and reject the flagged ones
+    (`benchbd.engine.input_stage`)."""
+    assert isinstance(inputs.defense, InputDetector)
+    attack = inputs.attack
+    parts = dict(attack.trigger_parts()) if attack.poisons else {}
+    found = detect_inputs(inputs.defense, inputs.clip, inputs.context, inputs.data.validation,
+                          inputs.data.evaluation(inputs.config.split), inputs.data.task,
+                          attack.setup.target, attack.apply_trigger if attack.poisons else None,
+                          substream(inputs.config.seed, "evaluate"), parts,
+                          inputs.config.defense)  # fmt: skip
+    return StagedModel(inputs.clip, "input", detection=found.detection, after=found.after,
+                       input_detection=found.report)  # fmt: skip
 
 
 def poisoned_pairs(inputs: StageInputs) -> PairSet:

@@ -43,6 +43,7 @@ NOT_SETTINGS = frozenset(
         "extra.der_basis",  # follows from the defense (its declared classifier), not a setting
         "extra.stage",  # the model a screen or pretraining defense trained: hashes, threads
         "extra.screen",  # the rows a screen dropped and its ROC curve: outcomes
+        "extra.input_detection",  # an input detector's threshold and ROC curve: outcomes
         "pretrain_cached",  # whether this run trained the poisoned model or reused it
         "runtime",  # device, threads, CPU kernels: warned about, never split (see leaderboard)
         "timings",

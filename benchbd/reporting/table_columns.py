@@ -45,7 +45,8 @@ DEFAULT_SORT = "after_asr"
 WHEN = ("before", "after", "detection", "before_zeroshot")
 METRIC_LABELS = {"ca": "CA", "asr": "ASR", "ra": "RA", "ca_top5": "CA top-5", "auroc": "AUROC",
                  "ap": "AP", "tpr_at_1fpr": "TPR@1%FPR", "tpr_at_5fpr": "TPR@5%FPR",
-                 "poisons_removed": "poisons removed", "clean_lost": "clean lost"}  # fmt: skip
+                 "poisons_removed": "poisons removed", "clean_lost": "clean lost",
+                 "seconds_per_image": "s/image"}  # fmt: skip
 
 
 def _metric_key(path: str) -> str | None:
