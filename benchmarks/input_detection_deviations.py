@@ -33,9 +33,9 @@ from sklearn.metrics import roc_auc_score
 from benchbd.core.params import build
 from benchbd.core.seeds import substream
 from benchbd.engine.evaluate import trigger_test_images
-from benchbd.engine.pipeline import load_poisoned
 from benchbd.engine.planning import load_experiment_data
 from benchbd.engine.plugins import DefenseContext
+from benchbd.engine.poisoned_model import load_poisoned
 from benchbd.engine.probe import encode_images
 from benchbd.engine.run_config import RunConfig
 

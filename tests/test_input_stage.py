@@ -17,12 +17,13 @@ from benchbd.cli import app
 from benchbd.core.errors import BenchbdError
 from benchbd.core.params import build
 from benchbd.core.results import read_result
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.evaluate import evaluate, predict, zero_shot_weights
 from benchbd.engine.input_stage import REJECT_FPR, detect_inputs, rejection_threshold
 from benchbd.engine.model import create_clip
-from benchbd.engine.pipeline import RunConfig, run
+from benchbd.engine.pipeline import run
 from benchbd.engine.plugins import DefenseContext, InputDetector, defenses, stage_of
+from benchbd.engine.run_config import RunConfig
 
 SIDE = 4
 TARGET = 7

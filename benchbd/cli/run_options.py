@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from benchbd.engine.data.sources import DataSizes
+from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.evaluate import EVALUATIONS
 from benchbd.engine.run_config import FINETUNE_RECIPE
 from benchbd.engine.train import TrainConfig

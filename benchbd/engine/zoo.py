@@ -38,8 +38,8 @@ from benchbd.core.results import versions
 from benchbd.engine import model_cache
 from benchbd.engine.data.pairs import BenchmarkData
 from benchbd.engine.model import DEFAULT_MODEL
-from benchbd.engine.pipeline import load_poisoned
 from benchbd.engine.planning import build_attack, load_experiment_data, poisoned_fingerprint
+from benchbd.engine.poisoned_model import load_poisoned
 from benchbd.engine.run_config import RunConfig
 
 MANIFEST = "manifest.json"

@@ -35,8 +35,8 @@ from benchbd.engine.model_detection import (
     check_target,
     model_detectors,
 )
-from benchbd.engine.pipeline import load_poisoned
 from benchbd.engine.planning import load_experiment_data
+from benchbd.engine.poisoned_model import load_poisoned
 from benchbd.engine.zoo import SPLIT_RULE, ZooModel
 
 
