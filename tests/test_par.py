@@ -139,5 +139,5 @@ def test_a_structured_trigger_run_through_par_records_its_visibility_and_report(
     visibility = result.extra["trigger_visibility"]
     assert 20 < visibility["psnr_db"] < 40 and visibility["linf"] > 0
     assert set(result.extra["defense_report"]) >= {"image_perturb_on", "final_text_distance"}
-    assert result.defense["name"] == "par" and result.defense["params"]["threshold"] == 2.15
+    assert result.defense.name == "par" and result.defense.params["threshold"] == 2.15
     assert {"ca", "asr"} <= set(result.metrics["after"])
