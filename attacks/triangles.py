@@ -39,7 +39,7 @@ class TrianglesParams(Params):
 def triangle_pattern(height: int, width: int, side: int) -> torch.Tensor:
     """(H, W) float pattern in [0, 1]: whole tiles of two right triangles, 0 past the last."""
     rows, cols = torch.arange(height), torch.arange(width)
-    inside = ((rows < height // side * side)[:, None] & (cols < width // side * side)[None, :])
+    inside = (rows < height // side * side)[:, None] & (cols < width // side * side)[None, :]
     lower = (rows % side)[:, None] >= (cols % side)[None, :]
     tiles = torch.where(lower, torch.tensor(LOW), torch.tensor(HIGH))
     return torch.where(inside, tiles, torch.tensor(0.0))
