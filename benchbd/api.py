@@ -22,7 +22,7 @@ from benchbd.core.suggest import did_you_mean
 from benchbd.engine.augment import TextViews, table_synonyms, wordnet_synonyms
 from benchbd.engine.data.images import StreamedPairSet
 from benchbd.engine.data.pairs import UNLABELLED, PairSet, ZeroShotTask
-from benchbd.engine.distributed import World, world
+from benchbd.engine.distributed import World, gathered_with_grad, world
 from benchbd.engine.evaluate import clean_accuracy, predict, zero_shot_weights
 from benchbd.engine.model import ClipBundle
 from benchbd.engine.model_detection import (
@@ -115,6 +115,7 @@ __all__ = [
     # distributed runs (torchrun)
     "World",
     "world",
+    "gathered_with_grad",
     # a cached artefact of a plugin's own
     "artefact_path",
     "save_artefact",

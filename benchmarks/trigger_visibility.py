@@ -42,6 +42,11 @@ SETTINGS = [
     ("sig", "delta=20", {"delta": 20.0}),
     ("nashville", "default", {}),  # pilgram's filter, as Detect-CLIP uses it
     ("nashville", "strength=0.5", {"strength": 0.5}),
+    # PAR's structured triggers, at the authors' settings (the defaults)
+    ("stripes", "published", {}),  # +-1 stripes 1 px wide blended at 0.03
+    ("triangles", "published", {}),  # 14 px tiles at 224 px (2 px at 32 px), alpha 0.15
+    ("triangles", "tile_px=4", {"tile_px": 4}),
+    ("watermark", "published", {}),  # red "Watermarked", 0.875 of the width, alpha 0.5
     # badclip's patch is optimised against a trained surrogate, so it is measured by the runs
     # that train one (`benchbd table results/frontier --visibility`).
 ]
