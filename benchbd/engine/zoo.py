@@ -4,7 +4,8 @@ A zoo is described by its axes (`ZooSpec`): poisoned models for every attack x t
 rate x seed, and clean models (the no-attack run, `none`) for their own seeds. Each model is a
 cell's poisoned model exactly as `benchbd run` makes it: the same `RunConfig` (its defense
 aside, which never shapes the poisoned model), the same fingerprint (`planning.
-poisoned_fingerprint`), trained and cached by `poisoned_model.load_poisoned` through the model cache.
+poisoned_fingerprint`), trained and cached by `poisoned_model.load_poisoned`
+(through the model cache).
 So a zoo reuses every model a run or sweep of its cells already trained, and a run reuses the
 zoo's.
 
