@@ -69,14 +69,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchbd.cache import fingerprint, load_cached_state, save_state
-from benchbd.data.pairs import PairSet
-from benchbd.errors import BenchbdError
-from benchbd.model import ClipBundle
-from benchbd.model_cache import models_dir
-from benchbd.params import Params, param
-from benchbd.plugins import Attack, AttackSetup, Poisoned
-from benchbd.seeds import substream
+from benchbd.api import (
+    Attack,
+    AttackSetup,
+    BenchbdError,
+    ClipBundle,
+    PairSet,
+    Params,
+    Poisoned,
+    artefact_path,
+    load_artefact,
+    param,
+    save_artefact,
+    substream,
+)
 
 log = logging.getLogger("benchbd")
 
@@ -275,15 +281,15 @@ class BadCLIP(Attack):
         """Where the patch for this surrogate, these parameters, seed, target and size lives."""
         if self._surrogate_digest is None:
             self._surrogate_digest = weights_digest(self.surrogate())
-        key = fingerprint({"version": PATCH_VERSION, "surrogate": self._surrogate_digest,
-                           "params": self.params.to_dict(), "seed": self.setup.seed,
-                           "target": self.setup.target, "image_side": image_side,
-                           "carriers": CARRIER_ROWS, "natural": NATURAL_ROWS})  # fmt: skip
-        return models_dir() / f"badclip-patch-{key}.pt"
+        key = {"version": PATCH_VERSION, "surrogate": self._surrogate_digest,
+               "params": self.params.to_dict(), "seed": self.setup.seed,
+               "target": self.setup.target, "image_side": image_side,
+               "carriers": CARRIER_ROWS, "natural": NATURAL_ROWS}  # fmt: skip
+        return artefact_path("badclip-patch", key)
 
     def cached(self, path: Path, side: int) -> tuple[torch.Tensor, str] | None:
         """The patch stored at `path` with its pool digest; None when missing or damaged."""
-        state = load_cached_state(path)
+        state = load_artefact(path)
         patch, pool = (state or {}).get("patch"), (state or {}).get("pool")
         usable = (isinstance(patch, torch.Tensor) and patch.dtype == torch.uint8
                   and tuple(patch.shape) == (3, side, side) and isinstance(pool, str))  # fmt: skip
@@ -304,7 +310,7 @@ class BadCLIP(Attack):
             start = time.perf_counter()
             patch = optimise_patch(self.surrogate(), guide, side, self.params, generator)
             self.optimise_seconds = time.perf_counter() - start
-            save_state(path, {"patch": patch, "pool": guide.digest})
+            save_artefact(path, {"patch": patch, "pool": guide.digest})
             log.info(f"badclip optimised its {side} x {side} px patch in "
                      f"{self.optimise_seconds:.1f} s ({self.params.steps} steps)")  # fmt: skip
         self.patches[image_side] = patch

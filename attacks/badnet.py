@@ -26,9 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchbd.errors import BenchbdError
-from benchbd.params import Params, param
-from benchbd.plugins import Attack
+from benchbd.api import Attack, BenchbdError, Params, param
 
 PATTERNS = ("noise", "white", "checkerboard", "yellow", "seeded_noise", "turner")
 LOCATIONS = ("random", "top_left", "top_right", "bottom_left", "bottom_right", "four_corners",

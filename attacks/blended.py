@@ -19,9 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchbd.errors import BenchbdError
-from benchbd.params import Params, param
-from benchbd.plugins import Attack
+from benchbd.api import Attack, BenchbdError, Params, param
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchbd.data.pairs import PairSet
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import zero_shot_weights
-from benchbd.params import Params, build, param, parse_assignments
-from benchbd.plugins import Attack, AttackSetup, attacks
-from benchbd.suggest import did_you_mean
+from benchbd.api import (
+    Attack,
+    AttackSetup,
+    BenchbdError,
+    PairSet,
+    Params,
+    attacks,
+    build,
+    did_you_mean,
+    param,
+    parse_assignments,
+    zero_shot_weights,
+)
 
 # Named trigger settings of published attacks: a trigger_params value without "=" is one of
 # these names, and stands for the badnet parameters it maps to. Result files record the name,

@@ -20,15 +20,24 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
+from benchbd.attacks.label_consistent import TRIGGER_PRESETS
 
-from attacks.label_consistent import TRIGGER_PRESETS
-from benchbd.data.pairs import PairSet
-from benchbd.errors import BenchbdError
-from benchbd.params import Params, build, param, parse_assignments
-from benchbd.plugins import Attack, AttackSetup, Poisoned, TriggerPart, attacks
-from benchbd.registry import PluginError
-from benchbd.seeds import substream
-from benchbd.suggest import did_you_mean
+from benchbd.api import (
+    Attack,
+    AttackSetup,
+    BenchbdError,
+    PairSet,
+    Params,
+    PluginError,
+    Poisoned,
+    TriggerPart,
+    attacks,
+    build,
+    did_you_mean,
+    param,
+    parse_assignments,
+    substream,
+)
 
 
 def _items(text: str) -> list[str]:

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchbd.params import Params, param
-from benchbd.plugins import Attack
+from benchbd.api import Attack, Params, param
 
 # pilgram's nashville: two fills composited with darken and lighten, then four CSS filters.
 DARKEN_COLOUR, DARKEN_OPACITY = (247, 176, 153), 0.56

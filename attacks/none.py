@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from benchbd.data.pairs import PairSet
-from benchbd.plugins import Attack, Poisoned
+from benchbd.api import Attack, PairSet, Poisoned
 
 
 class NoAttack(Attack):

@@ -31,9 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchbd.errors import BenchbdError
-from benchbd.params import Params, param
-from benchbd.plugins import Attack
+from benchbd.api import Attack, BenchbdError, Params, param
 
 
 @dataclass(frozen=True)

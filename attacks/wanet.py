@@ -23,10 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchbd.data.pairs import PairSet
-from benchbd.params import Params, param
-from benchbd.plugins import Attack, Poisoned
-from benchbd.seeds import substream
+from benchbd.api import Attack, PairSet, Params, Poisoned, param, substream
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,12 @@ import argparse
 import statistics
 import time
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.params import parse_assignments
-from benchbd.pipeline import RunConfig, build_attack, run
+from benchbd.core.params import parse_assignments
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.pipeline import run
+from benchbd.engine.planning import build_attack
+from benchbd.engine.run_config import RunConfig
 
 
 def main() -> None:

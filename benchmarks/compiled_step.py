@@ -29,11 +29,12 @@ import benchbd  # noqa: F401  (first: it pins the CPU kernels, which torch reads
 # isort: on
 import torch
 
-from benchbd import distributed, kernels
-from benchbd.data import synthetic
-from benchbd.data.pairs import PairSet
-from benchbd.model import DEFAULT_MODEL, create_clip
-from benchbd.train import TrainConfig, build_optimizer, clip_loss, memory_batches
+from benchbd.core import kernels
+from benchbd.engine import distributed
+from benchbd.engine.data import synthetic
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.model import DEFAULT_MODEL, create_clip
+from benchbd.engine.train import TrainConfig, build_optimizer, clip_loss, memory_batches
 
 DEFAULT_PRETRAIN_STEPS = 20_000 // 128 * 8
 

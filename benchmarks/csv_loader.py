@@ -70,9 +70,9 @@ def rate(n: int, work) -> float:
 
 
 def loader_figures(args) -> None:
-    from benchbd.data.images import decode, stream
-    from benchbd.data.listings import csv_listing
-    from benchbd.data.spec import parse_source
+    from benchbd.engine.data.images import decode, stream
+    from benchbd.engine.data.listings import csv_listing
+    from benchbd.engine.data.spec import parse_source
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -80,7 +80,7 @@ def loader_figures(args) -> None:
         print(f"wrote {args.images} JPEGs ({round(args.side * args.aspect)}x{args.side}) + CSV in "
               f"{time.perf_counter() - start:.1f} s")  # fmt: skip
         listing = csv_listing(parse_source(f"csv:{path}"))
-        from benchbd.data.images import LazyImages
+        from benchbd.engine.data.images import LazyImages
 
         images = LazyImages(listing.reader, np.arange(listing.size), SIZE)
         paths = [Path(tmp) / "images" / f"{i}.jpg" for i in range(args.images)]
@@ -107,9 +107,10 @@ def loader_figures(args) -> None:
 
 def eval_peak(folder: str, n: int) -> None:
     """Run in a child process: evaluate n images of the folder streamed; print peak RSS."""
-    from benchbd.data.sources import DataSizes, load_data
-    from benchbd.evaluate import evaluate
-    from benchbd.model import create_clip
+    from benchbd.engine.data.sizes import DataSizes
+    from benchbd.engine.data.sources import load_data
+    from benchbd.engine.evaluate import evaluate
+    from benchbd.engine.model import create_clip
 
     os.environ["BENCHBD_WORKERS"] = "2"
     torch.set_num_threads(1)

@@ -35,9 +35,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["BENCHBD_CACHE"] = tmp
-        from benchbd.data.images import is_streamed, stream
-        from benchbd.experiment import RunConfig
-        from benchbd.planning import build_attack, load_experiment_data, preflight
+        from benchbd.engine.data.images import is_streamed, stream
+        from benchbd.engine.planning import build_attack, load_experiment_data, preflight
+        from benchbd.engine.run_config import RunConfig
 
         config = RunConfig(model=args.model)
         preflight(config)

@@ -10,8 +10,9 @@ import os
 import tempfile
 import time
 
-from benchbd.data import synthetic
-from benchbd.data.sources import DataSizes, load_data
+from benchbd.engine.data import synthetic
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 
 
 def main() -> None:

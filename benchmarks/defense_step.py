@@ -14,11 +14,12 @@ import argparse
 import statistics
 import time
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.plugins import DefenseContext, defenses
-from benchbd.train import StepReport
+from benchbd.core.params import build
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.model import create_clip
+from benchbd.engine.plugins import DefenseContext, defenses
+from benchbd.engine.train import StepReport
 
 WARMUP_STEPS = 5
 

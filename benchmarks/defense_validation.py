@@ -14,11 +14,14 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.evaluate import evaluate
-from benchbd.params import build, parse_assignments
-from benchbd.pipeline import RunConfig, load_poisoned, substream
-from benchbd.plugins import DefenseContext, defenses
+from benchbd.core.params import build, parse_assignments
+from benchbd.core.seeds import substream
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.plugins import DefenseContext, defenses
+from benchbd.engine.poisoned_model import load_poisoned
+from benchbd.engine.run_config import RunConfig
 
 
 def main() -> None:

@@ -25,21 +25,21 @@ import benchbd  # noqa: F401  (first: it pins the CPU kernels, which torch reads
 # isort: on
 import numpy as np
 import torch
+from benchbd.defenses.dao import DAO
+from benchbd.defenses.iforest import IsolationForestScreen
+from benchbd.defenses.kdistance import KDistance
+from benchbd.defenses.lof import LocalOutlier
+from benchbd.defenses.screening import caption_features, image_embeddings, own_rows, reference_set
+from benchbd.defenses.slof import SLOF
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from benchbd.experiment import RunConfig
-from benchbd.params import build
-from benchbd.pipeline import load_poisoned
-from benchbd.planning import load_experiment_data
-from benchbd.plugins import DefenseContext
-from benchbd.seeds import substream
-from defenses.dao import DAO
-from defenses.iforest import IsolationForestScreen
-from defenses.kdistance import KDistance
-from defenses.lof import LocalOutlier
-from defenses.screening import caption_features, image_embeddings, own_rows, reference_set
-from defenses.slof import SLOF
+from benchbd.core.params import build
+from benchbd.core.seeds import substream
+from benchbd.engine.planning import load_experiment_data
+from benchbd.engine.plugins import DefenseContext
+from benchbd.engine.poisoned_model import load_poisoned
+from benchbd.engine.run_config import RunConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from test_detect_clip_fidelity import authors_dao, authors_slof  # noqa: E402

@@ -24,11 +24,11 @@ import time
 
 import torch
 
-from benchbd.data.sources import DataSizes
-from benchbd.experiment import RunConfig
-from benchbd.params import parse_variant
-from benchbd.plugins import defenses, stage_of
-from benchbd.stages import detect
+from benchbd.core.params import parse_variant
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.plugins import defenses, stage_of
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.stages import detect
 
 TINY = {"sizes": DataSizes(train=1024, clean=256, test=200, validation=0),
         "pretrain": {"epochs": 12, "batch_size": 64}, "poison_rate": 0.08}  # fmt: skip

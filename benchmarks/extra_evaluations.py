@@ -20,10 +20,14 @@ from collections.abc import Callable
 
 import torch
 
-from benchbd.evaluate import evaluate
-from benchbd.pipeline import RunConfig, load_experiment_data, load_poisoned, substream, trigger_of
-from benchbd.probe import labelled_rows, probe_metrics
-from benchbd.retrieval import retrieval_metrics
+from benchbd.core.seeds import substream
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.measurements import trigger_of
+from benchbd.engine.planning import load_experiment_data
+from benchbd.engine.poisoned_model import load_poisoned
+from benchbd.engine.probe import labelled_rows, probe_metrics
+from benchbd.engine.retrieval import retrieval_metrics
+from benchbd.engine.run_config import RunConfig
 
 
 def best_of(repeats: int, measure: Callable[[], object]) -> tuple[float, object]:

@@ -41,10 +41,12 @@ import torch
 from throughput import benchbd_rate, generated_pairs, open_clip_rate, write_png_dataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchbd import busy, distributed, kernels
-from benchbd.data.pairs import PairSet
-from benchbd.model import DEFAULT_MODEL, create_clip
-from benchbd.train import TrainConfig, contrastive_objective, memory_batches
+from benchbd.cli import busy
+from benchbd.core import kernels
+from benchbd.engine import distributed
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.model import DEFAULT_MODEL, create_clip
+from benchbd.engine.train import TrainConfig, contrastive_objective, memory_batches
 
 
 def matmul_rate(n: int, repeats: int = 5) -> float:

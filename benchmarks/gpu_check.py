@@ -1,7 +1,7 @@
 """The GPU path, proven end to end: every attack and defense, then 224 px throughput.
 
 1. One short cell of every registered attack (against no defense) and every defense (against
-   badnet) on the default model, through `benchbd.pipeline.run` as `benchbd run` calls it, with
+   badnet) on the default model, through `engine.pipeline.run` as `benchbd run` calls it, with
    each plugin's declared `test_params` and small data: status, seconds, CA and ASR each.
 2. A 224 px synthetic pretraining run of open_clip's RN50 and ViT-B-32 from scratch (no
    pretrained weights): benchbd's `train()` against open_clip's own trainer `open_clip_train` on
@@ -43,14 +43,14 @@ from typing import Any
 import torch
 from PIL import Image
 
-from benchbd.cache import atomic_write_text
-from benchbd.data import synthetic
-from benchbd.data.pairs import PairSet
-from benchbd.experiment import RunConfig
-from benchbd.model import MODEL_CONFIG_DIR, create_clip, image_size, resolve_device
-from benchbd.pipeline import run
-from benchbd.plugins import attacks, defenses
-from benchbd.train import Batch, StepReport, TrainConfig, contrastive_objective, train
+from benchbd.core.cache import atomic_write_text
+from benchbd.engine.data import synthetic
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.model import MODEL_CONFIG_DIR, create_clip, image_size, resolve_device
+from benchbd.engine.pipeline import run
+from benchbd.engine.plugins import attacks, defenses
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.train import Batch, StepReport, TrainConfig, contrastive_objective, train
 
 # (data sizes, pretraining recipe, throughput pairs, distinct images, batch, loader workers)
 SETTINGS = {
@@ -203,7 +203,7 @@ def throughput(model: str, device: str, settings: dict, folder: Path) -> dict:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from benchbd import kernels
+    from benchbd.core import kernels
 
     return kernels.describe()["cpu"]
 

@@ -19,7 +19,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from benchbd.leaderboard import load_folder
+from benchbd.reporting.leaderboard import load_folder
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """CleanCLIP's ablation on benchbd's data: ASR and CA after the defense against the weight of
 the in-modal term (0 is plain finetuning), on the blended attack.
 
-Each weight is a grid of its own run through `benchbd.sweep` into one folder, so the script
+Each weight is a grid of its own run through `benchbd.engine.sweep` into one folder, so the script
 resumes like a sweep. It writes the table (`benchbd table DIR --group-by
 defense.params.inmodal_weight`) and a plot of ASR and CA against the weight.
 
@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchbd.cache import atomic_write_text
-from benchbd.leaderboard import load_folder, render, tabulate
-from benchbd.sweep import Grid, sweep
-from benchbd.table_writers import caption
+from benchbd.core.cache import atomic_write_text
+from benchbd.engine.grid import Grid
+from benchbd.engine.sweep import sweep
+from benchbd.reporting.leaderboard import load_folder, tabulate
+from benchbd.reporting.leaderboard_tables import caption, render
 
 GROUP = "defense.params.inmodal_weight"
 

@@ -69,10 +69,16 @@ def worker(steps: int, onednn: bool, single_pass: bool) -> None:
     torch.set_num_threads(1)
     torch.backends.mkldnn.enabled = onednn
     torch.backends.nnpack.set_flags(onednn)  # without oneDNN, no NNPACK either: plain ATen
-    from benchbd.data.sources import DataSizes, load_data
-    from benchbd.distributed import world
-    from benchbd.model import create_clip
-    from benchbd.train import TrainConfig, build_optimizer, contrastive_objective, memory_batches
+    from benchbd.engine.data.sizes import DataSizes
+    from benchbd.engine.data.sources import load_data
+    from benchbd.engine.distributed import world
+    from benchbd.engine.model import create_clip
+    from benchbd.engine.train import (
+        TrainConfig,
+        build_optimizer,
+        contrastive_objective,
+        memory_batches,
+    )
 
     clip = create_clip(seed=0)
     data = load_data("synthetic", DataSizes(train=2048, clean=128, test=256), clip.image_size)
@@ -123,7 +129,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--emulate", default="", help="qemu CPU models, comma-separated")
     args = parser.parse_args()
-    from benchbd.kernels import describe
+    from benchbd.core.kernels import describe
 
     here = describe()
     print(f"{here['cpu']} ({here['cpu_vendor']}; {', '.join(here['cpu_isa'])}); torch "

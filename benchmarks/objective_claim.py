@@ -28,8 +28,8 @@ import argparse
 import math
 from pathlib import Path
 
-from benchbd.curves import best_ca_at_asr, curves, pareto_area
-from benchbd.leaderboard import load_folder
+from benchbd.reporting.curves import best_ca_at_asr, curves, pareto_area
+from benchbd.reporting.leaderboard import load_folder
 
 WEIGHT = "pretrain.inmodal_weight"
 COST_FLOOR = 0.01  # CA drops below this count as this much

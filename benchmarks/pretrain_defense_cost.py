@@ -25,11 +25,12 @@ import time
 
 import torch
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.model import create_clip
-from benchbd.params import build, parse_variant
-from benchbd.plugins import DefenseContext, defenses
-from benchbd.train import StepReport, TrainConfig, contrastive_objective, train
+from benchbd.core.params import build, parse_variant
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.model import create_clip
+from benchbd.engine.plugins import DefenseContext, defenses
+from benchbd.engine.train import StepReport, TrainConfig, contrastive_objective, train
 
 # A method is plain pretraining or a pretraining defense, NAME or NAME:param=value;param=value.
 METHODS = ("plain", "roclip", "safeclip", "safeclip:cross_aug=false")

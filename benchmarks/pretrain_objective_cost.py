@@ -3,7 +3,7 @@ plus the in-modal terms (`--inmodal-weight 1`), side by side in one run.
 
 Both pretrain the default model from the same start on the same pairs of the default embedded
 data with the default recipe (batch 128), through the one training loop; only the objective
-differs (`benchbd.objectives.pretraining_objective`). The in-modal objective draws an
+differs (`benchbd.engine.objectives.pretraining_objective`). The in-modal objective draws an
 AutoAugment view of every image and an EDA view of every caption and sends them through the
 model in the same forward pass, so a step encodes twice the rows. Runs alternate, so a busy
 moment hits both alike; a step's time is the median over the steps of every run, the first
@@ -20,10 +20,11 @@ import time
 
 import torch
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.model import create_clip, image_size
-from benchbd.objectives import pretraining_objective
-from benchbd.train import StepReport, TrainConfig, train
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.model import create_clip, image_size
+from benchbd.engine.objectives import pretraining_objective
+from benchbd.engine.train import StepReport, TrainConfig, train
 
 WARMUP = 2  # steps of each run left out of the median
 

@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchbd.leaderboard import leaderboard, load_folder
+from benchbd.reporting.leaderboard import leaderboard, load_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 # (grid file, its folder under --out): the classic attacks' grid and the frontier attacks'.

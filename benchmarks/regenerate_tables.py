@@ -17,6 +17,11 @@ the objective axis's curves (CURVES.md), and the site of every grid:
 
     benchbd report results --out docs/site --all --no-triggers
 
+and the claims' page and every citation of a claim in the README and docs:
+
+    benchbd claims results/claims.toml --format markdown --out docs/claims.md \
+        --cite README.md --cite docs/PAGE.md ...
+
 A table the docs quote is replaced there too: every occurrence in docs/*.md of a committed
 table as it was before this run becomes the new table, so the docs never quote a stale one.
 """
@@ -37,6 +42,8 @@ DETECTION_COLUMNS = {
     "detection_clean_lost,after_ca,after_asr",
     "stages": "before_ca,before_asr,after_ca,after_asr,detection_auroc,detection_tpr_at_1fpr,"
     "detection_poisons_removed,detection_clean_lost",
+    "input": "before_ca,before_asr,after_ca,after_asr,detection_auroc,detection_ap,"
+    "detection_tpr_at_1fpr,detection_tpr_at_5fpr,detection_seconds_per_image",
 }
 
 
@@ -59,7 +66,7 @@ def ablation(folder: Path, tolerance: str, old: dict[Path, str]) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from inmodal_ablation import plot
 
-    from benchbd.leaderboard import load_folder, tabulate
+    from benchbd.reporting.leaderboard import load_folder, tabulate
 
     table = benchbd("table", str(folder), "--group-by", WEIGHT, "--format", "markdown",
                     "--ca-tolerance", tolerance)  # fmt: skip
@@ -88,7 +95,7 @@ def main() -> None:
     parser.add_argument("--site", type=Path, default=ROOT / "docs" / "site")
     parser.add_argument("--ca-tolerance", default="0.05")
     args = parser.parse_args()
-    from benchbd.report import result_folders
+    from benchbd.reporting.report import result_folders
 
     results, tolerance = args.results.resolve(), args.ca_tolerance
     old: dict[Path, str] = {}
@@ -108,6 +115,10 @@ def main() -> None:
     curves = benchbd("table", str(results / "objective"), "--curves", "--format", "markdown")
     write(results / "objective" / "CURVES.md", curves, old)
     quoted(old, {path: path.read_text() for path in old})
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    cites = [arg for page in pages if page.name != "claims.md" for arg in ("--cite", str(page))]
+    benchbd("claims", str(results / "claims.toml"), "--format", "markdown",
+            "--out", str(ROOT / "docs" / "claims.md"), *cites)  # fmt: skip
     print(benchbd("report", str(results), "--out", str(args.site), "--all", "--no-triggers",
                   "--ca-tolerance", tolerance), end="")  # fmt: skip
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchbd.intervals import interval, verdict
-from benchbd.leaderboard import load_folder
+from benchbd.reporting.intervals import interval, verdict
+from benchbd.reporting.leaderboard import load_folder
 
 ASR_TARGET, CA_DROP_TARGET = 0.10, 0.05
 

@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchbd.leaderboard import leaderboard, load_folder, render
+from benchbd.reporting.leaderboard import leaderboard, load_folder
+from benchbd.reporting.leaderboard_tables import render
 
 ATTACKS = ["badnet", "blended", "wanet", "label_consistent"]
 DEFENSES = ["none", "finetune", "cleanclip", "inmodal", "cleanclip_supervised"]

@@ -28,10 +28,16 @@ def worker(threads: int, layout: str, steps: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    from benchbd import distributed
-    from benchbd.data.sources import DataSizes, load_data
-    from benchbd.model import create_clip
-    from benchbd.train import TrainConfig, build_optimizer, contrastive_objective, memory_batches
+    from benchbd.engine import distributed
+    from benchbd.engine.data.sizes import DataSizes
+    from benchbd.engine.data.sources import load_data
+    from benchbd.engine.model import create_clip
+    from benchbd.engine.train import (
+        TrainConfig,
+        build_optimizer,
+        contrastive_objective,
+        memory_batches,
+    )
 
     clip = create_clip(seed=0)
     if layout == "contiguous":

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from benchbd.data import synthetic
-from benchbd.data.pairs import PairSet
-from benchbd.model import DEFAULT_MODEL, MODEL_CONFIG_DIR, create_clip
-from benchbd.train import StepReport, TrainConfig, train
+from benchbd.engine.data import synthetic
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.model import DEFAULT_MODEL, MODEL_CONFIG_DIR, create_clip
+from benchbd.engine.train import StepReport, TrainConfig, train
 
 OPEN_CLIP_RUNNER = """
 import sys, open_clip

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.evaluate import triggered_examples
-from benchbd.pipeline import RunConfig, build_attack, substream
-from benchbd.visibility import trigger_visibility
+from benchbd.core.seeds import substream
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.evaluate import triggered_examples
+from benchbd.engine.planning import build_attack
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.visibility import trigger_visibility
 
 # (attack, setting, parameters): benchbd's default first, then the published setting.
 SETTINGS = [
@@ -39,6 +42,11 @@ SETTINGS = [
     ("sig", "delta=20", {"delta": 20.0}),
     ("nashville", "default", {}),  # pilgram's filter, as Detect-CLIP uses it
     ("nashville", "strength=0.5", {"strength": 0.5}),
+    # PAR's structured triggers, at the authors' settings (the defaults)
+    ("stripes", "published", {}),  # +-1 stripes 1 px wide blended at 0.03
+    ("triangles", "published", {}),  # 14 px tiles at 224 px (2 px at 32 px), alpha 0.15
+    ("triangles", "tile_px=4", {"tile_px": 4}),
+    ("watermark", "published", {}),  # red "Watermarked", 0.875 of the width, alpha 0.5
     # badclip's patch is optimised against a trained surrogate, so it is measured by the runs
     # that train one (`benchbd table results/frontier --visibility`).
 ]

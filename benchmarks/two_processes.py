@@ -18,7 +18,7 @@ The processes are started, and warmed up, once; each waits, idle, for the arrang
 part of. The slowdown is a process's time per step against the reference: a fair share of
 the cores is 2.0x for two processes, and more than that is what oversubscription costs on
 top (threads waiting at each parallel region's barrier for a core the other process holds).
-While the lone process trains, the script also asks `benchbd.busy` what a run starting then
+While the lone process trains, the script also asks `benchbd.cli.busy` what a run starting then
 would be told.
 
     python benchmarks/two_processes.py [--window 8]
@@ -54,11 +54,16 @@ def worker(name: str, folder: Path) -> None:
     # isort: on
     import torch
 
-    from benchbd import distributed
-    from benchbd.data import synthetic
-    from benchbd.data.pairs import PairSet
-    from benchbd.model import create_clip
-    from benchbd.train import TrainConfig, build_optimizer, contrastive_objective, memory_batches
+    from benchbd.engine import distributed
+    from benchbd.engine.data import synthetic
+    from benchbd.engine.data.pairs import PairSet
+    from benchbd.engine.model import create_clip
+    from benchbd.engine.train import (
+        TrainConfig,
+        build_optimizer,
+        contrastive_objective,
+        memory_batches,
+    )
 
     clip = create_clip(seed=0)
     images, captions, labels = synthetic.generate_split(
@@ -148,7 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--window", type=float, default=8.0, help="seconds timed per phase")
     args = parser.parse_args()
-    from benchbd import busy
+    from benchbd.cli import busy
 
     cores = busy.usable_cores()
     half = max(1, cores // 2)

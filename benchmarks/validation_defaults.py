@@ -34,10 +34,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.evaluate import evaluate
-from benchbd.leaderboard import load_folder
-from benchbd.pipeline import RunConfig, load_poisoned, substream
+from benchbd.core.seeds import substream
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.poisoned_model import load_poisoned
+from benchbd.engine.run_config import RunConfig
+from benchbd.reporting.leaderboard import load_folder
 
 # (attack, label, parameters): from the published setting up to benchbd's default.
 TRIGGERS = [

@@ -9,7 +9,7 @@ step; s is the model's logit scale and the labels are arange(batch). Under torch
 are over the global batch (features and views gathered across ranks). The in-modal term forces
 each modality to be learned on its own, which breaks the spurious trigger-caption shortcut.
 `finetune` (inmodal_weight = 0) and `inmodal` (clip_weight = 0) are this recipe with one term.
-The loss is the engine's (`benchbd.objectives`), which a poisoned model may be pretrained with.
+The loss is the engine's (`engine.objectives`), which a poisoned model may be pretrained with.
 """
 
 from __future__ import annotations
@@ -19,14 +19,23 @@ from dataclasses import dataclass
 
 import torch
 
-from benchbd.augment import TextViews, table_synonyms, wordnet_synonyms
-from benchbd.errors import BenchbdError
-from benchbd.model import ClipBundle
-from benchbd.objectives import ClipInModalObjective, clip_inmodal_loss
-from benchbd.objectives import inmodal_loss as inmodal_loss  # re-exported for SafeCLIP
-from benchbd.params import Params, param, scale_epochs
-from benchbd.plugins import Defense, DefenseContext
-from benchbd.train import TrainConfig, train
+from benchbd.api import (
+    BenchbdError,
+    ClipBundle,
+    ClipInModalObjective,
+    Defense,
+    DefenseContext,
+    Params,
+    TextViews,
+    TrainConfig,
+    clip_inmodal_loss,
+    param,
+    scale_epochs,
+    table_synonyms,
+    train,
+    wordnet_synonyms,
+)
+from benchbd.api import inmodal_loss as inmodal_loss  # re-exported for SafeCLIP
 
 SYNONYM_SOURCES = ("auto", "wordnet", "dataset")
 
@@ -47,7 +56,7 @@ class FinetuneParams(Params):
 
     def scaled_to(self, clean_pairs: int, given: Collection[str]) -> FinetuneParams:
         """Epochs left unset are raised on a small clean set to the steps the recipe takes on
-        its reference 5,000 pairs (195 at batch 128): see `benchbd.params.scale_epochs`."""
+        its reference 5,000 pairs (195 at batch 128): see `benchbd.core.params.scale_epochs`."""
         return scale_epochs(self, clean_pairs, "clean_pairs", given)
 
 

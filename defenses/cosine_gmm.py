@@ -24,12 +24,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from benchbd.defenses.screening import MODELS, caption_features
 
-from benchbd.params import Params, param
-from benchbd.plugins import DefenseContext, Screening, ScreeningDefense, TrainingPairs
-from benchbd.probe import probe_features
-from benchbd.seeds import substream
-from defenses.screening import MODELS, caption_features
+from benchbd.api import (
+    DefenseContext,
+    Params,
+    Screening,
+    ScreeningDefense,
+    TrainingPairs,
+    param,
+    probe_features,
+    substream,
+)
 
 
 @dataclass(frozen=True)

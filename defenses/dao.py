@@ -17,9 +17,9 @@ AUROC: docs/fidelity.md. Reference set and sign: `defenses/screening.py`.
 from __future__ import annotations
 
 import numpy as np
+from benchbd.defenses.screening import EmbeddingScreen, neighbours
 
-from benchbd.plugins import DefenseContext
-from defenses.screening import EmbeddingScreen, neighbours
+from benchbd.api import DefenseContext
 
 TINY = 1e-12  # keeps a zero distance (a duplicate image) from giving log(0)
 

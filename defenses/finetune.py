@@ -6,7 +6,7 @@ barely weakens a backdoor).
 
 from __future__ import annotations
 
-from defenses.cleanclip import CleanCLIP, FinetuneParams
+from benchbd.defenses.cleanclip import CleanCLIP, FinetuneParams
 
 
 class Finetune(CleanCLIP):

@@ -14,11 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from benchbd.defenses.screening import EmbeddingScreen, ReferenceParams
 
-from benchbd.params import param
-from benchbd.plugins import DefenseContext
-from benchbd.seeds import substream
-from defenses.screening import EmbeddingScreen, ReferenceParams
+from benchbd.api import DefenseContext, param, substream
 
 
 @dataclass(frozen=True)

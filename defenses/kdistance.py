@@ -13,9 +13,9 @@ docs/fidelity.md.
 from __future__ import annotations
 
 import numpy as np
+from benchbd.defenses.screening import EmbeddingScreen, neighbours
 
-from benchbd.plugins import DefenseContext
-from defenses.screening import EmbeddingScreen, neighbours
+from benchbd.api import DefenseContext
 
 
 class KDistance(EmbeddingScreen):

@@ -12,9 +12,9 @@ Reference set and sign: `defenses/screening.py`.
 from __future__ import annotations
 
 import numpy as np
+from benchbd.defenses.screening import EmbeddingScreen
 
-from benchbd.plugins import DefenseContext
-from defenses.screening import EmbeddingScreen
+from benchbd.api import DefenseContext
 
 
 class LocalOutlier(EmbeddingScreen):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from benchbd.model import ClipBundle
-from benchbd.plugins import Defense, DefenseContext
+from benchbd.api import ClipBundle, Defense, DefenseContext
 
 
 class NoDefense(Defense):

@@ -18,7 +18,7 @@ memory_bank.py, lightly's MemoryBankModule) does it:
   weight 0: the text tower gets zero gradients (not none), so AdamW's momentum and weight decay
   still move it in matching steps, as they do in the public code. Other epochs: the CLIP loss.
 - Augmentation (`cross_aug`): every image is replaced by a new random view at every step
-  (`defenses.roclip_views`), every caption by one EDA view drawn once, before training, used
+  (`benchbd.defenses.roclip_views`), every caption by one EDA view drawn once, before training, used
   in every epoch (the public code augments its captions when it builds the dataset).
 
 A pool entry also keeps the class its caption names (by the task's class names and synonyms;
@@ -35,19 +35,28 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from benchbd.defenses.cleanclip import SYNONYM_SOURCES, resolve_synonyms
+from benchbd.defenses.roclip_views import RoCLIPImageViews
 
-from benchbd import distributed
-from benchbd.augment import TextViews
-from benchbd.data.pairs import PairSet, ZeroShotTask
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import clean_accuracy, predict, zero_shot_weights
-from benchbd.model import ClipBundle
-from benchbd.params import Params, param
-from benchbd.plugins import DefenseContext, PretrainingDefense, PretrainingHooks
-from benchbd.seeds import substream
-from benchbd.train import Batch, clip_loss
-from defenses.cleanclip import SYNONYM_SOURCES, resolve_synonyms
-from defenses.roclip_views import RoCLIPImageViews
+from benchbd.api import (
+    Batch,
+    BenchbdError,
+    ClipBundle,
+    DefenseContext,
+    PairSet,
+    Params,
+    PretrainingDefense,
+    PretrainingHooks,
+    TextViews,
+    ZeroShotTask,
+    clean_accuracy,
+    clip_loss,
+    param,
+    predict,
+    substream,
+    world,
+    zero_shot_weights,
+)
 
 NO_CLASS = -1  # a pool entry whose caption names no class (the pool's first noise, say)
 
@@ -230,7 +239,7 @@ class RoCLIP(PretrainingDefense):
     test_params = {"pool": 64, "warmup_steps": 2}
 
     def check(self, context: DefenseContext) -> None:
-        if distributed.world().size > 1:  # before pretraining, like every check
+        if world().size > 1:  # before pretraining, like every check
             raise BenchbdError("roclip's matched loss is not gathered across ranks: run it "
                                "without torchrun")  # fmt: skip
 

@@ -44,19 +44,25 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from benchbd.defenses.cleanclip import SYNONYM_SOURCES, inmodal_loss, resolve_synonyms
+from benchbd.defenses.cosine_gmm import high_component_probability, pair_similarities
 from torchvision.transforms import v2
 
-from benchbd import distributed
-from benchbd.augment import TextViews
-from benchbd.data.pairs import PairSet
-from benchbd.errors import BenchbdError
-from benchbd.model import ClipBundle
-from benchbd.params import Params, param
-from benchbd.plugins import DefenseContext, PretrainingDefense, PretrainingHooks
-from benchbd.seeds import substream
-from benchbd.train import Batch, clip_loss
-from defenses.cleanclip import SYNONYM_SOURCES, inmodal_loss, resolve_synonyms
-from defenses.cosine_gmm import high_component_probability, pair_similarities
+from benchbd.api import (
+    Batch,
+    BenchbdError,
+    ClipBundle,
+    DefenseContext,
+    PairSet,
+    Params,
+    PretrainingDefense,
+    PretrainingHooks,
+    TextViews,
+    clip_loss,
+    param,
+    substream,
+    world,
+)
 
 GMM_SEED = 0  # their fit_gmm_to_cos_sim (src/samplers.py line 151): random_state=0, every epoch
 
@@ -129,7 +135,7 @@ class SimCLRViews:
     """Their image augmentation (utils/augment_image.py lines 12-22): horizontal flip, random
     resized crop back to the image's size, colour jitter (0.5, 0.5, 0.5, 0.1) with p 0.8,
     grayscale with p 0.2, Gaussian blur with kernel 21 (or the largest odd size the image
-    takes). As `benchbd.augment.ImageViews`, the batch is cut into groups of `group` images,
+    takes). As `benchbd.engine.augment.ImageViews`, the batch is cut into groups of `group` images,
     each with its own draw, under a seed."""
 
     def __init__(self, group: int = 8) -> None:
@@ -257,7 +263,7 @@ class SafeCLIP(PretrainingDefense):
     test_params = {"inmodal_epochs": 1, "clip_epochs": 0}
 
     def check(self, context: DefenseContext) -> None:
-        if distributed.world().size > 1:  # before pretraining, like every check
+        if world().size > 1:  # before pretraining, like every check
             raise BenchbdError("safeclip's split losses are not gathered across ranks: run it "
                                "without torchrun")  # fmt: skip
 

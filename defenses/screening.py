@@ -39,12 +39,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchbd.data.pairs import PairSet
-from benchbd.errors import BenchbdError
-from benchbd.model import ClipBundle
-from benchbd.params import Params, param
-from benchbd.plugins import DefenseContext, Screening, ScreeningDefense, TrainingPairs
-from benchbd.probe import probe_features
+from benchbd.api import (
+    BenchbdError,
+    ClipBundle,
+    DefenseContext,
+    PairSet,
+    Params,
+    Screening,
+    ScreeningDefense,
+    TrainingPairs,
+    param,
+    probe_features,
+)
 
 MODELS = ("poisoned", "clean")
 REFERENCES = ("clean", "train")

@@ -20,9 +20,9 @@ one (or, among captions, two) rows off; here the neighbours are the true k neare
 from __future__ import annotations
 
 import numpy as np
+from benchbd.defenses.screening import EmbeddingScreen, neighbours
 
-from benchbd.plugins import DefenseContext
-from defenses.screening import EmbeddingScreen, neighbours
+from benchbd.api import DefenseContext
 
 UNDEFINED = 1000.0  # the public code's score for a 0/0 or x/0 ratio (torch.nan_to_num)
 

@@ -4,7 +4,7 @@ with cross-entropy on clean labelled images.
 Training the vision tower against labels overwrites the trigger features it learned. As in
 the paper, CA and ASR after this defense are measured with the trained head (the result file
 records "linear-head" as the classifier). Its "before", for DER, is then a linear probe on the
-poisoned encoder fitted on the same labelled images (`labelled_for_probe`, benchbd/probe.py),
+poisoned encoder fitted on the same labelled images (`labelled_for_probe`, benchbd/engine/probe.py),
 so both sides are measured with a linear head.
 
 The head starts random by default, as a new linear layer does in the paper. Started from the
@@ -23,13 +23,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchbd.data.pairs import UNLABELLED, PairSet
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import zero_shot_weights
-from benchbd.model import ClipBundle
-from benchbd.params import Params, param, scale_epochs
-from benchbd.plugins import Defense, DefenseContext
-from benchbd.train import Batch, TrainConfig, train
+from benchbd.api import (
+    UNLABELLED,
+    Batch,
+    BenchbdError,
+    ClipBundle,
+    Defense,
+    DefenseContext,
+    PairSet,
+    Params,
+    TrainConfig,
+    param,
+    scale_epochs,
+    train,
+    zero_shot_weights,
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class SupervisedParams(Params):
 
     def scaled_to(self, clean_pairs: int, given: Collection[str]) -> SupervisedParams:
         """Epochs left unset are raised on a small labelled set to the steps the recipe takes
-        on its reference 5,000 images (390 at batch 128): see `benchbd.params.scale_epochs`."""
+        on its reference 5,000 images (390 at batch 128): see `benchbd.core.params.scale_epochs`."""
         return scale_epochs(self, clean_pairs, "labelled_images", given)
 
 

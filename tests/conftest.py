@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.registry import Registry
+from benchbd.core.registry import Registry
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 
 TINY = DataSizes(train=1024, clean=256, test=200, validation=200)
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import builtin
 
-from benchbd.errors import BenchbdError
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.plugins import AttackSetup, attacks
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import build
+from benchbd.engine.model import create_clip
+from benchbd.engine.plugins import AttackSetup, attacks
 
 
 @functools.cache
@@ -146,8 +146,7 @@ def test_wanet_with_zero_strength_is_the_identity(tiny_data):
 
 def test_wanet_grid_matches_the_published_construction():
     import torch.nn.functional as F
-
-    from attacks.wanet import sampling_grid, warp_field
+    from benchbd.attacks.wanet import sampling_grid, warp_field
 
     k, size, s = 4, 32, 0.5
     # BackdoorBench's code, step by step
@@ -178,7 +177,7 @@ def test_wanet_noise_mode_adds_cross_samples_with_true_captions(tiny_data):
 
 
 def test_label_consistent_keeps_captions_and_touches_only_target_pairs(tiny_data):
-    from attacks.label_consistent import mentions
+    from benchbd.attacks.label_consistent import mentions
 
     attack = make("label_consistent", tiny_data, count=30, harden=False)
     poisoned = attack.poison(tiny_data.train)
@@ -194,8 +193,9 @@ def test_label_consistent_keeps_captions_and_touches_only_target_pairs(tiny_data
 
 
 def test_label_consistent_with_another_trigger_and_hardening(tiny_data):
-    from attacks.label_consistent import LabelConsistent, LabelConsistentParams
-    from benchbd.plugins import AttackSetup
+    from benchbd.attacks.label_consistent import LabelConsistent, LabelConsistentParams
+
+    from benchbd.engine.plugins import AttackSetup
 
     setup = AttackSetup(7, tiny_data.task, 10, 0, surrogate=surrogate)
     params = LabelConsistentParams(trigger="blended", trigger_params="", harden=True, steps=3)

@@ -9,8 +9,10 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
-
-from attacks.badclip import (
+from benchbd.attacks.badclip import (
+    CARRIER_ROWS,
+    NATURAL_ROWS,
+    PATCH_VERSION,
     BadCLIP,
     BadCLIPParams,
     dual_embedding_loss,
@@ -18,11 +20,14 @@ from attacks.badclip import (
     embed_texts,
     guide_from,
     paste,
+    weights_digest,
 )
-from benchbd.errors import BenchbdError
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.plugins import AttackSetup
+
+from benchbd.core.cache import fingerprint
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import build
+from benchbd.engine.model import create_clip
+from benchbd.engine.plugins import AttackSetup
 
 TARGET = 7
 QUICK = {"steps": 5, "batch_size": 8}  # well under a second of optimisation
@@ -74,6 +79,17 @@ def test_the_same_seed_optimises_the_same_patch(tiny_data, cache, monkeypatch, t
     assert torch.equal(again.prepare(tiny_data.train), first) and again.optimise_seconds
     assert not torch.equal(make(tiny_data, seed=1).prepare(tiny_data.train), first)
     assert first.shape == (3, 8, 8) and first.dtype == torch.uint8  # badnet's 25 % side
+
+
+def test_the_patch_file_keeps_its_name_under_the_model_cache(tiny_data, cache):
+    """Patches cached by earlier releases are still found: the file is named as it always was,
+    from a fingerprint of the same key."""
+    attack = make(tiny_data)
+    key = fingerprint({"version": PATCH_VERSION, "surrogate": weights_digest(surrogate()),
+                       "params": attack.params.to_dict(), "seed": 0, "target": TARGET,
+                       "image_side": 32, "carriers": CARRIER_ROWS,
+                       "natural": NATURAL_ROWS})  # fmt: skip
+    assert attack.cache_path(32) == cache / "models" / f"badclip-patch-{key}.pt"
 
 
 def test_the_patch_is_cached_and_a_damaged_entry_is_optimised_again(tiny_data, cache, caplog):
@@ -144,8 +160,9 @@ def test_show_optimises_the_patch_a_run_would_use(cache):
     """`benchbd show --attack badclip` on an empty cache: the preview trains the attacker's
     surrogate and optimises the patch from the training pool, as poisoning would, and draws
     that patch in the centre of each image; a run's poisoning then finds it in the cache."""
-    from benchbd.pipeline import RunConfig, trigger_examples
-    from benchbd.planning import build_attack, load_experiment_data
+    from benchbd.engine.planning import build_attack, load_experiment_data
+    from benchbd.engine.poisoned_model import trigger_examples
+    from benchbd.engine.run_config import RunConfig
 
     config = RunConfig(attack="badclip", attack_params=dict(QUICK),
                        sizes={"train": 64, "clean": 8, "test": 40},

@@ -11,8 +11,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from benchbd import busy
-from benchbd.cli import app
+from benchbd.cli import app, busy
 
 # A stand-in for a `benchbd` command that does what a sweep does: it idles while a worker it
 # started (a plain `python -c`, as a spawned worker's command line is) keeps a core busy.
@@ -47,7 +46,7 @@ def test_commands_that_are_benchbd():
     assert busy.is_benchbd_command(["python", "-m", "benchbd", "sweep"])
     assert busy.is_benchbd_command(["python3", "/venv/bin/benchbd", "run"])
     assert not busy.is_benchbd_command(["python", "-m", "pytest", "tests/test_busy.py"])
-    assert not busy.is_benchbd_command(["vim", "benchbd/busy.py"])
+    assert not busy.is_benchbd_command(["vim", "benchbd/cli/busy.py"])
     assert not busy.is_benchbd_command([])
 
 

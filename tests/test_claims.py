@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from benchbd.claims import decide_all, ratio_interval, read_claims
 from benchbd.cli import app
-from benchbd.intervals import interval, t_quantile, verdict
+from benchbd.reporting.claims import decide_all, read_claims
+from benchbd.reporting.intervals import interval, ratio_interval, t_quantile, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results"
@@ -64,7 +64,7 @@ def test_a_claim_reads_one_file_per_seed_and_its_interval_is_the_t_interval(tmp_
     assert decision.values == tuple(recorded[s]["metrics"]["after"]["asr"] for s in decision.seeds)
     expected = interval(decision.values)
     assert decision.found == expected
-    assert decision.verdict == verdict(expected, ">=", 0.5)
+    assert decision.by_interval == verdict(expected, ">=", 0.5)
     # a seed run twice counts once: the newest file by `created`
     again = json.loads(files[0].read_text())
     again["created"] = "2999-01-01T00:00:00+00:00"
@@ -73,6 +73,28 @@ def test_a_claim_reads_one_file_per_seed_and_its_interval_is_the_t_interval(tmp_
     (decision,) = decide_all(read_claims(path))
     assert decision.found.n == len(files)
     assert decision.values[decision.seeds.index(again["seed"])] == 0.25
+
+
+def test_a_claim_is_decided_on_five_seeds_or_its_own_minimum_else_inconclusive(tmp_path):
+    """Three seeds whose interval clears the threshold are a first sign, not a verdict: the
+    claim is inconclusive, and its note keeps what the interval alone says; five decide it."""
+    folder = sig_folder(tmp_path)
+    text = CLAIM.format(folder=folder).replace('"after.asr"', '"after.ca"').replace(
+        'comparison = ">="\nthreshold = 0.5', 'comparison = ">="\nthreshold = 0.0')
+    (three,) = decide_all(read_claims(write(tmp_path, text)))
+    assert len(three.values) == 3 and three.by_interval == "holds"
+    assert three.verdict == "inconclusive"
+    assert three.note() == "3 of 5 seeds; the interval alone: holds"
+    assert "inconclusive" in three.citation()
+    (path,) = folder.glob("sig__cleanclip__seed0__*.json")
+    for seed in (3, 4):
+        copy = json.loads(path.read_text())
+        copy["seed"] = seed
+        (folder / f"sig__cleanclip__seed{seed}__copy.json").write_text(json.dumps(copy))
+    (five,) = decide_all(read_claims(write(tmp_path, text)))
+    assert len(five.values) == 5 and five.verdict == "holds" and five.note() == ""
+    (more,) = decide_all(read_claims(write(tmp_path, text + "min_seeds = 10\n")))
+    assert more.verdict == "inconclusive" and more.note().startswith("5 of 10 seeds")
 
 
 def test_a_difference_metric_is_computed_per_seed(tmp_path):

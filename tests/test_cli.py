@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from benchbd.cli import app
+from benchbd.engine.plugins import attacks, defenses
 
 runner = CliRunner()
 
@@ -27,11 +28,35 @@ def one_line_error(result, code=2):
     return lines[0]
 
 
-def test_list_shows_plugins_packages_and_parameters():
-    result = invoke("list")
+def test_list_is_a_line_per_plugin_and_fits_a_screen():
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    for text in ("badnet", "finetune", "none", "benchbd", "patch_fraction", "float = 0.25"):
+    lines = result.output.splitlines()
+    assert len(lines) <= 60 and max(map(len, lines)) <= 80, result.output
+    for registry, kind in ((attacks, "attack"), (defenses, None)):
+        for name in registry.names():  # its own line: name, kind or stage, a summary
+            stage = kind or getattr(defenses.get(name), "stage", "finetune")
+            assert any(line.split()[:2] == [name, stage] for line in lines), (name, result.output)
+    assert "patch_fraction" not in result.output  # parameters are one `list NAME` away
+    only = invoke("list", "defenses").output
+    assert "cleanclip" in only and "badnet" not in only
+
+
+def test_list_name_shows_one_plugins_parameters_in_full():
+    result = invoke("list", "badnet")
+    assert result.exit_code == 0, result.output
+    for text in ("badnet (attack, package benchbd)", "patch_fraction: float = 0.25 [0.01, 0.5]",
+                 "patch side as a fraction of the image side"):  # fmt: skip
         assert text in result.output
+    assert "blended" not in result.output
+    both = invoke("list", "none").output  # an attack and a defense of one name: both
+    assert "none (attack" in both and "none (defense, finetune stage" in both
+    assert "screen stage" in invoke("list", "lof").output
+
+
+def test_list_of_an_unknown_name_is_one_line_with_a_suggestion():
+    line = one_line_error(invoke("list", "badnt"))
+    assert "unknown plugin 'badnt'; did you mean 'badnet'" in line
 
 
 @pytest.mark.parametrize(
@@ -281,7 +306,7 @@ def test_show_takes_a_param_named_by_the_attack(tmp_path):
 
 
 def test_list_shows_bounds_and_choices():
-    result = invoke("list", "attacks")
+    result = invoke("list", "blended")
     assert result.exit_code == 0, result.output
     assert "alpha: float = 0.2 [0, 1]" in result.output
     assert "{fresh_noise, fixed_noise, image}" in result.output
@@ -302,14 +327,14 @@ def test_table_filters_and_groups_by_attack(tmp_path):
 def test_plugin_version_is_recorded_and_does_not_split_rows(tmp_path):
     from importlib.metadata import version
 
-    from benchbd.results import PluginRecord
+    from benchbd.engine.plugin_records import plugin_record_of
 
-    record = PluginRecord.of("badnet", "benchbd", {})
+    record = plugin_record_of("badnet", "benchbd", {})
     assert record.version == version("benchbd")
-    assert PluginRecord.of("x", "no-such-package-here", {}).version is None
+    assert plugin_record_of("x", "no-such-package-here", {}).version is None
     # the baseline flag comes from the plugin class, not from its name
-    assert record.baseline is False and PluginRecord.of("x", "benchbd", {}).baseline is None
-    assert PluginRecord.of("none", "benchbd", {}, role="defense").baseline is True
+    assert record.baseline is False and plugin_record_of("x", "benchbd", {}).baseline is None
+    assert plugin_record_of("none", "benchbd", {}, role="defense").baseline is True
     # an older file without the field and a newer one with it are two seeds of one row
     write_result(tmp_path, "badnet", "finetune", 0, 0.9, 0.95, 0.88, 0.5, name="old.json")
     newer = json.loads((tmp_path / "old.json").read_text())

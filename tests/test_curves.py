@@ -13,16 +13,17 @@ import pytest
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.curve_plot import curve_figure, write_curve_plot
-from benchbd.curves import Point, best_ca_at_asr, curves, pareto_area, pareto_front
-from benchbd.errors import BenchbdError
-from benchbd.experiment import RunConfig
-from benchbd.param_lists import sweep_params
-from benchbd.params import Params, param
-from benchbd.planning import plan
-from benchbd.plugins import Defense, defenses
-from benchbd.results import read_result
-from benchbd.sweep import Grid, load_grid, names_of, sweep
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import Params, param
+from benchbd.core.results import read_result
+from benchbd.engine.grid import Grid, load_grid
+from benchbd.engine.param_lists import sweep_params
+from benchbd.engine.planning import plan
+from benchbd.engine.plugins import Defense, defenses
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.sweep import names_of, sweep
+from benchbd.reporting.curve_plot import curve_figure, write_curve_plot
+from benchbd.reporting.curves import Point, best_ca_at_asr, curves, pareto_area, pareto_front
 
 TINY = """
 attacks = ["badnet"]

@@ -11,8 +11,9 @@ import pytest
 import torch
 from conftest import picture, refused_before_training, write_folder, write_pairs
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.errors import BenchbdError
+from benchbd.core.errors import BenchbdError
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 
 SIZES = DataSizes(train=0, clean=4, test=0)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import benchbd
-from benchbd.cache import code_fingerprint
-from benchbd.data import versions
-from benchbd.data.sources import SOURCES
+from benchbd.core.cache import code_fingerprint
+from benchbd.engine.data import versions
+from benchbd.engine.data.sources import SOURCES
 
 PACKAGE = Path(benchbd.__file__).parent
 
@@ -23,7 +23,7 @@ PACKAGE = Path(benchbd.__file__).parent
 def test_the_code_is_the_one_the_version_was_given_to(data):
     assert code_fingerprint(PACKAGE / data.module) == data.code, (
         f"{data.module} draws something new: give it a new version in "
-        "benchbd/data/versions.py and record its code hash there"
+        "benchbd/engine/data/versions.py and record its code hash there"
     )
 
 

@@ -8,14 +8,14 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+from benchbd.defenses.cleanclip import cleanclip_loss
 from conftest import builtin
 
-from benchbd.augment import EDA_OPERATIONS, ImageViews, TextViews, table_synonyms
-from benchbd.evaluate import evaluate
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.plugins import DefenseContext, defenses
-from defenses.cleanclip import cleanclip_loss
+from benchbd.core.params import build
+from benchbd.engine.augment import EDA_OPERATIONS, ImageViews, TextViews, table_synonyms
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.model import create_clip
+from benchbd.engine.plugins import DefenseContext, defenses
 
 
 def embeddings(seed: int, n: int = 6, d: int = 8) -> torch.Tensor:
@@ -107,7 +107,7 @@ def test_every_defense_returns_the_same_architecture(name, tiny_data):
 
 @pytest.mark.slow
 def test_supervised_head_measures_ca_and_asr(tiny_data):
-    from defenses.supervised import SupervisedFinetune, SupervisedParams
+    from benchbd.defenses.supervised import SupervisedFinetune, SupervisedParams
 
     clip = create_clip(seed=0)
     context = DefenseContext(tiny_data.clean, tiny_data.task, seed=0)
@@ -128,9 +128,9 @@ def test_supervised_head_measures_ca_and_asr(tiny_data):
 
 def test_supervised_head_starts_random_or_as_the_zero_shot_classifier(tiny_data):
     import torch.nn.functional as F
+    from benchbd.defenses.supervised import LinearHead
 
-    from benchbd.evaluate import predict, zero_shot_weights
-    from defenses.supervised import LinearHead
+    from benchbd.engine.evaluate import predict, zero_shot_weights
 
     clip = create_clip(seed=0)
     clip.model.eval()

@@ -14,16 +14,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from benchbd.defenses.dao import DAO
+from benchbd.defenses.iforest import IsolationForestScreen
+from benchbd.defenses.kdistance import KDistance
+from benchbd.defenses.lof import LocalOutlier
+from benchbd.defenses.screening import own_rows, reference_set
+from benchbd.defenses.slof import SLOF
 
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.plugins import DefenseContext, TrainingPairs
-from defenses.dao import DAO
-from defenses.iforest import IsolationForestScreen
-from defenses.kdistance import KDistance
-from defenses.lof import LocalOutlier
-from defenses.screening import own_rows, reference_set
-from defenses.slof import SLOF
+from benchbd.core.params import build
+from benchbd.engine.model import create_clip
+from benchbd.engine.plugins import DefenseContext, TrainingPairs
 
 EXACT = "donot_use_mm_for_euclid_dist"  # extract_bd_scores.py line 108: exact distances
 
@@ -197,7 +197,7 @@ def test_iforest_is_the_authors_usage(text):
     references = reference_set(v.numpy(), None if t is None else t.numpy())
     forest = screen(IsolationForestScreen)
     got = forest.score(v.numpy(), references, own_rows(len(v), features), context)
-    from benchbd.seeds import substream
+    from benchbd.core.seeds import substream
 
     np.testing.assert_array_equal(got, authors_iforest(v, t, substream(11, "iforest")))
 
@@ -264,8 +264,8 @@ def test_slof_runs_through_the_pipeline_in_the_papers_setting():
     `stages.detect` (one finite score a pair, its share dropped), in the public code's setting."""
     from test_stages import SIZES, config
 
-    from benchbd.plugins import defenses
-    from benchbd.stages import detect
+    from benchbd.engine.plugins import defenses
+    from benchbd.engine.stages import detect
 
     defenses.register("slof", SLOF, package="benchbd")
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchbd.detection import ROC_POINTS, detection_metrics, tpr_at
+from benchbd.engine.detection import ROC_POINTS, detection_metrics, tpr_at
 
 POISONED = [3, 7, 11, 19]
 

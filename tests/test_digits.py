@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from benchbd.data import digits
-from benchbd.data.sources import SOURCES, DataSizes, load_data
-from benchbd.errors import BenchbdError
-from benchbd.experiment import RunConfig, default_sizes
+from benchbd.core.errors import BenchbdError
+from benchbd.engine.data import digits
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import SOURCES, load_data
+from benchbd.engine.run_config import RunConfig, default_sizes
 
 SMALL = DataSizes(train=200, clean=60, test=100, validation=40)
 
@@ -160,7 +161,7 @@ def test_cli_show_draws_digits_and_run_refuses_an_eval_dataset(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_on_digits_completes(tmp_path):
-    from benchbd.pipeline import run
+    from benchbd.engine.pipeline import run
 
     config = RunConfig(
         dataset="digits",
@@ -179,7 +180,7 @@ def test_a_run_on_digits_completes(tmp_path):
 
 
 def test_a_run_without_a_target_attacks_the_dataset_default():
-    from benchbd.experiment import RunConfig
+    from benchbd.engine.run_config import RunConfig
 
     assert RunConfig(dataset="digits").target == "zero"
     assert RunConfig().target == "heart"

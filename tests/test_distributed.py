@@ -13,10 +13,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import write_folder, write_pairs
 
-from benchbd import distributed
-from benchbd.data.pairs import PairSet
-from benchbd.model import create_clip
-from benchbd.train import Batch, TrainConfig, contrastive_objective, train
+from benchbd.engine import distributed
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.model import create_clip
+from benchbd.engine.train import Batch, TrainConfig, contrastive_objective, train
 
 MODEL = "benchbd-vit-tiny"  # layer norm only: SyncBatchNorm has no CPU implementation
 GLOBAL_BATCH = 8
@@ -45,7 +45,7 @@ def cleanclip_objective():
     """CleanCLIP's objective with views that depend on each row alone (a flip, the words
     reversed), so that a rank's views are its slice of the global batch's views; the real
     views are drawn per batch under a seed and are not what this test is about."""
-    from defenses.cleanclip import CleanCLIPObjective
+    from benchbd.defenses.cleanclip import CleanCLIPObjective
 
     objective = CleanCLIPObjective(1.0, 1.0, text_views=None, seed=0)
     objective.image_views = lambda images, seed: images.flip(-1)
@@ -62,10 +62,11 @@ def global_batch(data: PairSet, clip) -> Batch:
 def streamed_run(spec: str) -> tuple[list[float], dict]:
     """Training streamed from disk, then streamed evaluation (batches of 2, sharded across
     ranks) with badnet's random trigger, which draws from the per-batch generators."""
-    from benchbd.data.sources import DataSizes, load_data
-    from benchbd.evaluate import evaluate_streamed
-    from benchbd.params import build
-    from benchbd.plugins import AttackSetup, attacks
+    from benchbd.core.params import build
+    from benchbd.engine.data.sizes import DataSizes
+    from benchbd.engine.data.sources import load_data
+    from benchbd.engine.evaluate import evaluate_streamed
+    from benchbd.engine.plugins import AttackSetup, attacks
 
     real = load_data(spec, DataSizes(0, 8, 0), 32)
     clip = create_clip(MODEL, seed=0)
@@ -143,7 +144,7 @@ def test_two_gloo_ranks_equal_one_process_on_the_global_batch(tmp_path, real_spe
 
 
 def test_batch_must_split_evenly_across_ranks():
-    from benchbd.errors import BenchbdError
+    from benchbd.core.errors import BenchbdError
 
     with pytest.raises(BenchbdError, match="batch size 9 is not divisible by the 2 ranks"):
         distributed.World(rank=0, size=2).rows(9)

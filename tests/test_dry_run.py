@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.dry_run import Timings
-from benchbd.experiment import RunConfig
-from benchbd.sweep import load_grid, sweep
+from benchbd.engine.dry_run import Timings
+from benchbd.engine.grid import load_grid
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.sweep import sweep
 
 RESULTS = Path(__file__).parent.parent / "results"
 # Two committed reference results: badnet/none seed 0 reused a cached poisoned model (its time

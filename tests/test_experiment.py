@@ -8,13 +8,13 @@ import pytest
 import torch
 from conftest import TINY
 
-from benchbd import model_cache
-from benchbd.data.sources import DataSizes
-from benchbd.errors import BenchbdError
-from benchbd.experiment import FINETUNE_RECIPE, RunConfig
-from benchbd.model import create_clip, image_size
-from benchbd.sweep import Grid
-from benchbd.train import TrainConfig
+from benchbd.core.errors import BenchbdError
+from benchbd.engine import model_cache
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.grid import Grid
+from benchbd.engine.model import create_clip, image_size
+from benchbd.engine.run_config import FINETUNE_RECIPE, RunConfig
+from benchbd.engine.train import TrainConfig
 
 REAL = "csv:/data/cc3m.csv|eval=imagefolder:/data/imagenet"
 
@@ -72,7 +72,8 @@ def test_the_cache_describes_stores_and_refuses_damaged_or_other_kernel_models()
 def test_a_result_file_rebuilds_the_experiment_with_its_fingerprints(tmp_path):
     import json
 
-    from benchbd.pipeline import plan, run
+    from benchbd.engine.pipeline import run
+    from benchbd.engine.planning import plan
 
     config = RunConfig(attack="blended", defense="none", sizes=TINY, seed=3,
                        attack_params={"alpha": 0.4}, pretrain={"epochs": 1, "batch_size": 64},

@@ -284,7 +284,7 @@ def test_damaged_result_files_are_rerun_by_a_sweep_and_skipped_by_table(tmp_path
         (["run", "--dataset", "csv:d/missing.csv"], {}, "missing.csv"),
         (["table", "r"], {"r/a.json": "[1, 2]", "r/b.json": "{"}, "not a benchbd result"),
         # usage errors: one line too, not typer's boxed usage block
-        (["sweep", "--threads", "1"], {}, "no such option: --threads"),
+        (["sweep", "--thread", "1"], {}, "no such option: --thread"),
         (["run", "--seed", "x"], {}, "--seed"),
         (["table", "r", "--bogus"], {}, "--bogus"),
     ],
@@ -305,7 +305,7 @@ def test_malformed_input_is_one_line(tmp_path, args, files, message):
 
 # --- round two: plugin name clashes, pretrained weights, two sweeps on one folder -------------
 
-CLASH = """from benchbd.plugins import Attack
+CLASH = """from benchbd.api import Attack
 
 
 class Sig(Attack):

@@ -17,15 +17,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from benchbd.attacks.label_consistent import mentions
+from benchbd.attacks.nashville import nashville
+from benchbd.attacks.wanet import sampling_grid, warp, warp_field
 from PIL import Image, ImageChops
 
-from attacks.label_consistent import mentions
-from attacks.nashville import nashville
-from attacks.wanet import sampling_grid, warp, warp_field
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.plugins import AttackSetup, attacks
-from benchbd.seeds import substream
+from benchbd.core.params import build
+from benchbd.core.seeds import substream
+from benchbd.engine.model import create_clip
+from benchbd.engine.plugins import AttackSetup, attacks
 
 TARGET = 7
 
@@ -246,7 +246,7 @@ def test_label_consistent_hardening_is_backdoorbenchs_pgd(tiny_data):
     """The same PGD on the same surrogate's zero-shot logits (benchbd's surrogate: a clean
     CLIP; labels: the target, the true class of every pair hardened). benchbd rounds the
     result to uint8 where BackdoorBench truncates (listed)."""
-    from benchbd.evaluate import zero_shot_weights
+    from benchbd.engine.evaluate import zero_shot_weights
 
     clip = create_clip(seed=0)
     attack = make("label_consistent", tiny_data.task, surrogate=lambda: clip, steps=3)
@@ -536,7 +536,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure() -> None:  # pragma: no cover - a report, run by hand
-    from benchbd.data.sources import DataSizes, load_data
+    from benchbd.engine.data.sizes import DataSizes
+    from benchbd.engine.data.sources import load_data
 
     data = load_data("synthetic", DataSizes(train=1024, clean=256, test=200, validation=200),
                      image_size=32)  # fmt: skip
@@ -608,7 +609,7 @@ def measure() -> None:  # pragma: no cover - a report, run by hand
         ours = sum(mentions(c, task.names_for(name)) for c in captions)
         ref = len(ref_cleanclip_label_consistent_rows(captions, name))
         print(f"label-consistent rows naming {name!r}: benchbd {ours}, substring rule {ref}")
-    from benchbd.experiment import default_sizes
+    from benchbd.engine.run_config import default_sizes
 
     digits = load_data("digits", default_sizes("digits"), image_size=32)
     ours = sum(mentions(c, digits.task.names_for("zero")) for c in digits.train.captions)

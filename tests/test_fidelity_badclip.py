@@ -15,10 +15,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from benchbd.attacks.badclip import BadCLIP, BadCLIPParams, dual_embedding_loss, paste, patch_corner
 
-from attacks.badclip import BadCLIP, BadCLIPParams, dual_embedding_loss, paste, patch_corner
-from benchbd.params import build
-from benchbd.plugins import AttackSetup
+from benchbd.core.params import build
+from benchbd.engine.plugins import AttackSetup
 
 TARGET = 7
 
@@ -148,8 +148,9 @@ def test_negatives_own_by_default_and_shuffled_as_released(tiny_data):
     """benchbd's default pairs each patched image with its own clean embedding; the released
     code with a random batch-mate's (`negatives=shuffled`, added with a default that keeps
     the recorded parameters and cached patches as they were)."""
-    from attacks.badclip import guide_from, optimise_patch
-    from benchbd.model import create_clip
+    from benchbd.attacks.badclip import guide_from, optimise_patch
+
+    from benchbd.engine.model import create_clip
 
     assert "negatives" not in BadCLIPParams().to_dict()
     shuffled = build(BadCLIPParams, {"negatives": "shuffled", "steps": 2, "batch_size": 8},
@@ -179,10 +180,13 @@ def measure() -> None:  # pragma: no cover - a report, run by hand
     (channels swapped) scored the same way; the fraction of repeated positives per step."""
     import time
 
-    from attacks.badclip import embed_images, embed_texts, guide_from, optimise_patch
-    from benchbd.evaluate import zero_shot_weights
-    from benchbd.experiment import RunConfig
-    from benchbd.pipeline import Observer, load_experiment_data, surrogate_model
+    from benchbd.attacks.badclip import embed_images, embed_texts, guide_from, optimise_patch
+
+    from benchbd.engine.evaluate import zero_shot_weights
+    from benchbd.engine.observer import Observer
+    from benchbd.engine.planning import load_experiment_data
+    from benchbd.engine.poisoned_model import surrogate_model
+    from benchbd.engine.run_config import RunConfig
 
     config = RunConfig(attack="badclip", defense="none", dataset="digits", device="cpu",
                        split="validation")  # fmt: skip

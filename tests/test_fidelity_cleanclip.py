@@ -18,16 +18,16 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from benchbd.defenses.cleanclip import CleanCLIP, CleanCLIPParams, InModal
+from benchbd.defenses.finetune import Finetune
+from benchbd.defenses.supervised import LinearHead, head_loss
 from torchvision import transforms as T
 
-from benchbd.augment import STOPWORDS, ImageViews, TextViews, table_synonyms
-from benchbd.model import create_clip
-from benchbd.objectives import ClipInModalObjective, clip_inmodal_loss
-from benchbd.seeds import substream
-from benchbd.train import Batch, build_optimizer, lr_at
-from defenses.cleanclip import CleanCLIP, CleanCLIPParams, InModal
-from defenses.finetune import Finetune
-from defenses.supervised import LinearHead, head_loss
+from benchbd.core.seeds import substream
+from benchbd.engine.augment import STOPWORDS, ImageViews, TextViews, table_synonyms
+from benchbd.engine.model import create_clip
+from benchbd.engine.objectives import ClipInModalObjective, clip_inmodal_loss
+from benchbd.engine.train import Batch, build_optimizer, lr_at
 
 # --- the loss --------------------------------------------------------------------------------
 
@@ -486,8 +486,8 @@ def test_supervised_weight_decay_spares_norms_the_reference_decays():
 
 
 def measure() -> None:  # pragma: no cover - a report, run by hand
-    from benchbd.data.sources import load_data
-    from benchbd.experiment import default_sizes
+    from benchbd.engine.data.sources import load_data
+    from benchbd.engine.run_config import default_sizes
 
     for spec in ("digits", "synthetic"):
         data = load_data(spec, default_sizes(spec), image_size=32)
@@ -524,11 +524,11 @@ def measure() -> None:  # pragma: no cover - a report, run by hand
 ADAM_RUN = """
 import sys
 import benchbd  # first: pins the CPU kernels before torch is imported, as the command does
-import benchbd.train
-import defenses.cleanclip
+import benchbd.engine.train
+import benchbd.defenses.cleanclip
 from benchbd.cli import main
 
-standard, train = benchbd.train.build_optimizer, defenses.cleanclip.train
+standard, train = benchbd.engine.train.build_optimizer, defenses.cleanclip.train
 
 def cleanclips_adam(model, lr, weight_decay):
     optimizer = standard(model, lr, weight_decay)
@@ -537,11 +537,11 @@ def cleanclips_adam(model, lr, weight_decay):
     return optimizer
 
 def defense_train(*args, **kwargs):
-    benchbd.train.build_optimizer = cleanclips_adam
+    benchbd.engine.train.build_optimizer = cleanclips_adam
     try:
         return train(*args, **kwargs)
     finally:
-        benchbd.train.build_optimizer = standard
+        benchbd.engine.train.build_optimizer = standard
 
 defenses.cleanclip.train = defense_train
 sys.argv = ["benchbd", "run", "--dataset", "digits", "--split", "validation", "--threads", "1",

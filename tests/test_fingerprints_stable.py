@@ -11,12 +11,14 @@ import json
 import pytest
 from PIL import Image
 
-from benchbd.cache import fingerprint
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.pipeline import RunConfig, plan
-from benchbd.plugins import attacks
-from benchbd.sweep import Grid
-from benchbd.train import TrainConfig
+from benchbd.core.cache import fingerprint
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.grid import Grid
+from benchbd.engine.planning import plan
+from benchbd.engine.plugins import attacks
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.train import TrainConfig
 
 SMALL = DataSizes(train=200, clean=64, test=60, validation=30)
 FAST = TrainConfig(epochs=1, batch_size=64)

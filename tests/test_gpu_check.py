@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchbd.plugins import attacks, defenses
+from benchbd.engine.plugins import attacks, defenses
 
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "gpu_check.py"
 

@@ -12,8 +12,8 @@ import pickle
 import pytest
 from typer.testing import CliRunner
 
-from benchbd.cache import cache_dir
 from benchbd.cli import app
+from benchbd.core.cache import cache_dir
 
 runner = CliRunner()
 TINY_RUN = ["run", "--train-pairs", "256", "--clean-pairs", "256", "--test-images", "64"]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from benchbd.intervals import FAILS, HOLDS, INCONCLUSIVE, interval, t_quantile, verdict
+from benchbd.reporting.intervals import FAILS, HOLDS, INCONCLUSIVE, interval, t_quantile, verdict
 
 
 def test_interval_matches_the_textbook_t_interval():

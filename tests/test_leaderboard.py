@@ -8,8 +8,9 @@ import statistics
 
 import pytest
 
-from benchbd.errors import BenchbdError
-from benchbd.leaderboard import (
+from benchbd.core.errors import BenchbdError
+from benchbd.core.results import read_result
+from benchbd.reporting.leaderboard import (
     COLUMNS,
     SORT_CHOICES,
     apply_filters,
@@ -17,12 +18,11 @@ from benchbd.leaderboard import (
     leaderboard,
     load_folder,
     parse_filters,
-    render,
     results_frame,
     tabulate,
 )
-from benchbd.results import read_result
-from benchbd.trade_off_plot import leaderboard_figure, write_plot
+from benchbd.reporting.leaderboard_tables import render
+from benchbd.reporting.trade_off_plot import leaderboard_figure, write_plot
 
 
 def result(attack, defense, seed, before, after, rate=0.03, epochs=5.0):
@@ -557,7 +557,7 @@ def test_importing_the_leaderboard_does_not_import_pandas():
     import subprocess
     import sys
 
-    code = "import sys, benchbd.leaderboard; assert 'pandas' not in sys.modules"
+    code = "import sys, benchbd.reporting.leaderboard; assert 'pandas' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -612,7 +612,7 @@ def test_a_screens_detection_numbers_are_columns_sorted_by_their_direction():
     import json
     from pathlib import Path
 
-    from benchbd.leaderboard import column_header, tabulate
+    from benchbd.reporting.leaderboard import column_header, tabulate
 
     reference = Path(__file__).resolve().parent.parent / "results"
     base = json.loads(next(reference.glob("badnet__finetune__seed0__*.json")).read_text())

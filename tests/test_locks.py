@@ -1,4 +1,4 @@
-"""Claims on shared work (benchbd.locks): held while the owner lives, taken over once it is
+"""Claims on shared work (benchbd.engine.locks): held while the owner lives, taken over once it is
 gone, whether it ended on this host or stopped refreshing its lock from another."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from benchbd.locks import STALE_AFTER_S, Locks, read_owner
+from benchbd.engine.locks import STALE_AFTER_S, Locks, read_owner
 
 
 def write_lock(path, host: str, pid: int, started: str | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchbd.evaluate import (
+from benchbd.engine.evaluate import (
     Metrics,
     attack_success_rate,
     clean_accuracy,

@@ -9,9 +9,10 @@ import json
 import pytest
 import torch
 
-from benchbd.data.images import is_streamed
-from benchbd.data.resized import resize
-from benchbd.data.sources import DataSizes, load_data
+from benchbd.engine.data.images import is_streamed
+from benchbd.engine.data.resized import resize
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 
 SMALL = DataSizes(train=64, clean=32, test=20, validation=0)
 
@@ -42,13 +43,13 @@ def test_a_224_px_model_runs_on_small_sizes(tmp_path):
     same 64 tokens as at 32 px, so it trains in seconds on a CPU)."""
     import open_clip
 
-    from benchbd.experiment import RunConfig
-    from benchbd.model import image_size
-    from benchbd.pipeline import run
+    from benchbd.engine.model import image_size
+    from benchbd.engine.pipeline import run
+    from benchbd.engine.run_config import RunConfig
 
     config = json.loads(
         (__import__("pathlib").Path(__file__).resolve().parent.parent
-         / "benchbd/model_configs/benchbd-vit-tiny.json").read_text()
+         / "benchbd/engine/model_configs/benchbd-vit-tiny.json").read_text()
     )  # fmt: skip
     config["vision_cfg"] |= {"image_size": 224, "patch_size": 28}
     (tmp_path / "test-vit-224.json").write_text(json.dumps(config))

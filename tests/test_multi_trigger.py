@@ -11,24 +11,26 @@ import torch
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.data.sources import DataSizes
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import TriggerPart, evaluate, part_stream
-from benchbd.leaderboard import tabulate
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.pipeline import RunConfig, run
-from benchbd.plugins import (
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import build
+from benchbd.core.results import read_result
+from benchbd.core.seeds import substream
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.evaluate import evaluate, part_stream
+from benchbd.engine.model import create_clip
+from benchbd.engine.pipeline import run
+from benchbd.engine.plugins import (
     AttackSetup,
     DefenseContext,
     Screening,
     ScreeningDefense,
     TrainingPairs,
+    TriggerPart,
     attacks,
     defenses,
 )
-from benchbd.results import read_result
-from benchbd.seeds import substream
+from benchbd.engine.run_config import RunConfig
+from benchbd.reporting.leaderboard import tabulate
 
 SIZES = DataSizes(train=256, clean=128, test=60, validation=0)
 PRETRAIN = {"epochs": 1, "batch_size": 32}
@@ -186,9 +188,9 @@ def test_streamed_evaluation_measures_each_part_as_in_memory(tmp_path, monkeypat
     memory, the same per-part numbers."""
     from conftest import write_folder, write_pairs
 
-    from benchbd.data.pairs import PairSet
-    from benchbd.data.sources import load_data
-    from benchbd.evaluate import evaluate_streamed
+    from benchbd.engine.data.pairs import PairSet
+    from benchbd.engine.data.sources import load_data
+    from benchbd.engine.evaluate import evaluate_streamed
 
     monkeypatch.setenv("BENCHBD_WORKERS", "0")
     write_folder(tmp_path / "val")

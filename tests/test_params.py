@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from benchbd.errors import BenchbdError
-from benchbd.params import Params, build, describe, param, parse_assignments, parse_variant
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import Params, build, describe, param, parse_assignments, parse_variant
 
 
 @dataclass(frozen=True)

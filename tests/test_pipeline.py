@@ -11,16 +11,20 @@ import torch
 from conftest import TINY
 from typer.testing import CliRunner
 
-from benchbd.cache import cache_dir
 from benchbd.cli import app
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import evaluate, triggered_examples
-from benchbd.model import create_clip
-from benchbd.pipeline import RunConfig, build_attack, load_poisoned, run, substream
-from benchbd.plugins import Defense, attacks, defenses
-from benchbd.results import read_result
-from benchbd.train import TrainConfig, train
-from benchbd.visibility import trigger_visibility
+from benchbd.core.cache import cache_dir
+from benchbd.core.errors import BenchbdError
+from benchbd.core.results import read_result
+from benchbd.core.seeds import substream
+from benchbd.engine.evaluate import evaluate, triggered_examples
+from benchbd.engine.model import create_clip
+from benchbd.engine.pipeline import run
+from benchbd.engine.planning import build_attack
+from benchbd.engine.plugins import Defense, attacks, defenses
+from benchbd.engine.poisoned_model import load_poisoned
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.train import TrainConfig, train
+from benchbd.engine.visibility import trigger_visibility
 
 # Every test here trains the poisoned model (12 epochs) or reuses it: the whole file is slow.
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 
-from benchbd.experiment import RunConfig
-from benchbd.experiments import settings
-from benchbd.plugins import attacks, clash_warnings
-from benchbd.registry import PluginError, canonical_package
+from benchbd.core.registry import PluginError, canonical_package
+from benchbd.engine.plugins import attacks, clash_warnings
+from benchbd.engine.run_config import RunConfig
+from benchbd.reporting.experiments import settings
 
 TINY = {"train": 256, "clean": 64, "test": 40, "validation": 0}
 
@@ -24,7 +24,7 @@ def other_sig(tmp_path):
     tag = uuid.uuid4().hex[:8]
     module, package = f"othersig_{tag}", f"Other_Sig.{tag}"
     (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
-        from benchbd.plugins import Attack
+        from benchbd.api import Attack
 
         class Sig(Attack):
             description = "another package's sig"
@@ -58,7 +58,7 @@ def test_the_bare_name_is_refused_with_both_packages_named(other_sig):
 
 
 def test_a_qualified_name_picks_one_whatever_the_spelling_of_its_package(other_sig):
-    assert attacks.get("benchbd:sig").__module__ == "attacks.sig"
+    assert attacks.get("benchbd:sig").__module__ == "benchbd.attacks.sig"
     assert attacks.get(f"{other_sig}:sig").description == "another package's sig"
     assert attacks.get(f"{canonical_package(other_sig)}:sig") is attacks.get(f"{other_sig}:sig")
     with pytest.raises(PluginError, match="provides no attack 'sig'"):
@@ -66,7 +66,7 @@ def test_a_qualified_name_picks_one_whatever_the_spelling_of_its_package(other_s
 
 
 def test_two_packages_plugins_are_two_experiments(other_sig):
-    from benchbd.planning import plan
+    from benchbd.engine.planning import plan
 
     builtin = plan(RunConfig(attack="benchbd:sig", defense="none", sizes=TINY))
     other = plan(RunConfig(attack=f"{other_sig}:sig", defense="none", sizes=TINY))
@@ -74,7 +74,7 @@ def test_two_packages_plugins_are_two_experiments(other_sig):
 
 
 def test_a_builtin_plugin_named_with_its_package_is_the_same_experiment():
-    from benchbd.planning import plan
+    from benchbd.engine.planning import plan
 
     assert plan(RunConfig(attack="benchbd:sig", defense="benchbd:none", sizes=TINY)) == plan(
         RunConfig(attack="sig", defense="none", sizes=TINY)

@@ -10,6 +10,7 @@ uninstall, and no other benchbd command on the machine sees the example plugins 
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -21,13 +22,18 @@ from pathlib import Path
 
 import pytest
 
+import benchbd.api
+
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
 # A fenced block whose first line is a comment naming the file it holds.
 BLOCK = re.compile(r"^```[a-z]*\n# (?P<path>acme_\w+/\S+)\n(?P<body>.*?)^```", re.S | re.M)
 PACKAGES = {"acme_sig": "acme-sig", "acme_shrink": "acme-shrink", "acme_dupes": "acme-dupes"}
 FILES = {"acme_sig/pyproject.toml", "acme_sig/acme_sig/__init__.py",
          "acme_shrink/pyproject.toml", "acme_shrink/acme_shrink/__init__.py",
-         "acme_dupes/pyproject.toml", "acme_dupes/acme_dupes/__init__.py"}  # fmt: skip
+         "acme_dupes/pyproject.toml", "acme_dupes/acme_dupes/__init__.py",
+         # the input detector's, installed and run by tests/test_input_plugin_guide.py
+         "acme_confidence/pyproject.toml",
+         "acme_confidence/acme_confidence/__init__.py"}  # fmt: skip
 RUN = ["--attack", "acme_sig", "--defense", "acme_shrink", "--train-pairs", "256",
        "--clean-pairs", "128", "--test-images", "60", "--validation-images", "0",
        "--epochs", "1", "--batch-size", "64", "--threads", "1", "--device", "cpu",
@@ -102,10 +108,14 @@ def installed(tmp_path):
 def test_the_guides_example_packages_install_list_and_run(installed, tmp_path):
     env = installed
     listed = call([sys.executable, "-m", "benchbd", "list"], env, timeout=300).stdout
-    for name in PACKAGES:
-        assert name in listed, listed
+    for name, package in PACKAGES.items():  # its line names its package: [acme-sig] SIG...
+        (line,) = [line for line in listed.splitlines() if line.split()[:1] == [name]]
+        assert canonical(line.partition("[")[2].partition("]")[0]) == package, line
     assert "failed to load" not in listed, listed
-    assert "SIG: a sinusoidal signal" in listed and "delta" in listed and "anchor" in listed
+    one = call([sys.executable, "-m", "benchbd", "list", "acme_sig"], env, timeout=300).stdout
+    assert "SIG: a sinusoidal signal" in one and "delta" in one, one
+    one = call([sys.executable, "-m", "benchbd", "list", "acme_shrink"], env, timeout=300).stdout
+    assert "anchor" in one, one
 
     out = tmp_path / "out"
     call([sys.executable, "-m", "benchbd", "run", *RUN, "--out", str(out)], env, timeout=600)
@@ -147,3 +157,32 @@ def test_the_guides_example_packages_install_list_and_run(installed, tmp_path):
     stage = result["extra"]["stage"]
     assert stage["stage"] == "screen"
     assert stage["model_fingerprint"] != result["poisoned_model_fingerprint"]
+
+
+def python_blocks() -> list[str]:
+    """Every fenced python block of the guide (the example packages' modules among them)."""
+    return re.findall(r"^```python\n(.*?)^```", GUIDE.read_text(), re.S | re.M)
+
+
+def test_the_guides_code_imports_benchbd_through_benchbd_api_alone():
+    """A plugin author copies the guide: its code reaches benchbd only through benchbd.api."""
+    blocks = python_blocks()
+    assert len(blocks) >= 4  # the parameters example and the three packages' modules
+    through_api, elsewhere, names = 0, [], set()
+    for block in blocks:
+        for node in ast.walk(ast.parse(block)):
+            if isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            else:
+                continue
+            for module in modules:
+                if module == "benchbd.api":
+                    through_api += 1
+                    names |= {alias.name for alias in node.names}
+                elif module == "benchbd" or module.startswith("benchbd."):
+                    elsewhere.append(module)
+    assert not elsewhere, f"the guide's code imports {sorted(set(elsewhere))}"
+    assert through_api >= len(blocks)  # every block takes what it uses from benchbd.api
+    assert names <= set(benchbd.api.__all__), names - set(benchbd.api.__all__)

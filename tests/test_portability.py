@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from benchbd import kernels
+from benchbd.core import kernels
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
 CELL = REFERENCE / "portable_cell.json"
@@ -66,7 +66,7 @@ def run_cell(workdir: Path) -> tuple[Path, dict, str]:
     assert done.returncode == 0, done.stderr
     (path,) = out.glob("*.json")
     result = json.loads(path.read_text())
-    from benchbd.cache import load_state
+    from benchbd.core.cache import load_state
 
     checkpoint = cache / "models" / f"{result['poisoned_model_fingerprint']}.pt"
     return path, result, kernels.weights_digest(load_state(checkpoint))

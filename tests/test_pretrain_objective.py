@@ -8,20 +8,22 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from benchbd.defenses.cleanclip import CleanCLIPObjective, CleanCLIPParams, cleanclip_loss
 from conftest import TINY
 from test_cli import invoke, one_line_error
 
-from benchbd import results, train
-from benchbd.augment import ImageViews, TextViews, table_synonyms
-from benchbd.errors import BenchbdError
-from benchbd.leaderboard import group_text, leaderboard
-from benchbd.model import create_clip
-from benchbd.objectives import ClipInModalObjective, pretraining_objective
-from benchbd.pipeline import RunConfig, plan
-from benchbd.seeds import substream
-from benchbd.sweep import load_grid
-from benchbd.train import Batch, TrainConfig, clip_loss, contrastive_objective
-from defenses.cleanclip import CleanCLIPObjective, CleanCLIPParams, cleanclip_loss
+from benchbd.core import results
+from benchbd.core.errors import BenchbdError
+from benchbd.core.seeds import substream
+from benchbd.engine import train
+from benchbd.engine.augment import ImageViews, TextViews, table_synonyms
+from benchbd.engine.grid import load_grid
+from benchbd.engine.model import create_clip
+from benchbd.engine.objectives import ClipInModalObjective, pretraining_objective
+from benchbd.engine.planning import plan
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.train import Batch, TrainConfig, clip_loss, contrastive_objective
+from benchbd.reporting.leaderboard import group_text, leaderboard
 
 TINY_RUN = ["run", "--defense", "none", "--train-pairs", "256", "--clean-pairs", "64",
             "--test-images", "64", "--validation-images", "0", "--epochs", "1",
@@ -100,8 +102,9 @@ def test_the_recipe_records_the_weight_only_when_set():
     assert CleanCLIPParams().inmodal_weight == 1.0 and defense_recipe.inmodal_weight == 0.0
     assert "inmodal_weight" not in defense_recipe.to_dict()
     # Readers fill in exactly what the recipe leaves out.
-    recipe_fields = {f"pretrain.{name}": v for name, v in train.OMITTED_AT_DEFAULT.items()}
+    recipe_fields = {f"pretrain.{name}": v for name, v in train.RECIPE_OMITTED_AT_DEFAULT.items()}
     assert results.OMITTED_AT_DEFAULT == recipe_fields
+    assert set(TrainConfig().to_dict()).isdisjoint(train.RECIPE_OMITTED_AT_DEFAULT)
 
 
 def test_the_fingerprint_changes_only_for_a_positive_weight():

@@ -7,21 +7,19 @@ import pytest
 import torch
 from conftest import write_folder, write_pairs
 
-from benchbd.cache import cache_dir, fingerprint
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import evaluate
-from benchbd.model import create_clip
-from benchbd.pipeline import (
-    MODEL_CACHE_VERSION,
-    RunConfig,
-    build_attack,
-    poisoned_fingerprint,
-    run,
-    substream,
-)
-from benchbd.pretrained import pretrained_file
-from benchbd.train import TrainConfig
+from benchbd.core.cache import cache_dir, fingerprint
+from benchbd.core.errors import BenchbdError
+from benchbd.core.seeds import substream
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.model import create_clip
+from benchbd.engine.model_cache import MODEL_CACHE_VERSION
+from benchbd.engine.pipeline import run
+from benchbd.engine.planning import build_attack, poisoned_fingerprint
+from benchbd.engine.pretrained import pretrained_file
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.train import TrainConfig
 
 
 @pytest.fixture

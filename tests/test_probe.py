@@ -7,13 +7,13 @@ import pytest
 import torch
 from conftest import builtin
 
-from benchbd.data.pairs import UNLABELLED, PairSet
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import evaluate, predict_with_head
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.plugins import DefenseContext, defenses
-from benchbd.probe import (
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import build
+from benchbd.engine.data.pairs import UNLABELLED, PairSet
+from benchbd.engine.evaluate import evaluate, predict_with_head
+from benchbd.engine.model import create_clip
+from benchbd.engine.plugins import DefenseContext, defenses
+from benchbd.engine.probe import (
     encode_images,
     labelled_rows,
     linear_probe,
@@ -66,7 +66,7 @@ def test_the_input_bundle_is_left_as_it_was(clip, train_set):
 
 
 def test_the_probe_learns_separable_classes_and_evaluate_uses_it(clip, train_set):
-    from benchbd.data.pairs import ZeroShotTask
+    from benchbd.engine.data.pairs import ZeroShotTask
 
     task = ZeroShotTask([f"class {k}" for k in range(CLASSES)], ["a photo of {}."])
     probed = linear_probe(clip, train_set, CLASSES, seed=0)
@@ -113,7 +113,7 @@ def test_unlabelled_or_out_of_range_labels_are_refused(clip, train_set):
 
 
 def test_defenses_declare_their_classifier_and_the_probe_images(tiny_data):
-    from defenses.supervised import SupervisedFinetune, SupervisedParams
+    from benchbd.defenses.supervised import SupervisedFinetune, SupervisedParams
 
     context = DefenseContext(tiny_data.clean, tiny_data.task, seed=0)
     for name in builtin(defenses):  # a zero-shot defense needs no probe, a head defense does
@@ -131,8 +131,8 @@ def test_defenses_declare_their_classifier_and_the_probe_images(tiny_data):
 def test_probe_metrics_are_a_fitted_probe_measured_as_evaluate_measures_a_head(clip, train_set):
     """`--eval probe`: CA / ASR / RA of `linear_probe` through `evaluate`, on the triggered
     images of the zero-shot ASR, under the declared field names."""
-    from benchbd.data.pairs import ZeroShotTask
-    from benchbd.evaluate import EVALUATIONS
+    from benchbd.engine.data.pairs import ZeroShotTask
+    from benchbd.engine.evaluate import EVALUATIONS
 
     task = ZeroShotTask([f"class {k}" for k in range(CLASSES)], ["a photo of {}."])
     test = coloured(12, seed=4)
@@ -169,8 +169,9 @@ def test_encode_images_gives_probe_features_of_a_tensor(clip, train_set):
 def test_a_caption_only_clean_set_refuses_eval_probe_before_training(tmp_path, monkeypatch):
     from conftest import write_folder, write_pairs
 
-    from benchbd.cache import cache_dir
-    from benchbd.pipeline import RunConfig, run
+    from benchbd.core.cache import cache_dir
+    from benchbd.engine.pipeline import run
+    from benchbd.engine.run_config import RunConfig
 
     monkeypatch.setenv("BENCHBD_WORKERS", "0")
     dataset = (f"csv:{write_pairs(tmp_path / 'cc')}|eval=imagefolder:"

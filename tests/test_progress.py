@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from benchbd.cli import app
 from benchbd.cli.progress import PlainSweepObserver
-from benchbd.sweep import CellOutcome
+from benchbd.engine.sweep import CellOutcome
 
 TINY = ["--train-pairs", "256", "--clean-pairs", "128", "--test-images", "64",
         "--epochs", "2", "--batch-size", "64"]  # fmt: skip

@@ -10,12 +10,15 @@ import torch
 from conftest import TINY
 from PIL import Image
 
-from benchbd.cache import fingerprint
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.errors import BenchbdError
-from benchbd.pipeline import RunConfig, attacker_data, plan, run
-from benchbd.sweep import Grid
-from benchbd.train import TrainConfig
+from benchbd.core.cache import fingerprint
+from benchbd.core.errors import BenchbdError
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.grid import Grid
+from benchbd.engine.pipeline import run
+from benchbd.engine.planning import attacker_data, plan
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.train import TrainConfig
 
 FAST = TrainConfig(epochs=1, batch_size=64)
 
@@ -129,7 +132,7 @@ def test_a_separate_evaluation_set_gives_validation_rows_disjoint_from_its_test_
 
 @pytest.mark.slow
 def test_a_linear_head_defense_is_rated_against_a_linear_probe_of_the_poisoned_encoder(tmp_path):
-    from benchbd.evaluate import Metrics, defense_effectiveness
+    from benchbd.engine.evaluate import Metrics, defense_effectiveness
 
     config = RunConfig(attack="badnet", defense="cleanclip_supervised", sizes=TINY,
                        pretrain=FAST, defense_params={"epochs": 0.5, "batch_size": 64,

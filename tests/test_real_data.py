@@ -15,16 +15,20 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.data.images import LazyImages, StreamedPairSet, decode
-from benchbd.data.pairs import PairSet
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import evaluate
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.pipeline import RunConfig, build_attack, substream, trigger_examples
-from benchbd.plugins import AttackSetup, attacks
-from benchbd.train import TrainConfig, train
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import build
+from benchbd.core.seeds import substream
+from benchbd.engine.data.images import LazyImages, StreamedPairSet, decode
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.model import create_clip
+from benchbd.engine.planning import build_attack
+from benchbd.engine.plugins import AttackSetup, attacks
+from benchbd.engine.poisoned_model import trigger_examples
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.train import TrainConfig, train
 
 ALL = DataSizes(train=0, clean=8, test=0)
 STEP = TrainConfig(epochs=1, batch_size=8, lr=1e-3, warmup_steps=1)
@@ -83,7 +87,7 @@ def test_csv_with_an_imagefolder_test_set_poisons_trains_and_evaluates(cc):
 @pytest.mark.slow
 def test_streamed_evaluation_matches_in_memory_evaluation(cc):
     """The same images, read from disk in batches of 5 or held in memory: the same metrics."""
-    from benchbd.evaluate import evaluate_streamed
+    from benchbd.engine.evaluate import evaluate_streamed
 
     data = load_data(cc, ALL, image_size=32)
     in_memory = PairSet(data.test.images[:], list(data.test.captions), data.test.labels)
@@ -242,7 +246,7 @@ def test_subsets_stay_lazy_and_keep_poisoned_rows(cc):
 
 def test_decode_with_loader_workers(cc, monkeypatch):
     """Two worker processes decode the same pixels as the test process does."""
-    from benchbd.data.images import stream
+    from benchbd.engine.data.images import stream
 
     data = load_data(cc, ALL, image_size=32)
     batches = [[0, 1, 2], [3, 4]]
@@ -260,7 +264,7 @@ def test_missing_image_files_stop_the_run_or_are_skipped_and_counted(tmp_path, c
     val = write_folder(tmp_path / "val", per_class=1)
     with pytest.raises(BenchbdError, match=r"2 of 24 image files are missing.*missing=skip"):
         load_data(f"csv:{path}|eval=imagefolder:{val}", ALL, 32)
-    with caplog.at_level(logging.WARNING, logger="benchbd.data"):
+    with caplog.at_level(logging.WARNING, logger="benchbd.engine.data"):
         data = load_data(f"csv:{path}?missing=skip|eval=imagefolder:{val}", ALL, 32)
     assert len(data.train) + len(data.clean) == 22
     assert "2 of 24 image files are missing (first: images/5.png); skipped" in caplog.text
@@ -277,7 +281,7 @@ def test_unreadable_image_is_one_clear_error(tmp_path):
 
 
 def test_unreadable_image_from_a_worker_is_the_same_one_line(tmp_path):
-    from benchbd.data.images import stream
+    from benchbd.engine.data.images import stream
 
     path = write_pairs(tmp_path / "cc", n=16)
     (tmp_path / "cc" / "images" / "3.png").write_bytes(b"\x89PNG broken")
@@ -419,7 +423,7 @@ def test_hub_dataset_without_network_is_one_clear_error(monkeypatch):
 
 
 def test_dataset_strings_compose_and_reject_unknown_roles(tmp_path):
-    from benchbd.data.spec import compose, parse_run
+    from benchbd.engine.data.spec import compose, parse_run
 
     text = compose("csv:a.csv?sep=tab", eval="imagefolder:val", clean="csv:b.csv")
     assert text == "csv:a.csv?sep=tab|eval=imagefolder:val|clean=csv:b.csv"

@@ -3,11 +3,12 @@ small clean set, are recorded as run, and leave the embedded default's recipes u
 
 from __future__ import annotations
 
-from benchbd.experiment import FINETUNE_RECIPE, RunConfig
-from benchbd.planning import plan
-from benchbd.train import TrainConfig
-from defenses.cleanclip import CleanCLIPParams
-from defenses.supervised import SupervisedParams
+from benchbd.defenses.cleanclip import CleanCLIPParams
+from benchbd.defenses.supervised import SupervisedParams
+
+from benchbd.engine.planning import plan
+from benchbd.engine.run_config import FINETUNE_RECIPE, RunConfig
+from benchbd.engine.train import TrainConfig
 
 
 def test_epochs_left_unset_are_raised_to_the_reference_step_count():

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from benchbd.plugins import Attack, attacks, defenses
-from benchbd.registry import PluginError, Registry
+from benchbd.core.registry import PluginError, Registry
+from benchbd.engine.plugins import Attack, attacks, defenses
 
 
 def test_builtin_plugins_come_through_entry_points():
@@ -50,7 +50,7 @@ def third_party_package(tmp_path, monkeypatch):
     (tmp_path / f"{module}.py").write_text(
         textwrap.dedent(
             """
-            from benchbd.plugins import Attack
+            from benchbd.api import Attack
 
             class Stripe(Attack):
                 description = "a test attack from another package"

@@ -13,8 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.leaderboard import leaderboard, load_folder
-from benchbd.report import write_site
+from benchbd.cli.report_cmd import trigger_images
+from benchbd.reporting.leaderboard import leaderboard, load_folder
+from benchbd.reporting.report import write_site
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # Two attacks, a row with two seeds (a spread), a baseline defense per attack.
@@ -46,7 +47,7 @@ def copy_results(folder: Path, picked: list[str] = PICKED) -> Path:
 def site(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("report")
     folder = copy_results(root / "results")
-    write_site(folder, root / "site", triggers=True, images=3)
+    write_site(folder, root / "site", trigger_images, images=3)
     return folder, root / "site"
 
 
@@ -176,17 +177,17 @@ def test_report_replaces_an_earlier_site_whole(tmp_path):
 
 
 def test_an_interrupted_report_leaves_the_earlier_site_as_it_was(tmp_path, monkeypatch):
-    import benchbd.trade_off_plot
+    import benchbd.reporting.report
 
     out = tmp_path / "site"
-    write_site(copy_results(tmp_path / "results", PICKED[:1]), out, triggers=False)
+    write_site(copy_results(tmp_path / "results", PICKED[:1]), out)
     before = (out / "index.html").read_bytes()
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(benchbd.trade_off_plot, "write_plot", interrupted)
+    monkeypatch.setattr(benchbd.reporting.report, "write_plot", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        write_site(tmp_path / "results", out, triggers=False)
+        write_site(tmp_path / "results", out)
     assert (out / "index.html").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results", "site"]

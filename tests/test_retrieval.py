@@ -10,19 +10,21 @@ import torch.nn.functional as F
 from conftest import write_folder, write_pairs
 from typer.testing import CliRunner
 
-from benchbd import retrieval
 from benchbd.cli import app
-from benchbd.data.pairs import PairSet
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import EVALUATIONS, evaluations_in, triggered_examples
-from benchbd.experiment import RunConfig
-from benchbd.model import create_clip
-from benchbd.params import build
-from benchbd.pipeline import plan, run
-from benchbd.probe import encode_images
-from benchbd.results import read_result
-from benchbd.retrieval import (
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import build
+from benchbd.core.results import read_result
+from benchbd.engine import retrieval
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.evaluate import EVALUATIONS, evaluations_in, triggered_examples
+from benchbd.engine.grid import Grid, load_grid
+from benchbd.engine.model import create_clip
+from benchbd.engine.pipeline import run
+from benchbd.engine.planning import plan
+from benchbd.engine.probe import encode_images
+from benchbd.engine.retrieval import (
     distinct_captions,
     image_to_text_recall,
     retrieval_attack_success,
@@ -30,7 +32,8 @@ from benchbd.retrieval import (
     text_to_image_recall,
     triggered_features,
 )
-from benchbd.sweep import Grid, load_grid, sweep
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.sweep import sweep
 
 SMALL = DataSizes(train=200, clean=64, test=60, validation=30)
 FAST = {"epochs": 1, "batch_size": 64}
@@ -165,7 +168,7 @@ def test_the_triggered_images_are_those_the_zero_shot_asr_measures(clip, test_sp
 @pytest.mark.slow
 def test_a_split_read_from_disk_measures_what_the_same_images_in_memory_do(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCHBD_WORKERS", "0")
-    from benchbd.plugins import AttackSetup, attacks
+    from benchbd.engine.plugins import AttackSetup, attacks
 
     dataset = f"csv:{write_pairs(tmp_path / 'cc')}|eval=imagefolder:{write_folder(tmp_path / 'v')}"
     data = load_data(dataset + "?classes=classes.json", DataSizes(train=0, clean=8, test=0), 32)
@@ -267,8 +270,8 @@ def test_a_sweep_reruns_a_finished_cell_that_lacks_the_asked_metrics(tmp_path):
 
 
 def test_every_opt_in_metric_declares_its_direction():
-    from benchbd.evaluate import EVALUATIONS
-    from benchbd.results import HIGHER_IS_BETTER
+    from benchbd.core.results import HIGHER_IS_BETTER
+    from benchbd.engine.evaluate import EVALUATIONS
 
     fields = [name for names in EVALUATIONS.values() for name in names]
     assert all(name in HIGHER_IS_BETTER for name in fields)

@@ -8,8 +8,8 @@ import json
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.detection import detection_metrics
-from benchbd.trade_off_plot import roc_curves, roc_figure
+from benchbd.engine.detection import detection_metrics
+from benchbd.reporting.trade_off_plot import roc_curves, roc_figure
 
 
 def result(attack: str, defense: str, seed: int, scores: list[float], rate: float = 0.03):

@@ -16,12 +16,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import functional as TF
-
-from benchbd.data.sources import load_data
-from benchbd.experiment import DIGITS_SIZES
-from benchbd.plugins import DefenseContext, defenses
-from defenses.roclip import (
+from benchbd.defenses.roclip import (
     NO_CLASS,
     CaptionPool,
     caption_classes,
@@ -29,7 +24,12 @@ from defenses.roclip import (
     matched_loss,
     roclip_step,
 )
-from defenses.roclip_views import _jitter_op, crop_boxes, gaussian_blur, resized_crops
+from benchbd.defenses.roclip_views import _jitter_op, crop_boxes, gaussian_blur, resized_crops
+from torchvision.transforms.v2 import functional as TF
+
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.plugins import DefenseContext, defenses
+from benchbd.engine.run_config import DIGITS_SIZES
 
 
 class ReferenceBank:

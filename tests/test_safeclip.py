@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from benchbd.defenses.safeclip import SafeCLIPParams, SafeSchedule
 
-from benchbd.errors import BenchbdError
-from defenses.safeclip import SafeCLIPParams, SafeSchedule
+from benchbd.core.errors import BenchbdError
 
 
 def unimodal(n: int = 2000, seed: int = 0) -> np.ndarray:

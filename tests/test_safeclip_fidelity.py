@@ -12,16 +12,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.mixture import GaussianMixture
-
-from defenses.cleanclip import inmodal_loss
-from defenses.safeclip import (
+from benchbd.defenses.cleanclip import inmodal_loss
+from benchbd.defenses.safeclip import (
     SafeCLIPParams,
     SafeSchedule,
     SimCLRViews,
     cross_aug_clip_loss,
     views_inmodal_loss,
 )
+from sklearn.mixture import GaussianMixture
 
 
 def their_clean_probabilities(cos_sim: np.ndarray) -> np.ndarray:

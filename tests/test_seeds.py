@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchbd import evaluate, train
-from benchbd.data.pairs import PairSet
-from benchbd.distributed import World
-from benchbd.seeds import substream
+from benchbd.core.seeds import substream
+from benchbd.engine import evaluate, train
+from benchbd.engine.data.pairs import PairSet
+from benchbd.engine.distributed import World
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("benchbd", "attacks", "defenses")
@@ -85,8 +85,6 @@ class FakeClip:
 def test_streamed_training_draws_shifts_from_their_named_substream(monkeypatch):
     """Batches come back shifted exactly as a generator seeded by substream(seed, "shifts")
     shifts them; the loader is replaced by one that yields the requested rows in memory."""
-    import benchbd.data.images as images_module
-
     n, size, batch_size, seed = 8, 16, 4, 5
     pixels = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8)
     pairs = PairSet(pixels, [f"caption {i}" for i in range(n)], torch.arange(n))
@@ -95,7 +93,7 @@ def test_streamed_training_draws_shifts_from_their_named_substream(monkeypatch):
         for positions in batches:
             yield pixels[positions], positions
 
-    monkeypatch.setattr(images_module, "stream", in_memory)
+    monkeypatch.setattr(train, "stream", in_memory)
     config = train.TrainConfig(batch_size=batch_size, shift=0.125)
     got = list(train.streamed_batches(FakeClip(), pairs, config, 3, seed, World()))
 
@@ -110,8 +108,9 @@ def test_streamed_training_draws_shifts_from_their_named_substream(monkeypatch):
 
 
 def test_wanet_cross_pairs_come_from_their_named_substream(tiny_data):
-    from attacks.wanet import WaNet, WaNetParams
-    from benchbd.plugins import AttackSetup
+    from benchbd.attacks.wanet import WaNet, WaNetParams
+
+    from benchbd.engine.plugins import AttackSetup
 
     setup = AttackSetup(7, tiny_data.task, 20, 3)
     poisoned = WaNet(WaNetParams(cross_ratio=1.0), setup).poison(tiny_data.train)
@@ -178,5 +177,5 @@ def test_no_generator_is_seeded_by_arithmetic_on_a_seed():
         for path in sorted((ROOT / folder).rglob("*.py")):
             where = path.relative_to(ROOT)
             found += [f"{where}: {call}" for call in seed_arithmetic(path.read_text())]
-    message = "seed each generator with benchbd.seeds.substream(seed, name) instead:\n"
+    message = "seed each generator with benchbd.core.seeds.substream(seed, name) instead:\n"
     assert not found, message + "\n".join(found)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchbd.data.sources import DataSizes, load_data
-from benchbd.evaluate import evaluate
-from benchbd.model import create_clip
-from benchbd.pipeline import RunConfig, build_attack, substream, trigger_examples
+from benchbd.core.seeds import substream
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.model import create_clip
+from benchbd.engine.planning import build_attack
+from benchbd.engine.poisoned_model import trigger_examples
+from benchbd.engine.run_config import RunConfig
 
 SIZES = DataSizes(train=16, clean=8, test=60)
 

@@ -8,13 +8,13 @@ import math
 
 import pytest
 import torch
+from benchbd.attacks.nashville import nashville
 from typer.testing import CliRunner
 
-from attacks.nashville import nashville
 from benchbd.cli import app
-from benchbd.errors import BenchbdError
-from benchbd.params import build
-from benchbd.plugins import AttackSetup, attacks
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import build
+from benchbd.engine.plugins import AttackSetup, attacks
 
 
 def make(name, data, **params):

@@ -12,15 +12,18 @@ import pytest
 import torch
 from conftest import builtin
 
-from benchbd.cache import fingerprint
-from benchbd.data.sources import DataSizes
-from benchbd.detection import ROC_POINTS
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import evaluate
-from benchbd.model import create_clip
-from benchbd.pipeline import RunConfig, plan, run
-from benchbd.planning import load_experiment_data, stage_fingerprint
-from benchbd.plugins import (
+from benchbd.core.cache import fingerprint
+from benchbd.core.errors import BenchbdError
+from benchbd.core.results import read_result
+from benchbd.core.seeds import substream
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.detection import ROC_POINTS
+from benchbd.engine.evaluate import evaluate
+from benchbd.engine.grid import Grid
+from benchbd.engine.model import create_clip
+from benchbd.engine.pipeline import run
+from benchbd.engine.planning import load_experiment_data, plan, stage_fingerprint
+from benchbd.engine.plugins import (
     DefenseContext,
     Screening,
     ScreeningDefense,
@@ -28,10 +31,9 @@ from benchbd.plugins import (
     defenses,
     stage_of,
 )
-from benchbd.results import read_result
-from benchbd.seeds import substream
-from benchbd.stages import detect
-from benchbd.sweep import Grid, SweepObserver, sweep
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.stages import detect
+from benchbd.engine.sweep import SweepObserver, sweep
 
 SIZES = DataSizes(train=256, clean=128, test=60, validation=0)
 PRETRAIN = {"epochs": 2, "batch_size": 32}

@@ -10,10 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from benchbd.cli import app
-from benchbd.errors import BenchbdError
-from benchbd.plugins import Defense, defenses
-from benchbd.results import read_result
-from benchbd.sweep import Grid, SweepObserver, expand_names, load_grid, sweep
+from benchbd.core.errors import BenchbdError
+from benchbd.core.results import read_result
+from benchbd.engine.grid import Grid, expand_names, load_grid
+from benchbd.engine.plugins import Defense, defenses
+from benchbd.engine.sweep import SweepObserver, sweep
 
 TINY_GRID = dict(
     sizes={"train": 512, "clean": 128, "test": 100},

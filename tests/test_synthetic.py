@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchbd.data import synthetic
-from benchbd.data.sources import DataSizes, load_data
+from benchbd.engine.data import synthetic
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes():

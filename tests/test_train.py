@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from benchbd.model import create_clip
-from benchbd.train import TrainConfig, build_optimizer, lr_at, random_shift, train
+from benchbd.engine.model import create_clip
+from benchbd.engine.train import TrainConfig, build_optimizer, lr_at, random_shift, train
 
 
 def test_warmup_is_linear_and_cosine_ends_at_zero():

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchbd.errors import BenchbdError
-from benchbd.model import create_clip
-from benchbd.train import TrainConfig, contrastive_objective, train
+from benchbd.core.errors import BenchbdError
+from benchbd.engine.model import create_clip
+from benchbd.engine.train import TrainConfig, contrastive_objective, train
 
 CONFIG = TrainConfig(epochs=3, batch_size=32, lr=1e-3, warmup_steps=1)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from benchbd.attacks.badnet import BadNet, BadNetParams
+from benchbd.attacks.label_consistent import TRIGGER_PRESETS, LabelConsistent, LabelConsistentParams
 
-from attacks.badnet import BadNet, BadNetParams
-from attacks.label_consistent import TRIGGER_PRESETS, LabelConsistent, LabelConsistentParams
-from benchbd.data.pairs import ZeroShotTask
-from benchbd.errors import BenchbdError
-from benchbd.params import build
-from benchbd.plugins import AttackSetup, attacks
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import build
+from benchbd.engine.data.pairs import ZeroShotTask
+from benchbd.engine.plugins import AttackSetup, attacks
 
 # Each corner's 3 x 3 block in Turner's released mask, rows top to bottom, 1 white, 0 black.
 TURNER_BLOCKS = {

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchbd.errors import BenchbdError
-from benchbd.visibility import PSNR_CAP_DB, ssim_per_image, trigger_visibility
+from benchbd.core.errors import BenchbdError
+from benchbd.engine.visibility import PSNR_CAP_DB, ssim_per_image, trigger_visibility
 
 
 def images(seed: int, n: int = 4, size: int = 16) -> torch.Tensor:

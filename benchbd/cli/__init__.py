@@ -1,10 +1,14 @@
 """The `benchbd` command: one module per sub-command, each a thin layer over a library call.
 
-`benchbd table`, `benchbd plot` and `benchbd claims` only read JSON files, so `main()` starts
-them without importing torch or open_clip (a table over a thousand results comes back in about
-a second); every other command goes through the full app, after `--kernels` (or
-$BENCHBD_KERNELS) has chosen the CPU kernels: they are fixed when torch is first imported, and
-building the app imports it.
+A sub-command's module is imported when the command is looked up, not when the app is built
+(`LazyCommands`): `benchbd table`, `plot`, `claims` and `report --no-triggers` read result
+files and never import the training engine or torch (a table over a thousand results comes
+back in about a second), and `from benchbd.cli import app` costs no more. The commands that
+train, sweep, list plugins or draw a trigger (`run`, `sweep`, `list`, `show`) import the engine
+at their module's top, as any module may; `benchbd --help` looks every command up, so it
+imports them all. `main()` starts the file-reading commands on an app of their own; every other
+command runs after `--kernels` (or $BENCHBD_KERNELS) has chosen the CPU kernels: they are fixed
+when torch is first imported.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+from collections.abc import Iterator, Mapping
 
 import typer
+from typer.core import TyperGroup
 
-from benchbd import kernels
-from benchbd.errors import BenchbdError
+from benchbd.core import kernels
+from benchbd.core.errors import BenchbdError
 
 # name -> (module, function); the order is the order of `benchbd --help`
 COMMANDS = {
@@ -28,6 +34,7 @@ COMMANDS = {
     "show": ("benchbd.cli.show_cmd", "show"),
     "report": ("benchbd.cli.report_cmd", "report"),
     "claims": ("benchbd.cli.claims_cmd", "claims"),
+    "zoo": ("benchbd.cli.zoo_cmd", "zoo"),
 }
 LIGHT = ("table", "plot", "claims")  # commands that need no model code
 KERNELS_HELP = (
@@ -45,16 +52,55 @@ def _function(name: str):
     return getattr(importlib.import_module(module), attribute)
 
 
+def _command(name: str) -> typer.core.TyperCommand:
+    """The click command typer makes of COMMANDS[name], as `app.command(name)` would."""
+    single = _typer()
+    single.command(name)(_function(name))
+    return typer.main.get_command(single)
+
+
+class _CommandTable(Mapping[str, typer.core.TyperCommand]):
+    """The sub-commands by name, in COMMANDS order, each built on its first lookup."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, typer.core.TyperCommand] = {}
+
+    def __getitem__(self, name: str) -> typer.core.TyperCommand:
+        if name not in COMMANDS:
+            raise KeyError(name)
+        if name not in self._built:
+            self._built[name] = _command(name)
+        return self._built[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS)
+
+
+class LazyCommands(TyperGroup):
+    """The `benchbd` group: its commands are COMMANDS, each module imported only when its
+    command runs or a help page lists it (click's group reads `commands` as a mapping)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.commands = _CommandTable()  # type: ignore[assignment]
+
+
+def _no_options() -> None:
+    """The group's own callback: it takes no option (typer builds a group only with one)."""
+
+
 @functools.cache
 def build_app() -> typer.Typer:
-    app = _typer(
+    return _typer(
         name="benchbd",
         help="Benchmark backdoor attacks and defenses on CLIP-style models.",
         no_args_is_help=True,
+        cls=LazyCommands,
+        callback=_no_options,
     )
-    for name in COMMANDS:
-        app.command(name)(_function(name))
-    return app
 
 
 def __getattr__(name: str):

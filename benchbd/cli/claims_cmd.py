@@ -7,6 +7,10 @@ from pathlib import Path
 import typer
 
 from benchbd.cli.errors import friendly_errors
+from benchbd.core.cache import atomic_write_text
+from benchbd.reporting.citations import refresh
+from benchbd.reporting.claim_writers import FORMATS, HEADERS, cells, render
+from benchbd.reporting.claims import NO_RESULTS, decide_all, read_claims
 
 
 @friendly_errors
@@ -23,21 +27,21 @@ def claims(
     strict: bool = typer.Option(
         False, "--strict", help="exit 1 when a claim reads no results (a missing or renamed run)"
     ),
+    cite: list[Path] = typer.Option(
+        [], "--cite", help="rewrite the claim citations in this markdown page (repeatable)"
+    ),
 ) -> None:
     """Decide each claim: its per-seed values, mean, n and 95 % interval, and the verdict
     (holds / fails / inconclusive) read from the interval; "no results" for a claim that reads
     none. Folders in the file are relative to the current directory."""
-    from benchbd.claim_writers import FORMATS, cells, render
-    from benchbd.claims import NO_RESULTS, decide_all, read_claims
-
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     if out is not None and format == "rich":
         raise ValueError("--out writes markdown, csv or json: add --format")
     decisions = decide_all(read_claims(file))
+    if cite:
+        rewrite_citations(cite, {d.claim.id: d.citation() for d in decisions})
     if out is not None:
-        from benchbd.cache import atomic_write_text
-
         atomic_write_text(out, render(decisions, format))
         typer.echo(f"claims: {out} ({len(decisions)} claims)")
     elif format != "rich":
@@ -45,8 +49,6 @@ def claims(
     else:
         from rich.console import Console
         from rich.table import Table
-
-        from benchbd.claim_writers import HEADERS
 
         view = Table(title=f"benchbd claims: {file} ({len(decisions)} claims)")
         for header in HEADERS:
@@ -62,3 +64,22 @@ def claims(
                    f"{', '.join(missing)}", err=True)  # fmt: skip
         if strict:
             raise typer.Exit(1)
+
+
+def rewrite_citations(pages: list[Path], citations: dict[str, str]) -> None:
+    """Every citation in `pages` as the claims now decide it (atomically, page by page); a
+    citation of a claim the file does not have is an error naming the page, before any page
+    is written."""
+    rewritten = {}
+    for page in pages:
+        if not page.is_file():
+            raise ValueError(f"--cite {page}: no such file")
+        text, changed, unknown = refresh(page.read_text(), citations)
+        if unknown:
+            raise ValueError(f"--cite {page}: cites claims the file does not have: "
+                             f"{', '.join(sorted(set(unknown)))}")  # fmt: skip
+        rewritten[page] = (text, changed)
+    for page, (text, changed) in rewritten.items():
+        if changed:
+            atomic_write_text(page, text)
+        typer.echo(f"claims: {page}: {len(set(changed))} citation(s) rewritten", err=True)

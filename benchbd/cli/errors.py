@@ -15,8 +15,8 @@ import sys
 
 import typer
 
-from benchbd.errors import BenchbdError
-from benchbd.registry import PluginError
+from benchbd.core.errors import BenchbdError
+from benchbd.core.registry import PluginError
 
 EXPECTED = (BenchbdError, PluginError, ValueError, OSError, FloatingPointError)
 
@@ -55,8 +55,10 @@ def install_process_handlers() -> None:
 
 def warn_clashes(attack: str = "", defense: str = "") -> None:
     """Every plugin name two packages declare, one warning line each (both packages named);
-    a bare name the command was given is refused with the same words instead."""
-    from benchbd.plugins import clash_warnings
+    a bare name the command was given is refused with the same words instead. The engine's
+    plugin registry is imported here, by the commands that run plugins, not with this module:
+    the commands that only read result files use it too, and never import the engine."""
+    from benchbd.engine.plugins import clash_warnings
 
     for line in clash_warnings(attack, defense):
         typer.echo(f"benchbd: warning: {line}", err=True)

@@ -1,6 +1,6 @@
 """`benchbd plot DIR --out leaderboard.png`: the leaderboard as a picture, and, when the folder
 holds results of screening defenses, their ROC curves per attack beside it; when it holds a
-defense at several strengths, the trade-off curves (benchbd.curves) too."""
+defense at several strengths, the trade-off curves (benchbd.reporting.curves) too."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ import typer
 
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.reading import CA_TOLERANCE_HELP, ca_tolerance, read_results, warn
+from benchbd.reporting.curve_plot import write_curve_plot
+from benchbd.reporting.curves import curves as find_curves
+from benchbd.reporting.curves import has_curves
+from benchbd.reporting.leaderboard import tabulate
+from benchbd.reporting.trade_off_plot import screened, write_plot, write_roc_plot
 
 
 @friendly_errors
@@ -33,9 +38,6 @@ def plot(
     the ROC curves of screening defenses per attack, and the ASR-CA curve of each defense run
     at several strengths with its Pareto front, when there are any. The ranking rule of the
     tables marks the points: the best starred, unranked rows hollow."""
-    from benchbd.leaderboard import tabulate
-    from benchbd.trade_off_plot import screened, write_plot, write_roc_plot
-
     limit = ca_tolerance(tolerance)
     results, skipped = read_results(folder, filter)
     board = tabulate(results, ca_tolerance=limit)
@@ -45,10 +47,6 @@ def plot(
     if screened(results):
         roc_path = roc if roc is not None else out.with_name(f"{out.stem}-roc{out.suffix}")
         typer.echo(f"roc: {write_roc_plot(results, roc_path)}")
-    from benchbd.curve_plot import write_curve_plot
-    from benchbd.curves import curves as find_curves
-    from benchbd.curves import has_curves
-
     found = find_curves(results)
     if has_curves(found):
         curves_path = curves or out.with_name(f"{out.stem}-curves{out.suffix}")

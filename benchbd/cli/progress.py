@@ -14,10 +14,10 @@ import time
 
 from rich.console import Console
 
-from benchbd.errors import BenchbdError
-from benchbd.pipeline import Observer
-from benchbd.step_report import StepReport
-from benchbd.sweep import CellOutcome, SweepObserver
+from benchbd.core.errors import BenchbdError
+from benchbd.engine.observer import Observer
+from benchbd.engine.step_report import StepReport
+from benchbd.engine.sweep import CellOutcome, SweepObserver
 
 
 def auroc_text(metrics: dict) -> str:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from benchbd.result_frame import apply_filters, load_folder, parse_filters
+from benchbd.reporting.ranking import DEFAULT_CA_TOLERANCE, check_tolerance
+from benchbd.reporting.result_frame import apply_filters, load_folder, parse_filters
 
 
 def read_results(folder: Path, filters: list[str]) -> tuple[list[dict], list[str]]:
@@ -36,8 +37,6 @@ CA_TOLERANCE_HELP = (
 def ca_tolerance(text: str | None) -> float:
     """`--ca-tolerance`, read as text so that a value that is no number gets benchbd's own
     one-line error."""
-    from benchbd.ranking import DEFAULT_CA_TOLERANCE, check_tolerance
-
     return DEFAULT_CA_TOLERANCE if text is None else check_tolerance(_number(text))
 
 

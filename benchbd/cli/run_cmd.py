@@ -5,39 +5,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from benchbd import busy, distributed, kernels
-from benchbd.cli import KERNELS_HELP
+from benchbd.cli import KERNELS_HELP, busy
 from benchbd.cli.errors import friendly_errors, warn_clashes
 from benchbd.cli.progress import PlainObserver
-from benchbd.data.sources import DataSizes
-from benchbd.data.spec import compose
-from benchbd.errors import BenchbdError
-from benchbd.evaluate import EVALUATIONS, evaluations_in
-from benchbd.experiment import FINETUNE_RECIPE, RunConfig, is_embedded
-from benchbd.model import DEFAULT_MODEL, resolve_device
-from benchbd.params import parse_assignments
-from benchbd.pipeline import Observer
-from benchbd.pipeline import run as run_pipeline
-from benchbd.plugins import attacks, defenses
-from benchbd.registry import canonical_package
-from benchbd.results import RunResult
-from benchbd.suggest import did_you_mean
-from benchbd.train import StepReport, TrainConfig
-
-FROM_PRETRAINED = "--from-pretrained: "
-EVAL_HELP = (f"measurements beside zero-shot CA / ASR, comma-separated: {', '.join(EVALUATIONS)} "
-             "(see docs/evaluation.md)")  # fmt: skip
-
-
-def given(**options: object) -> dict[str, object]:
-    """The options the user set (typer gives None for the others)."""
-    return {name: value for name, value in options.items() if value is not None}
+from benchbd.cli.run_options import run_option
+from benchbd.core import kernels
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import parse_assignments
+from benchbd.core.registry import canonical_package
+from benchbd.core.results import RunResult
+from benchbd.core.suggest import did_you_mean
+from benchbd.engine import distributed
+from benchbd.engine.evaluate import EVALUATIONS, evaluations_in
+from benchbd.engine.model import DEFAULT_MODEL, resolve_device
+from benchbd.engine.observer import Observer
+from benchbd.engine.pipeline import run as run_pipeline
+from benchbd.engine.plugins import attacks, defenses
+from benchbd.engine.run_config import RunConfig, apply_resources, run_arguments
+from benchbd.engine.train import StepReport
 
 
 def spellings(registry, name: str) -> set[str]:
@@ -162,13 +152,14 @@ class NoteWhenWorkStarts(Observer):
     about to start (the pretrain stage, after the data, the attack and the output folder were
     checked): input the run refuses gets its error line alone."""
 
-    def __init__(self, observer: Observer, siblings: bool) -> None:
-        self.observer, self.siblings, self.checked = observer, siblings, False
+    def __init__(self, observer: Observer, siblings: bool, threads: int) -> None:
+        self.observer, self.siblings, self.threads = observer, siblings, threads
+        self.checked = False
 
     def stage(self, name: str) -> None:
         if name == "pretrain" and not self.checked:
             self.checked = True
-            message = busy.check(torch.get_num_threads(), "run", siblings=self.siblings)
+            message = busy.check(self.threads, "run", siblings=self.siblings)
             if message:
                 self.observer.note(message)
         self.observer.stage(name)
@@ -187,70 +178,28 @@ def run(
     param: list[str] = typer.Option(
         [], "--param", "-p", help="plugin parameter NAME=VALUE or PLUGIN:NAME=VALUE"
     ),
-    target: str = typer.Option(
-        None, help="target class name or index [heart; digits: zero]", show_default=False
-    ),
-    poison_rate: float = typer.Option(
-        RunConfig.poison_rate, help="fraction of training pairs to poison"
-    ),
-    poison_count: int = typer.Option(None, help="number of pairs to poison (overrides rate)"),
+    target: str = run_option("target"),
+    poison_rate: float = run_option("poison_rate", RunConfig.poison_rate),
+    poison_count: int = run_option("poison_count"),
     seed: int = typer.Option(0, help="seed for poisons, initialisation, batches and triggers"),
-    dataset: str = typer.Option(
-        "synthetic", help="synthetic, digits, csv:PATH, hf:NAME[:CONFIG] or imagefolder:PATH"
-    ),
-    eval_dataset: str = typer.Option(
-        None, help="labelled test set for a real dataset, e.g. imagefolder:PATH"
-    ),
-    clean_dataset: str = typer.Option(
-        None, help="clean pairs for defenses (default: set aside from --dataset)"
-    ),
-    model: str = typer.Option(DEFAULT_MODEL, help="open_clip model name"),
-    pretrained: str = typer.Option(
-        None, help="pretrained weights: an open_clip tag (e.g. openai) or a checkpoint file"
-    ),
-    from_pretrained: bool = typer.Option(
-        False, help="poison by finetuning the --pretrained weights on the poisoned pairs"
-    ),
-    train_pairs: int = typer.Option(
-        None, help=f"pretraining pairs (synthetic: {DataSizes.train}; real: all rows)"
-    ),
-    clean_pairs: int = typer.Option(None, help=f"clean pairs for defenses [{DataSizes.clean}]"),
-    test_images: int = typer.Option(
-        None, help=f"labelled test images (synthetic: {DataSizes.test}; real: all)"
-    ),
-    validation_images: int = typer.Option(
-        None,
-        help=f"labelled validation images, disjoint from test [{DataSizes.validation}; "
-        "real: at most a tenth of the labelled rows; 0: none]",
-    ),
-    split: str = typer.Option(
-        "test", help="split to measure on: test (report) or validation (choose defaults)"
-    ),
-    evaluations: str = typer.Option("", "--eval", help=EVAL_HELP),
-    epochs: float = typer.Option(
-        None,
-        help=f"pretraining epochs [{TrainConfig.epochs:g}; {FROM_PRETRAINED}"
-        f"{FINETUNE_RECIPE.epochs:g}]",
-    ),
-    batch_size: int = typer.Option(
-        None,
-        help=f"pretraining batch size [{TrainConfig.batch_size}; {FROM_PRETRAINED}"
-        f"{FINETUNE_RECIPE.batch_size}]",
-    ),
-    lr: float = typer.Option(
-        None,
-        help=f"pretraining peak learning rate [{TrainConfig.lr:g}; {FROM_PRETRAINED}"
-        f"{FINETUNE_RECIPE.lr:g}]",
-    ),
-    inmodal_weight: float = typer.Option(
-        None,
-        help="weight of the in-modal terms (image-image, text-text on augmented views) added "
-        "to the CLIP loss in pretraining [0: the CLIP loss alone]",
-    ),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1, ..."),
-    threads: int = typer.Option(
-        None, help="CPU threads [one per core]; recorded, as exact reruns need the same count"
-    ),
+    dataset: str = run_option("dataset", RunConfig.dataset),
+    eval_dataset: str = run_option("eval_dataset"),
+    clean_dataset: str = run_option("clean_dataset"),
+    model: str = run_option("model", DEFAULT_MODEL),
+    pretrained: str = run_option("pretrained"),
+    from_pretrained: bool = run_option("from_pretrained", False),
+    train_pairs: int = run_option("train_pairs"),
+    clean_pairs: int = run_option("clean_pairs"),
+    test_images: int = run_option("test_images"),
+    validation_images: int = run_option("validation_images"),
+    split: str = run_option("split", RunConfig.split),
+    evaluations: str = run_option("eval", ""),
+    epochs: float = run_option("epochs"),
+    batch_size: int = run_option("batch_size"),
+    lr: float = run_option("lr"),
+    inmodal_weight: float = run_option("inmodal_weight"),
+    device: str = run_option("device", RunConfig.device),
+    threads: int = run_option("threads"),
     out: Path = typer.Option(Path("runs"), help="folder for the result file"),
     kernel_mode: str = typer.Option(None, "--kernels", envvar=kernels.ENV, help=KERNELS_HELP),
 ) -> None:
@@ -262,37 +211,19 @@ def run(
     if os.environ.get("RANK", "0") == "0":  # torchrun's other ranks stay silent
         warn_clashes(attack, defense)
     attack_params, defense_params = route_params(attack, defense, param)
-    if threads is not None:
-        if threads < 1:
-            raise BenchbdError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
     world = distributed.init_from_env()
-    if is_embedded(dataset) and (eval_dataset or clean_dataset):
-        raise BenchbdError("--eval-dataset and --clean-dataset apply to real datasets only")
     # Only what was given: RunConfig fills the rest (every row of a real dataset, the
-    # finetuning recipe for --from-pretrained).
-    sizes = given(train=train_pairs, clean=clean_pairs, test=test_images,
-                  validation=validation_images)  # fmt: skip
-    pretrain = given(epochs=epochs, batch_size=batch_size, lr=lr, inmodal_weight=inmodal_weight)
-    config = RunConfig(
-        attack=attack,
-        defense=defense,
-        attack_params=attack_params,
-        defense_params=defense_params,
-        dataset=compose(dataset, eval_dataset, clean_dataset),
-        model=model,
-        target=target,
-        poison_rate=poison_rate,
-        poison_count=poison_count,
-        seed=seed,
-        pretrain=pretrain,
-        sizes=sizes,
-        device=distributed.device_for(device),
-        pretrained=pretrained,
-        from_pretrained=from_pretrained,
-        split=split,
-        eval=evaluations,
-    )
+    # finetuning recipe for --from-pretrained), as for a sweep's cells.
+    options = dict(target=target, poison_rate=poison_rate, poison_count=poison_count,
+                   dataset=dataset, eval_dataset=eval_dataset, clean_dataset=clean_dataset,
+                   model=model, pretrained=pretrained, from_pretrained=from_pretrained,
+                   train_pairs=train_pairs, clean_pairs=clean_pairs, test_images=test_images,
+                   validation_images=validation_images, split=split, eval=evaluations,
+                   epochs=epochs, batch_size=batch_size, lr=lr, inmodal_weight=inmodal_weight,
+                   device=distributed.device_for(device), threads=threads)  # fmt: skip
+    config = apply_resources(RunConfig(attack=attack, defense=defense, seed=seed,
+                                       attack_params=attack_params, defense_params=defense_params,
+                                       **run_arguments(options)))  # fmt: skip
     if not world.is_main:  # the other ranks train their slices silently and write nothing
         run_pipeline(config, observer=Observer(), out=None)
         return
@@ -300,7 +231,7 @@ def run(
     live = console.is_terminal  # a log file gets plain lines at an interval, not a bar
     with RichObserver(console) if live else PlainObserver(console) as observer:
         if resolve_device(config.device).type == "cpu":  # other ranks are this run's own
-            observer = NoteWhenWorkStarts(observer, world.size == 1)
+            observer = NoteWhenWorkStarts(observer, world.size == 1, config.threads)
         result = run_pipeline(config, observer=observer, out=out)
     Console().print(summary(result))
     typer.echo(f"result: {out / result.filename}  ({result.timings['total_s']:.0f} s)")

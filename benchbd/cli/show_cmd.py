@@ -8,13 +8,13 @@ from pathlib import Path
 import typer
 
 from benchbd.cli.errors import friendly_errors
-from benchbd.data.sources import DataSizes
-from benchbd.errors import BenchbdError
-from benchbd.experiment import default_sizes
-from benchbd.model import DEFAULT_MODEL
-from benchbd.params import parse_assignments
-from benchbd.pipeline import RunConfig, trigger_examples
-from benchbd.trigger_gallery import trigger_grid
+from benchbd.core.errors import BenchbdError
+from benchbd.core.params import parse_assignments
+from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.model import DEFAULT_MODEL
+from benchbd.engine.poisoned_model import trigger_examples
+from benchbd.engine.run_config import RunConfig, default_sizes
+from benchbd.reporting.trigger_gallery import trigger_grid, trigger_title
 
 
 def attack_params(attack: str, items: list[str]) -> dict[str, str]:
@@ -67,9 +67,5 @@ def show(
     config = RunConfig(attack=attack, attack_params=values, dataset=dataset, model=model,
                        target=target, seed=seed, sizes=sizes)  # fmt: skip
     attack_built, clean, triggered = trigger_examples(config, images)
-    params = attack_built.params
-    shown = ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.to_dict().items()
-    )
-    trigger_grid(clean, triggered, f"{attack} ({shown})" if shown else attack, out)
+    trigger_grid(clean, triggered, trigger_title(attack, attack_built.params.to_dict()), out)
     typer.echo(f"wrote {out}")

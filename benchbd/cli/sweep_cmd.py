@@ -12,25 +12,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from benchbd import busy, dry_run, kernels
-from benchbd.cli import KERNELS_HELP
+from benchbd.cli import KERNELS_HELP, busy
 from benchbd.cli.errors import Terminated, fail, friendly_errors, warn_clashes
 from benchbd.cli.progress import PlainSweepObserver, auroc_text
-from benchbd.cli.run_cmd import EVAL_HELP
-from benchbd.errors import BenchbdError
-from benchbd.model import resolve_device
-from benchbd.param_lists import merged, sweep_params
-from benchbd.sweep import (
-    EXECUTORS,
-    CellOutcome,
-    Grid,
-    SweepObserver,
-    existing_fingerprints,
-    expand_names,
-    load_grid,
-    parse_seeds,
-    sweep,
-)
+from benchbd.cli.run_options import run_option
+from benchbd.core import kernels
+from benchbd.core.errors import BenchbdError
+from benchbd.engine import dry_run
+from benchbd.engine.executors import EXECUTORS
+from benchbd.engine.grid import Grid, expand_names, load_grid, parse_seeds
+from benchbd.engine.model import resolve_device
+from benchbd.engine.param_lists import merged, sweep_params
+from benchbd.engine.run_config import RunConfig
+from benchbd.engine.sweep import CellOutcome, SweepObserver, existing_fingerprints, sweep
 
 
 class RichSweepObserver(SweepObserver):
@@ -102,11 +96,12 @@ def print_dry_run(plan: Grid, out: Path, jobs: int, timing_folders: list[Path]) 
 def note_if_busy(plan: Grid, jobs: int) -> None:
     """One note when other processes leave too few cores for this sweep's CPU threads."""
     try:
-        if resolve_device(str(plan.run.get("device", "auto"))).type != "cpu":
+        if resolve_device(str(plan.run.get("device", RunConfig.device))).type != "cpu":
             return
     except BenchbdError:
         return  # each cell reports it, as without this note
-    message = busy.check(dry_run.cell_threads(jobs) * jobs, "sweep")
+    threads = dry_run.cell_threads(jobs, plan.run.get("threads"))
+    message = busy.check(threads * jobs, "sweep")
     if message:
         logging.getLogger("benchbd").info(message)  # printed as `benchbd: note: ...`
 
@@ -148,15 +143,27 @@ def sweep_cmd(
     slurm_gpus: int = typer.Option(1, help="GPUs per Slurm job"),
     slurm_cpus: int = typer.Option(8, help="CPUs per Slurm job"),
     kernel_mode: str = typer.Option(None, "--kernels", envvar=kernels.ENV, help=KERNELS_HELP),
-    split: str = typer.Option(
-        None, help="split to measure on: test (report) or validation; overrides the grid's"
-    ),
-    evaluations: str = typer.Option(None, "--eval", help=f"{EVAL_HELP}; overrides the grid's"),
-    inmodal_weight: float = typer.Option(
-        None,
-        help="weight of the in-modal terms added to the CLIP loss in pretraining [0: the CLIP "
-        "loss alone]; overrides the grid's [pretrain]",
-    ),
+    target: str = run_option("target", sweep=True),
+    poison_rate: float = run_option("poison_rate", sweep=True),
+    poison_count: int = run_option("poison_count", sweep=True),
+    dataset: str = run_option("dataset", sweep=True),
+    eval_dataset: str = run_option("eval_dataset", sweep=True),
+    clean_dataset: str = run_option("clean_dataset", sweep=True),
+    model: str = run_option("model", sweep=True),
+    pretrained: str = run_option("pretrained", sweep=True),
+    from_pretrained: bool = run_option("from_pretrained", sweep=True),
+    train_pairs: int = run_option("train_pairs", sweep=True),
+    clean_pairs: int = run_option("clean_pairs", sweep=True),
+    test_images: int = run_option("test_images", sweep=True),
+    validation_images: int = run_option("validation_images", sweep=True),
+    split: str = run_option("split", sweep=True),
+    evaluations: str = run_option("eval", sweep=True),
+    epochs: float = run_option("epochs", sweep=True),
+    batch_size: int = run_option("batch_size", sweep=True),
+    lr: float = run_option("lr", sweep=True),
+    inmodal_weight: float = run_option("inmodal_weight", sweep=True),
+    device: str = run_option("device", sweep=True),
+    threads: int = run_option("threads", sweep=True),
     dry: bool = typer.Option(
         False, "--dry-run", help="print the cells, cached models and estimated time; run nothing"
     ),
@@ -179,15 +186,16 @@ def sweep_cmd(
                     parse_seeds("0" if seeds is None else seeds))  # fmt: skip
     if param:
         plan = with_params(plan, param)
-    if split is not None:
-        plan = replace(plan, run={**plan.run, "split": split})
-        plan.cells()  # an unknown split is refused before any cell runs
-    if evaluations is not None:
-        plan = replace(plan, run={**plan.run, "eval": evaluations})
-        plan.cells()  # as is an unknown evaluation
-    if inmodal_weight is not None:
-        plan = replace(plan, pretrain={**plan.pretrain, "inmodal_weight": inmodal_weight})
-        plan.cells()  # and a weight out of range
+    options = dict(target=target, poison_rate=poison_rate, poison_count=poison_count,
+                   dataset=dataset, eval_dataset=eval_dataset, clean_dataset=clean_dataset,
+                   model=model, pretrained=pretrained, from_pretrained=from_pretrained,
+                   train_pairs=train_pairs, clean_pairs=clean_pairs, test_images=test_images,
+                   validation_images=validation_images, split=split, eval=evaluations,
+                   epochs=epochs, batch_size=batch_size, lr=lr, inmodal_weight=inmodal_weight,
+                   device=device, threads=threads)  # fmt: skip
+    if any(value is not None for value in options.values()):
+        plan = plan.with_run(options)
+        plan.cells()  # the options over the grid's checked before any cell runs
     if executor not in EXECUTORS:
         raise BenchbdError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     slurm = {"timeout_min": slurm_time}

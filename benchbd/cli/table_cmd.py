@@ -8,10 +8,9 @@ import typer
 
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.reading import CA_TOLERANCE_HELP, ca_tolerance, read_results, warn
-from benchbd.leaderboard import tabulate
-from benchbd.table_columns import SORT_CHOICES, check_sort, default_sort, parse_columns
-from benchbd.table_writers import (
-    FORMATS,
+from benchbd.reporting import curves as trade_off
+from benchbd.reporting.leaderboard import tabulate
+from benchbd.reporting.leaderboard_tables import (
     caption,
     headers,
     per_seed_headers,
@@ -21,6 +20,8 @@ from benchbd.table_writers import (
     render_per_seed,
     row_texts,
 )
+from benchbd.reporting.table_columns import SORT_CHOICES, check_sort, default_sort, parse_columns
+from benchbd.reporting.table_writers import FORMATS
 
 COLUMNS_HELP = (
     "metric columns to show, in order: comma-separated or repeated (default "
@@ -31,7 +32,7 @@ COLUMNS_HELP = (
 )
 SORT_HELP = (
     "the column to rank by: one of those shown (default after_asr, or the first of --columns "
-    "when they leave it out). The direction follows the metric (benchbd.results."
+    "when they leave it out). The direction follows the metric (benchbd.core.results."
     "HIGHER_IS_BETTER: ASR best low; CA, RA and DER best high); a metric that declares none "
     "ranks high first, with a warning"
 )
@@ -127,22 +128,20 @@ def table(
 
 def curve_table(folder: Path, filters: list[str], format: str, threshold: float) -> None:
     """`--curves`: a row per (attack, defense) curve, its summaries, best area in bold."""
-    from benchbd import curves
-
-    curves.check_threshold(threshold)
+    trade_off.check_threshold(threshold)
     results, skipped = read_results(folder, filters)
-    frame = curves.curve_frame(curves.curves(results), threshold)
+    frame = trade_off.curve_frame(trade_off.curves(results), threshold)
     warn(skipped)
     if format != "rich":
-        typer.echo(curves.render(frame, format, threshold), nl=False)
+        typer.echo(trade_off.render(frame, format, threshold), nl=False)
         return
     from rich.console import Console
     from rich.table import Table
 
     view = Table(title=f"benchbd trade-off curves: {folder} ({len(results)} runs)")
-    heads = curves.headers(frame, threshold)
+    heads = trade_off.headers(frame, threshold)
     for i, header in enumerate(heads):  # points, front and the two summaries are numbers
         view.add_column(header, justify="right" if i >= len(heads) - 4 else "left")
-    for line, best in zip(curves.texts(frame), frame["best"], strict=True):
+    for line, best in zip(trade_off.texts(frame), frame["best"], strict=True):
         view.add_row(*line, style="bold green" if best else None)
     Console().print(view)
