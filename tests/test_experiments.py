@@ -17,7 +17,8 @@ from benchbd.reporting.experiments import (
 from benchbd.reporting.leaderboard import load_folder, tabulate
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-FOLDERS = sorted({path.parent for path in RESULTS.rglob("*.json")})
+FOLDERS = sorted({path.parent for path in RESULTS.rglob("*.json")
+                  if not (path.parent / "manifest.json").exists()})  # a zoo: no run results
 
 
 def by_experiment(results: list[dict]) -> list[list[int]]:

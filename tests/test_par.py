@@ -36,10 +36,14 @@ def test_the_triggers_and_par_are_entry_points_and_listed():
         assert name in points["benchbd.attacks"] and attacks.origin(name) == "benchbd"
     assert points["benchbd.defenses"]["par"] == "benchbd.defenses.par:PAR"
     assert defenses.get("par") is PAR and defenses.get("par").stage == "finetune"
-    result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "250"})
+    result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    for text in (*TRIGGERS, "par", "threshold", "float = 2.15", "Watermarked", "tile_fraction"):
-        assert text in result.output
+    for name in (*TRIGGERS, "par"):  # one line each in the overview
+        assert any(line.split()[:1] == [name] for line in result.output.splitlines()), name
+    details = {name: CliRunner().invoke(app, ["list", name], env={"COLUMNS": "250"}).output
+               for name in ("par", "watermark", "triangles")}  # fmt: skip
+    assert "threshold" in details["par"] and "float = 2.15" in details["par"]
+    assert "Watermarked" in details["watermark"] and "tile_fraction" in details["triangles"]
 
 
 def test_stripes_move_every_pixel_by_the_blend_and_differ_per_image(tiny_data):

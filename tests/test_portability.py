@@ -30,7 +30,7 @@ ARGS = ["--attack", "blended", "--defense", "cleanclip", "--train-pairs", "1024"
         "--clean-pairs", "256", "--test-images", "200", "--epochs", "4", "--batch-size", "64",
         "--param", "defense.epochs=4", "--param", "defense.batch_size=64",
         "--param", "defense.warmup_steps=0", "--threads", "1"]  # fmt: skip
-DESCRIBE = "import json; from benchbd import kernels; print(json.dumps(kernels.describe()))"
+DESCRIBE = "import json; from benchbd.core import kernels; print(json.dumps(kernels.describe()))"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
