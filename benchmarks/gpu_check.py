@@ -54,10 +54,11 @@ from benchbd.engine.train import Batch, StepReport, TrainConfig, contrastive_obj
 
 # (data sizes, pretraining recipe, throughput pairs, distinct images, batch, loader workers)
 SETTINGS = {
-    "full": dict(sizes={"train": 4096, "clean": 512, "test": 500, "validation": 0},
+    # validation images: the input stage fixes its rejection threshold on them
+    "full": dict(sizes={"train": 4096, "clean": 512, "test": 500, "validation": 250},
                  pretrain={"epochs": 2.0, "batch_size": 128}, pairs=4096, distinct=256,
                  batch=256, workers=8, models=("RN50", "ViT-B-32")),
-    "tiny": dict(sizes={"train": 256, "clean": 64, "test": 64, "validation": 0},
+    "tiny": dict(sizes={"train": 256, "clean": 64, "test": 64, "validation": 32},
                  pretrain={"epochs": 1.0, "batch_size": 32}, pairs=256, distinct=64,
                  batch=32, workers=1, models=("benchbd-rn-tiny", "benchbd-vit-tiny")),
 }  # fmt: skip
