@@ -202,7 +202,9 @@ def test_unknown_detectors_and_parameters_are_refused_before_any_training(tmp_pa
     assert not (tmp_path / "z").exists()
 
 
-def test_a_manifest_gives_the_zoo_to_a_dry_run(tmp_path):
+def test_a_manifest_gives_the_zoo_to_a_dry_run(tmp_path, monkeypatch):
+    # a cache of its own: the session's may hold this zoo's models from another test
+    monkeypatch.setenv("BENCHBD_CACHE", str(tmp_path / "cache"))
     write_manifest(tmp_path, SPEC, plan_zoo(SPEC))
     result = invoke("zoo", "--manifest", str(tmp_path / "manifest.json"), "--dry-run",
                     "--out", str(tmp_path / "unused"))  # fmt: skip
