@@ -13,7 +13,7 @@ from rich.table import Table
 from benchbd.cli import KERNELS_HELP, busy
 from benchbd.cli.errors import friendly_errors, warn_clashes
 from benchbd.cli.progress import PlainObserver
-from benchbd.cli.run_options import run_option
+from benchbd.cli.run_options import given_options, run_option
 from benchbd.core import kernels
 from benchbd.core.errors import BenchbdError
 from benchbd.core.params import parse_assignments
@@ -214,13 +214,7 @@ def run(
     world = distributed.init_from_env()
     # Only what was given: RunConfig fills the rest (every row of a real dataset, the
     # finetuning recipe for --from-pretrained), as for a sweep's cells.
-    options = dict(target=target, poison_rate=poison_rate, poison_count=poison_count,
-                   dataset=dataset, eval_dataset=eval_dataset, clean_dataset=clean_dataset,
-                   model=model, pretrained=pretrained, from_pretrained=from_pretrained,
-                   train_pairs=train_pairs, clean_pairs=clean_pairs, test_images=test_images,
-                   validation_images=validation_images, split=split, eval=evaluations,
-                   epochs=epochs, batch_size=batch_size, lr=lr, inmodal_weight=inmodal_weight,
-                   device=distributed.device_for(device), threads=threads)  # fmt: skip
+    options = {**given_options(locals()), "device": distributed.device_for(device)}
     config = apply_resources(RunConfig(attack=attack, defense=defense, seed=seed,
                                        attack_params=attack_params, defense_params=defense_params,
                                        **run_arguments(options)))  # fmt: skip

@@ -8,13 +8,14 @@ a sweep of it is adding the sweep's own options, never renaming. `run` shows eac
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import typer
 
 from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.evaluate import EVALUATIONS
-from benchbd.engine.run_config import FINETUNE_RECIPE
+from benchbd.engine.run_config import FINETUNE_RECIPE, RUN_OPTIONS
 from benchbd.engine.train import TrainConfig
 
 FROM_PRETRAINED = "--from-pretrained: "
@@ -60,3 +61,14 @@ def run_option(name: str, default: Any = None, sweep: bool = False) -> Any:
     decls = [f"{flag}/--no-{flag[2:]}"] if name == "from_pretrained" else [flag]
     help = f"{HELP[name]}; overrides the grid's" if sweep else HELP[name]
     return typer.Option(default, *decls, help=help, show_default=default is not None)
+
+
+# A run option whose command parameter has another name (`eval` is a Python builtin's name).
+PARAMETER = {"eval": "evaluations"}
+
+
+def given_options(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Every run option (RUN_OPTIONS) from a command's parameters (its `locals()`), by name:
+    one list for `run` and `sweep`, so an option added to RUN_OPTIONS reaches both or fails
+    loudly (KeyError) in the command that lacks it."""
+    return {name: parameters[PARAMETER.get(name, name)] for name in RUN_OPTIONS}

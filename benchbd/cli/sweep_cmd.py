@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from benchbd.cli import KERNELS_HELP, busy
 from benchbd.cli.errors import Terminated, fail, friendly_errors, warn_clashes
 from benchbd.cli.progress import PlainSweepObserver, auroc_text
-from benchbd.cli.run_options import run_option
+from benchbd.cli.run_options import given_options, run_option
 from benchbd.core import kernels
 from benchbd.core.errors import BenchbdError
 from benchbd.engine import dry_run
@@ -186,13 +186,7 @@ def sweep_cmd(
                     parse_seeds("0" if seeds is None else seeds))  # fmt: skip
     if param:
         plan = with_params(plan, param)
-    options = dict(target=target, poison_rate=poison_rate, poison_count=poison_count,
-                   dataset=dataset, eval_dataset=eval_dataset, clean_dataset=clean_dataset,
-                   model=model, pretrained=pretrained, from_pretrained=from_pretrained,
-                   train_pairs=train_pairs, clean_pairs=clean_pairs, test_images=test_images,
-                   validation_images=validation_images, split=split, eval=evaluations,
-                   epochs=epochs, batch_size=batch_size, lr=lr, inmodal_weight=inmodal_weight,
-                   device=device, threads=threads)  # fmt: skip
+    options = given_options(locals())
     if any(value is not None for value in options.values()):
         plan = plan.with_run(options)
         plan.cells()  # the options over the grid's checked before any cell runs
