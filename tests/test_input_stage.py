@@ -10,14 +10,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import builtin
+from conftest import builtin, write_folder, write_pairs
 from typer.testing import CliRunner
 
 from benchbd.cli import app
 from benchbd.core.errors import BenchbdError
 from benchbd.core.params import build
 from benchbd.core.results import read_result
+from benchbd.engine.data.images import is_streamed
+from benchbd.engine.data.pairs import PairSet
 from benchbd.engine.data.sizes import DataSizes
+from benchbd.engine.data.sources import load_data
 from benchbd.engine.evaluate import evaluate, predict, zero_shot_weights
 from benchbd.engine.input_stage import REJECT_FPR, detect_inputs, rejection_threshold
 from benchbd.engine.model import create_clip
@@ -114,6 +117,39 @@ def test_the_stage_needs_a_validation_split(tiny_data, clip):
     with pytest.raises(BenchbdError, match="validation split"):
         detect_inputs(FlagsAll(build(FlagsAll.Params, {}, "f")), clip, context_of(tiny_data),
                       None, tiny_data.test, tiny_data.task, TARGET, white_corner, seed=0)
+
+
+def test_a_test_set_read_from_disk_is_scored_batch_by_batch_as_evaluation_reads_it(
+    tmp_path, monkeypatch
+):
+    """Validation and test images read from disk: a detector that rejects nothing leaves the
+    streamed evaluation's numbers, and a detector finds what it finds in the same images
+    held in memory."""
+    monkeypatch.setenv("BENCHBD_WORKERS", "0")
+    pairs, folder = write_pairs(tmp_path / "cc"), write_folder(tmp_path / "val", per_class=8)
+    source = f"csv:{pairs}|eval=imagefolder:{folder}?classes=classes.json&templates=templates.txt"
+    data = load_data(source, DataSizes(train=0, clean=8, test=0), image_size=32)
+    assert is_streamed(data.test) and is_streamed(data.validation) and len(data.validation)
+    model, context, target = create_clip(seed=3), DefenseContext(data.clean, data.task, 0), 2
+    model.model.eval()
+    nothing = detect_inputs(FlagsAll(build(FlagsAll.Params, {}, "f")), model, context,
+                            data.validation, data.test, data.task, target, white_corner, 1)  # fmt: skip
+    plain = evaluate(model, data.test, data.task, target, white_corner, seed=1)
+    assert (nothing.after.ca, nothing.after.asr, nothing.after.ra, nothing.after.n_triggered) == (
+        plain.ca, plain.asr, plain.ra, plain.n_triggered)  # fmt: skip
+    corner = CornerCheck(build(CornerCheck.Params, {}, "c"))
+
+    def held(pairs: PairSet) -> PairSet:
+        return PairSet(pairs.images[:], list(pairs.captions), pairs.labels)
+
+    from_disk = detect_inputs(corner, model, context, data.validation, data.test, data.task,
+                              target, white_corner, 1)  # fmt: skip
+    in_memory = detect_inputs(corner, model, context, held(data.validation), held(data.test),
+                              data.task, target, white_corner, 1)  # fmt: skip
+    timing = {"seconds_per_image", "fit_s"}
+    assert {k: v for k, v in from_disk.detection.items() if k not in timing} == {
+        k: v for k, v in in_memory.detection.items() if k not in timing}  # fmt: skip
+    assert from_disk.after == in_memory.after and from_disk.detection["auroc"] == 1.0
 
 
 def test_every_builtin_input_detector_declares_the_input_stage():

@@ -8,7 +8,9 @@ scored, in fixed batches:
   scores that leaves at most `REJECT_FPR` (5 %) of them above it. The test split never sets it.
 - the clean test images (the run's evaluation split) and the triggered non-target test images,
   triggered exactly as `evaluate` triggers them (same generator seeds, each part of a
-  several-trigger attack with its own).
+  several-trigger attack with its own). A test set read from disk is scored batch by batch as
+  `evaluate_streamed` reads it (the same batches, each triggered with its batch's stream), so
+  memory stays bounded by the batch and a detector that rejects nothing leaves its numbers.
 
 Detection numbers (`benchbd.engine.detection.detection_metrics`, triggered images the
 positives, clean test images the negatives): AUROC, AP, TPR at 1 % and 5 % FPR; at the
@@ -26,7 +28,7 @@ detector's false alarms against what it catches, as it weighs a purifier's CA lo
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +36,12 @@ import numpy as np
 import torch
 
 from benchbd.core.errors import BenchbdError
-from benchbd.engine.data.images import is_streamed
+from benchbd.engine.data.images import is_streamed, stream
 from benchbd.engine.data.pairs import PairSet, ZeroShotTask
 from benchbd.engine.detection import detection_metrics
 from benchbd.engine.evaluate import (
+    STREAM_BATCH,
+    Measured,
     Metrics,
     TriggerFn,
     TriggerPart,
@@ -101,6 +105,52 @@ def score_images(detector: InputDetector, clip: ClipBundle, images: torch.Tensor
     return values, seconds
 
 
+def in_batches(pairs: PairSet) -> Iterator[tuple[int | None, torch.Tensor, torch.Tensor]]:
+    """`pairs`' images and labels: all at once (batch number None) when held in memory, else
+    read from disk in `evaluate_streamed`'s batches of STREAM_BATCH, numbered as it numbers them."""
+    if not is_streamed(pairs):
+        yield None, pairs.images, pairs.labels
+        return
+    starts = range(0, len(pairs), STREAM_BATCH)
+    batches = [list(range(i, min(i + STREAM_BATCH, len(pairs)))) for i in starts]
+    for number, (images, positions) in enumerate(stream(pairs.images, batches)):
+        yield number, images, pairs.labels[positions]
+
+
+@dataclass
+class Tally:
+    """What the test batches add up to: scores, whether each image was classified right (clean)
+    or as the target (triggered, per part), and the seconds scoring took."""
+
+    clean_scores: list[np.ndarray]
+    clean_correct: list[torch.Tensor]
+    triggered: dict[str | None, list[tuple[np.ndarray, torch.Tensor, torch.Tensor]]]
+    seconds: float = 0.0
+
+
+def tally_test(detector: InputDetector, clip: ClipBundle, context: DefenseContext, test: PairSet,
+               weights: torch.Tensor, measured: Measured, name: str) -> Tally:  # fmt: skip
+    """Score and classify `test`'s clean images and each part's triggered non-target images,
+    batch by batch (`in_batches`)."""
+    tally = Tally([], [], {part: [] for part, *_ in measured})
+    for number, images, labels in in_batches(test):
+        scores, spent = score_images(detector, clip, images, context, name)
+        tally.seconds += spent
+        tally.clean_scores.append(scores)
+        tally.clean_correct.append(predict(clip, images, weights) == labels)
+        for part, part_trigger, part_target, part_seed in measured:
+            eligible = labels != part_target
+            if not eligible.any():
+                continue
+            triggered = trigger_test_images(images, labels, part_target, part_trigger,
+                                            part_seed, number)  # fmt: skip
+            scores, spent = score_images(detector, clip, triggered, context, name)
+            tally.seconds += spent
+            hits = predict(clip, triggered, weights)
+            tally.triggered[part].append((scores, hits == part_target, hits == labels[eligible]))
+    return tally
+
+
 def detect_inputs(
     detector: InputDetector,
     clip: ClipBundle,
@@ -120,33 +170,31 @@ def detect_inputs(
         raise BenchbdError("an input detector's rejection threshold is fixed on the validation "
                            "split, and this data has none: set validation images aside with "
                            "--validation-images N")  # fmt: skip
-    if is_streamed(test) or is_streamed(validation):
-        raise BenchbdError("the input stage scores evaluation sets held in memory; this one "
-                           "is read from disk")
     clip.model.eval()
     start = time.perf_counter()
     detector.fit(clip, context)
     fit_s = time.perf_counter() - start
     clip.model.eval()  # scored as evaluation classifies, whatever `fit` left
-    validation_scores = score_images(detector, clip, validation.images, context, name)[0]
+    validation_scores = np.concatenate([
+        score_images(detector, clip, images, context, name)[0]
+        for _, images, _ in in_batches(validation)
+    ])  # fmt: skip
     threshold = rejection_threshold(validation_scores)
-    clean_scores, seconds = score_images(detector, clip, test.images, context, name)
-    weights = zero_shot_weights(clip, task)
-    clean_kept = torch.from_numpy(clean_scores <= threshold)
-    ca = share((predict(clip, test.images, weights) == test.labels) & clean_kept)
+    measured = measured_triggers(trigger, target, seed, parts)
+    tally = tally_test(detector, clip, context, test, zero_shot_weights(clip, task), measured,
+                       name)  # fmt: skip
+    clean_scores = np.concatenate(tally.clean_scores)
+    correct = torch.cat(tally.clean_correct)
+    ca = share(correct & torch.from_numpy(clean_scores <= threshold))
     rates, triggered_scores = {}, []
-    for part, part_trigger, part_target, part_seed in measured_triggers(trigger, target, seed,
-                                                                        parts):  # fmt: skip
-        eligible = test.labels != part_target
-        images = trigger_test_images(test.images, test.labels, part_target, part_trigger,
-                                     part_seed)  # fmt: skip
-        scores, spent = score_images(detector, clip, images, context, name)
-        seconds += spent
-        triggered_scores.append(scores)
+    for part, batches in tally.triggered.items():
+        if not batches:
+            raise BenchbdError("no test image outside the target class: ASR is undefined")
+        scores = np.concatenate([b[0] for b in batches])
         kept = torch.from_numpy(scores <= threshold)
-        hits, labels = predict(clip, images, weights), test.labels[eligible]
-        rates[part] = (share((hits == part_target) & kept), share((hits == labels) & kept),
-                       int(eligible.sum()))  # fmt: skip
+        attacked, right = (torch.cat([b[k] for b in batches]) for k in (1, 2))
+        triggered_scores.append(scores)
+        rates[part] = (share(attacked & kept), share(right & kept), len(scores))
     after = combined(ca, rates, len(test), "zero-shot")
     positives = np.concatenate(triggered_scores) if triggered_scores else np.zeros(0)
     everything = np.concatenate([clean_scores, positives])
@@ -156,7 +204,7 @@ def detect_inputs(
     detection.update(
         threshold=threshold,
         validation_fpr=float(np.mean(validation_scores > threshold)),
-        seconds_per_image=seconds / max(len(everything), 1),
+        seconds_per_image=tally.seconds / max(len(everything), 1),
         fit_s=round(fit_s, 3),
     )
     report: dict[str, Any] = {"threshold": threshold, "reject_fpr": REJECT_FPR,
