@@ -132,8 +132,9 @@ def test_a_test_set_read_from_disk_is_scored_batch_by_batch_as_evaluation_reads_
     assert is_streamed(data.test) and is_streamed(data.validation) and len(data.validation)
     model, context, target = create_clip(seed=3), DefenseContext(data.clean, data.task, 0), 2
     model.model.eval()
-    nothing = detect_inputs(FlagsAll(build(FlagsAll.Params, {}, "f")), model, context,
-                            data.validation, data.test, data.task, target, white_corner, 1)  # fmt: skip
+    flags_all = FlagsAll(build(FlagsAll.Params, {}, "f"))
+    nothing = detect_inputs(flags_all, model, context, data.validation, data.test, data.task,
+                            target, white_corner, 1)  # fmt: skip
     plain = evaluate(model, data.test, data.task, target, white_corner, seed=1)
     assert (nothing.after.ca, nothing.after.asr, nothing.after.ra, nothing.after.n_triggered) == (
         plain.ca, plain.asr, plain.ra, plain.n_triggered)  # fmt: skip
