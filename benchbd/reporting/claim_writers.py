@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from benchbd.reporting.claims import Decision, Selection
 from benchbd.reporting.intervals import METHOD
 from benchbd.reporting.table_writers import write_csv, write_text
+from benchbd.reporting.zoo_claims import DECIDING_MODELS
 
 FORMATS = ("rich", "markdown", "csv", "json")
 HEADERS = ("id", "claim", "reads", "n", "per-seed values", "mean [95 % interval]", "test",
@@ -35,6 +36,9 @@ def cells(decision: Decision) -> list[str]:
     claim = decision.claim
     reads = _reads(claim.selection)
     values = f"{_numbers(decision.values)} (seeds {_seeds(decision.seeds)})"
+    if decision.models is not None:
+        poisoned, clean = decision.models
+        values = f"bootstrap over {poisoned} poisoned and {clean} clean test models"
     if claim.over is not None:
         reads += f"; over {_reads(claim.over)}"
         pairing = "paired" if decision.paired else "unpaired"
@@ -70,7 +74,10 @@ and the verdict read from the interval: **holds** when the whole interval satisf
 threshold (or n < 2). A ratio claim's interval is
 Fieller's for a ratio of means, its seeds paired where both selections ran the same ones; it
 is unbounded when the denominator's own interval reaches zero. A headline claim with fewer
-seeds than it needs says so beside its verdict. The docs cite a claim as
+seeds than it needs says so beside its verdict. A zoo claim (a model detector's AUROC or
+target accuracy over a zoo) reads the zoo's test models instead of seeds: its interval is a
+stratified bootstrap over them, and it is decided only on at least {DECIDING_MODELS} poisoned
+and {DECIDING_MODELS} clean test models. The docs cite a claim as
 ``claim `ID`: VERDICT, MEAN [LOW, HIGH], n = N``; a test checks every citation and every
 verdict word in the README and docs against this page.
 
@@ -91,7 +98,8 @@ def _record(decision: Decision) -> dict:
         if selection is None:
             return None
         return {"folder": str(selection.folder), "attack": selection.attack,
-                "defense": selection.defense, "where": dict(selection.where),
+                "defense": selection.defense, "detector": selection.detector,
+                "where": dict(selection.where),
                 "metric": selection.metric.text,
                 "values": dict(zip(map(str, seeds), map(finite, values), strict=True))}  # fmt: skip
 
@@ -99,6 +107,8 @@ def _record(decision: Decision) -> dict:
             "reads": side(claim.selection, decision.seeds, decision.values),
             "over": side(claim.over, decision.over_seeds, decision.over_values),
             "paired": decision.paired if claim.over else None,
+            "models": (dict(zip(("poisoned", "clean"), decision.models, strict=True))
+                       if decision.models else None),
             "n": found.n, "mean": finite(found.mean),
             "low": finite(found.low), "high": finite(found.high),
             "unbounded": found.low is not None and not math.isfinite(found.low),

@@ -1,0 +1,135 @@
+"""Zoo claims: a model detector's AUROC and target accuracy over a zoo's test models, decided
+with a stratified bootstrap interval over the models, and only on enough models of each kind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from benchbd.cli import app
+from benchbd.reporting.claims import decide_all, read_claims
+from benchbd.reporting.zoo_claims import DECIDING_MODELS, auroc, zoo_interval
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO = ROOT / "results" / "zoo"
+
+CLAIM = """
+[[claim]]
+id = "decree-detects"
+claim = "DECREE tells poisoned models from clean ones"
+folder = "{folder}"
+detector = "decree"
+metric = "{metric}"
+comparison = ">="
+threshold = {threshold}
+"""
+
+
+def write_zoo(folder: Path, poisoned_scores, clean_scores, named_right: int) -> Path:
+    """A detection file of test models: poisoned ones (target 0), the first `named_right` of
+    them named correctly; and clean ones; plus a validation model the claim must not read."""
+    models = [{"clean": False, "part": "test", "score": s, "target_index": 0, "seed": 2 * i + 1,
+               "named_target_index": 0 if i < named_right else 3}
+              for i, s in enumerate(poisoned_scores)]  # fmt: skip
+    models += [{"clean": True, "part": "test", "score": s, "target_index": None, "seed": 2 * i + 1,
+                "named_target_index": None} for i, s in enumerate(clean_scores)]  # fmt: skip
+    models.append({"clean": True, "part": "validation", "score": 99.0, "seed": 0})
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "detect-decree.json"
+    path.write_text(json.dumps({"kind": "benchbd-zoo-detection", "models": models}))
+    return path
+
+
+def decide(tmp_path: Path, folder: Path, metric: str = "auroc", threshold: float = 0.9):
+    path = tmp_path / "claims.toml"
+    path.write_text(CLAIM.format(folder=folder, metric=metric, threshold=threshold))
+    (decision,) = decide_all(read_claims(path))
+    return decision
+
+
+def test_the_auroc_is_scikit_learns_on_the_committed_zoo_ties_included():
+    rows = json.loads((ZOO / "detect-decree.json").read_text())["models"]
+    scores = np.array([r["score"] for r in rows])
+    poisoned = np.array([not r["clean"] for r in rows])
+    assert auroc(scores, poisoned) == pytest.approx(roc_auc_score(poisoned, scores))
+    tied = np.array([1.0, 1.0, 0.0, 1.0])
+    truth = np.array([True, False, False, True])
+    assert auroc(tied, truth) == pytest.approx(roc_auc_score(truth, tied))
+
+
+def test_the_committed_16_model_zoo_is_too_small_to_decide(tmp_path):
+    """4 poisoned and 4 clean test models: DECREE orders all 16 pairs, and the verdict is
+    still inconclusive, with what the interval alone says."""
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    shutil.copy(ZOO / "detect-decree.json", folder)
+    decision = decide(tmp_path, folder)
+    assert decision.found.mean == 1.0 and decision.models == (4, 4)
+    assert decision.verdict == "inconclusive" and decision.by_interval == "holds"
+    assert decision.note() == (f"4 poisoned and 4 clean test models, {DECIDING_MODELS} of each "
+                               "needed; the interval alone: holds")  # fmt: skip
+    assert decision.n_text() == "8 models"
+
+
+def test_a_zoo_of_enough_models_is_decided_by_its_bootstrap_interval(tmp_path):
+    rng = np.random.default_rng(0)
+    separated = tmp_path / "separated"
+    write_zoo(separated, rng.normal(3, 1, 12), rng.normal(0, 1, 8), named_right=11)
+    holds = decide(tmp_path, separated)
+    assert holds.verdict == "holds" and holds.found.low >= 0.9 and holds.note() == ""
+    assert holds.found.n == 20  # the validation model is not read
+    again = decide(tmp_path, separated)
+    assert (again.found.low, again.found.high) == (holds.found.low, holds.found.high)
+    mixed = tmp_path / "mixed"
+    write_zoo(mixed, rng.normal(0.3, 1, 12), rng.normal(0, 1, 8), named_right=3)
+    undecided = decide(tmp_path, mixed)
+    assert undecided.found.low < 0.9 and undecided.verdict in ("fails", "inconclusive")
+    assert undecided.found.low <= undecided.found.mean <= undecided.found.high
+    accuracy = decide(tmp_path, separated, "target_accuracy", 0.5)
+    assert accuracy.found.mean == pytest.approx(11 / 12) and accuracy.verdict == "holds"
+
+
+def test_the_interval_is_a_stratified_bootstrap_keeping_the_mix():
+    rows = [{"clean": False, "score": 1.0, "part": "test"}] * DECIDING_MODELS
+    rows += [{"clean": True, "score": 0.0, "part": "test"}] * DECIDING_MODELS
+    found, poisoned, clean = zoo_interval(rows, "auroc")
+    # each resample keeps both kinds, so a perfectly separated zoo stays at 1.0
+    assert (found.mean, found.low, found.high, poisoned, clean) == (1.0, 1.0, 1.0, 8, 8)
+
+
+def test_a_zoo_without_a_detection_file_reads_no_results(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert decide(tmp_path, tmp_path / "empty").verdict == "no results"
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [('attack = "badnet"', "attack"), ('min_seeds = 10', "min_seeds")],
+)
+def test_a_zoo_claim_takes_no_result_filters(tmp_path, extra, field):
+    (tmp_path / "zoo").mkdir()
+    path = tmp_path / "claims.toml"
+    path.write_text(CLAIM.format(folder=tmp_path / "zoo", metric="auroc", threshold=0.9) + extra)
+    out = CliRunner().invoke(app, ["claims", str(path)])
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert f"field '{field}'" in out.output and "zoo claim" in out.output
+
+
+def test_a_bad_metric_and_a_damaged_file_are_one_line_errors(tmp_path):
+    folder = tmp_path / "zoo"
+    path = write_zoo(folder, [1.0], [0.0], 1)
+    claims = tmp_path / "claims.toml"
+    claims.write_text(CLAIM.format(folder=folder, metric="after.asr", threshold=0.9))
+    out = CliRunner().invoke(app, ["claims", str(claims)])
+    assert out.exit_code != 0 and "auroc, target_accuracy" in out.output
+    path.write_text('{"kind": "benchbd-zoo-detection", "mod')
+    claims.write_text(CLAIM.format(folder=folder, metric="auroc", threshold=0.9))
+    out = CliRunner().invoke(app, ["claims", str(claims)])
+    assert out.exit_code != 0 and "not a zoo detection file" in out.output
+    assert "Traceback" not in out.output and len(out.output.strip().splitlines()) == 1
