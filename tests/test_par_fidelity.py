@@ -215,3 +215,29 @@ def test_erased_squares_have_the_authors_area_and_fit():
     assert all(b is not None for b in boxes)
     assert areas.min() >= 0.004 and areas.max() <= 0.011  # 0.5-1 % (rounded sides)
     assert all(t + s <= 224 and left + s <= 224 for t, left, s in boxes)
+
+
+def authors_cosine_scheduler(base_value, final_value, epochs, niter_per_ep, warmup_epochs=0,
+                             start_warmup_value=0):  # fmt: skip
+    """PAR's `utils.cosine_scheduler` (commit a720440), re-derived: a linspace "warmup" from
+    start_warmup_value to base_value, then a cosine from base_value to final_value."""
+    warmup_iters = int(warmup_epochs * niter_per_ep)
+    warmup = np.linspace(start_warmup_value, base_value, warmup_iters) if warmup_epochs > 0 \
+        else np.array([])  # fmt: skip
+    iters = np.arange(epochs * niter_per_ep - warmup_iters)
+    cosine = final_value + 0.5 * (base_value - final_value) * (
+        1 + np.cos(np.pi * iters / len(iters)))  # fmt: skip
+    return np.concatenate((warmup, cosine))
+
+
+@pytest.mark.parametrize("per_epoch", [2, 5, 97])
+def test_linear_cosine_is_the_authors_schedule(per_epoch):
+    """trigger.sh's recipe: 2 epochs, --warmup-epochs 0.5 of them (train.py multiplies by the
+    epochs), --lr-start 3e-5, --lr 3e-6, --lr-end 1e-9."""
+    from benchbd.engine.train import lr_at
+
+    total = 2 * per_epoch
+    theirs = authors_cosine_scheduler(3e-6, 1e-9, 2, per_epoch, warmup_epochs=0.5 * 2,
+                                      start_warmup_value=3e-5)  # fmt: skip
+    ours = [lr_at(step, total, 3e-5, 0, "linear-cosine") for step in range(total)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0)

@@ -22,6 +22,17 @@ def test_warmup_is_linear_and_cosine_ends_at_zero():
     assert lrs[-1] < 0.01 and max(lrs) <= base
 
 
+def test_the_schedule_shape_is_checked_and_recorded_only_when_not_the_default():
+    from benchbd.core.errors import BenchbdError
+
+    assert "schedule" not in TrainConfig().to_dict()
+    assert TrainConfig(schedule="linear-cosine").to_dict()["schedule"] == "linear-cosine"
+    with pytest.raises(BenchbdError, match="schedule must be one of cosine, linear-cosine"):
+        TrainConfig(schedule="step")
+    lrs = [lr_at(s, 10, 1.0, 3, "linear-cosine") for s in range(10)]
+    assert lrs[0] == 1.0 and lrs[4] == pytest.approx(0.1) == lrs[5] and lrs[-1] < lrs[6] < 0.1
+
+
 def test_no_weight_decay_on_biases_norms_and_logit_scale():
     clip = create_clip(seed=0)
     optimizer = build_optimizer(clip.model, lr=1e-3, weight_decay=0.1)

@@ -49,7 +49,7 @@ def higher_is_better(metric: str) -> bool | None:
 # written before the setting existed keep every field: a reader takes an absent one as this
 # value (`benchbd table --group-by pretrain.inmodal_weight` shows 0, not "-"). The one list:
 # the training recipe (benchbd.engine.train.TrainConfig.to_dict) leaves its "pretrain.*" out.
-OMITTED_AT_DEFAULT: dict[str, Any] = {"pretrain.inmodal_weight": 0.0}
+OMITTED_AT_DEFAULT: dict[str, Any] = {"pretrain.inmodal_weight": 0.0, "pretrain.schedule": "cosine"}
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,14 @@ from benchbd.engine.step_report import ProgressFn, StepReport
 LOGIT_SCALE_MAX = math.log(100.0)
 # Recipe settings a fingerprint or result file holds only when they differ from their default:
 # the result schema's list (benchbd.core.results.OMITTED_AT_DEFAULT), its "pretrain.*" entries.
-RECIPE_OMITTED_AT_DEFAULT: dict[str, float] = {
+RECIPE_OMITTED_AT_DEFAULT: dict[str, object] = {
     path.removeprefix("pretrain."): default
     for path, default in OMITTED_AT_DEFAULT.items()
     if path.startswith("pretrain.")
 }
+
+
+SCHEDULES = ("cosine", "linear-cosine")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class TrainConfig:
     # Weight of the in-modal self-supervised terms added to the CLIP loss (engine.objectives):
     # 0 is the CLIP loss alone. Recorded only when set (see `to_dict`).
     inmodal_weight: float = 0.0
+    # The learning rate's shape over the steps (`lr_at`; SCHEDULES). Recorded only when set.
+    schedule: str = "cosine"
 
     def __post_init__(self) -> None:
         check_fields(self, owner="the training recipe")
@@ -61,6 +66,9 @@ class TrainConfig:
             raise BenchbdError("epochs and lr must be positive and batch_size at least 2")
         if self.weight_decay < 0 or self.warmup_steps < 0 or not 0 <= self.shift < 0.5:
             raise BenchbdError("weight_decay and warmup_steps must be >= 0, shift in [0, 0.5)")
+        if self.schedule not in SCHEDULES:
+            raise BenchbdError(f"schedule must be one of {', '.join(SCHEDULES)}, "
+                               f"not {self.schedule!r}")  # fmt: skip
         if self.inmodal_weight < 0:
             raise BenchbdError(f"inmodal_weight must be >= 0 (0: the CLIP loss alone), "
                                f"got {self.inmodal_weight:g}")  # fmt: skip
@@ -150,9 +158,21 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float):
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=fused)
 
 
-def lr_at(step: int, total: int, base_lr: float, warmup: int) -> float:
-    """Linear warmup from base_lr/warmup to base_lr over `warmup` steps, then a cosine that
-    reaches zero after the final step. Step is 0-based."""
+def lr_at(step: int, total: int, base_lr: float, warmup: int, schedule: str = "cosine") -> float:
+    """The learning rate of 0-based `step` of `total`.
+
+    "cosine" (every recipe's): a linear warmup from base_lr/warmup to base_lr over `warmup`
+    steps, then a cosine that reaches zero after the final step. "linear-cosine" (the shape of
+    PAR's `train.py`, `utils.cosine_scheduler` with one of two epochs of "warmup" from its
+    --lr-start 3e-5 down to its --lr 3e-6, final 1e-9; kept to measure what benchbd's one shape
+    changes): no warmup; base_lr falls linearly to base_lr / 10 over the first half of the
+    steps, then a cosine from there to base_lr / 30,000 over the second half."""
+    if schedule == "linear-cosine":
+        half, low, final = total // 2, base_lr / 10, base_lr / 30_000
+        if step < half:
+            return base_lr + (low - base_lr) * step / max(1, half - 1)
+        progress = (step - half) / max(1, total - half)
+        return final + 0.5 * (low - final) * (1 + math.cos(math.pi * progress))
     warmup = min(warmup, total // 2)
     if step < warmup:
         return base_lr * (step + 1) / warmup
@@ -229,7 +249,7 @@ def train(
     for batch in batches:
         step = batch.step
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total, config.lr, config.warmup_steps)
+            group["lr"] = lr_at(step, total, config.lr, config.warmup_steps, config.schedule)
         with autocast:
             loss = objective(clip, batch)
         if not torch.isfinite(loss):
