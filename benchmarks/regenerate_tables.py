@@ -45,6 +45,7 @@ DETECTION_COLUMNS = {
     "input": "before_ca,before_asr,after_ca,after_asr,detection_auroc,detection_ap,"
     "detection_tpr_at_1fpr,detection_tpr_at_5fpr,detection_seconds_per_image",
 }
+DETECTION_COLUMNS["input-embedded"] = DETECTION_COLUMNS["input"]
 
 
 def benchbd(*args: str) -> str:
