@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,6 +16,15 @@ from benchbd.engine.data.sizes import DataSizes
 from benchbd.engine.data.sources import load_data
 
 TINY = DataSizes(train=1024, clean=256, test=200, validation=200)
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The suite runs in parallel workers (pyproject: -n 2): one thread each, for this process
+    # and the commands it starts, so that workers never wait on each other's OpenMP barriers.
+    # torch is imported here, after benchbd, which pins the CPU kernels torch reads as it loads.
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)
