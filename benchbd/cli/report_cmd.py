@@ -63,6 +63,10 @@ def report(
     )
     for site in sites:
         warn([f"{site.page.parent.name}: {line}" if every else line for line in site.warnings])
+        if site.zoo:
+            typer.echo(f"report: {site.page} (a zoo: {site.rows} model detectors over "
+                       f"{site.results} models)")  # fmt: skip
+            continue
         typer.echo(f"report: {site.page} ({site.rows} rows from {site.results} result files, "
                    f"{site.triggers} trigger pictures)")  # fmt: skip
     if every:
