@@ -148,3 +148,9 @@ def test_a_folder_with_neither_results_nor_a_zoo_keeps_its_error(tmp_path):
     made = runner.invoke(app, ["table", str(tmp_path / "empty")])
     assert made.exit_code != 0
     assert made.stderr.startswith("benchbd: error: no result files in")
+
+
+def test_the_committed_zoos_readme_holds_the_table_the_command_makes():
+    made = runner.invoke(app, ["table", str(ZOO), "--format", "markdown"])
+    assert made.exit_code == 0, made.output
+    assert made.stdout in (ZOO / "README.md").read_text()

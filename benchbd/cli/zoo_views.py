@@ -21,7 +21,7 @@ def refuse_options(command: str, given: list[str]) -> None:
     """A zoo folder's table and plot have fixed contents: no run-result option applies."""
     if given:
         raise ValueError(f"{', '.join(given)}: not for a zoo folder; benchbd {command} ZOO_DIR "
-                         "shows one row per model detector (docs/evaluation.md)")  # fmt: skip
+                         "shows one row per model detector (docs/cli.md)")  # fmt: skip
 
 
 def zoo_table(folder: Path, fmt: str) -> None:

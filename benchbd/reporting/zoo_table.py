@@ -16,7 +16,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from benchbd.reporting.table_writers import check_format, write_csv, write_text
-from benchbd.reporting.zoo_claims import BOOTSTRAP
+from benchbd.reporting.zoo_claims import BOOTSTRAP, DECIDING_MODELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,7 +30,9 @@ NOTE = (
     f"stratified bootstrap over the test models ({BOOTSTRAP} resamples, poisoned and clean "
     "models resampled apart). The threshold is fixed on the validation part; F1, TPR and "
     "FPR are the test part's. Target accuracy: the share of poisoned models whose named "
-    "target is the attack's. Best test AUROC in bold."
+    "target is the attack's. Best test AUROC in bold. A bootstrap of perfectly separated "
+    "scores collapses to [1.000, 1.000]: read it with the counts (a zoo claim is decided "
+    f"only on {DECIDING_MODELS} poisoned and {DECIDING_MODELS} clean test models or more)."
 )
 
 
