@@ -113,6 +113,26 @@ def test_site_has_a_page_for_the_zoo_and_the_index_links_it(zoo, tmp_path):
     assert "1.000 [1.000, 1.000]" in page and "0.812 [" in page
     assert (out / "zoo" / "zoo.png").read_bytes().startswith(PNG)
     assert 'href="zoo/index.html"' in (out / "index.html").read_text()
+    alone = tmp_path / "alone"
+    made = runner.invoke(app, ["report", str(zoo), "--no-triggers", "--out", str(alone)])
+    assert made.exit_code == 0, made.output
+    assert "<h1>benchbd zoo: zoo</h1>" in (alone / "index.html").read_text()
+
+
+def test_a_zoo_not_yet_scored_says_how_to_score_it_and_is_left_out_of_the_site(zoo, tmp_path):
+    for path in zoo.glob("detect-*.json"):
+        path.unlink()
+    made = runner.invoke(app, ["table", str(zoo)])
+    assert made.exit_code != 0
+    assert made.stderr.startswith("benchbd: error: zoo folder") and "--detect" in made.stderr
+    grid = zoo.parent / "digits"
+    grid.mkdir()
+    for path in sorted((ZOO.parent / "digits").glob("badnet__none__seed*.json")):
+        shutil.copy(path, grid)
+    made = runner.invoke(app, ["report", str(zoo.parent), "--all", "--no-triggers",
+                               "--out", str(tmp_path / "site")])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert not (tmp_path / "site" / "zoo").exists() and (tmp_path / "site" / "digits").exists()
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,8 @@ def report(
         False,
         "--all",
         help="every folder of result files under FOLDER (itself included), one page each in "
-        "OUT/<its path, / as ->/, and an index page OUT/index.html that links them",
+        "OUT/<its path, / as ->/, every zoo folder's model detectors likewise, and an index "
+        "page OUT/index.html that links them",
     ),
 ) -> None:
     """Write a static HTML leaderboard: a sortable table with each mean's 95 % interval and

@@ -38,6 +38,7 @@ from benchbd.reporting.report_index import GridLine, ZooLine, index_page
 from benchbd.reporting.report_zoo import write_zoo_page
 from benchbd.reporting.result_frame import load_folder
 from benchbd.reporting.trade_off_plot import write_plot
+from benchbd.reporting.zoo_frame import PATTERN as ZOO_PATTERN
 from benchbd.reporting.zoo_frame import Zoo, is_zoo_folder, read_zoo
 
 PAGE = "index.html"
@@ -118,10 +119,9 @@ def write_sites(root: Path, out: Path, examples: TriggerExamples | None = None,
 
 
 def zoo_folders(root: Path) -> list[Path]:
-    """`root` and every folder below it that holds a zoo (benchbd.reporting.zoo_frame), in
-    path order."""
-    candidates = {p.parent for p in Path(root).rglob("*.json")} | {Path(root)}
-    return [folder for folder in sorted(candidates) if is_zoo_folder(folder)]
+    """`root` and every folder below it that holds a model detector's scores (`detect-*.json`),
+    in path order. A zoo not yet scored (its manifest alone) has nothing to show: left out."""
+    return sorted({p.parent for p in Path(root).rglob(ZOO_PATTERN)})
 
 
 def _zoo_site(zoo: Zoo, page: Path) -> Site:
