@@ -10,11 +10,13 @@ import typer
 
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.reading import CA_TOLERANCE_HELP, ca_tolerance, read_results, warn
+from benchbd.cli.zoo_views import refuse_options, zoo_plot
 from benchbd.reporting.curve_plot import write_curve_plot
 from benchbd.reporting.curves import curves as find_curves
 from benchbd.reporting.curves import has_curves
 from benchbd.reporting.leaderboard import tabulate
 from benchbd.reporting.trade_off_plot import screened, write_plot, write_roc_plot
+from benchbd.reporting.zoo_frame import is_zoo_folder
 
 
 @friendly_errors
@@ -37,7 +39,13 @@ def plot(
     """CA against ASR per attack (arrows from poisoned to defended) and ASR bars per defense;
     the ROC curves of screening defenses per attack, and the ASR-CA curve of each defense run
     at several strengths with its Pareto front, when there are any. The ranking rule of the
-    tables marks the points: the best starred, unranked rows hollow."""
+    tables marks the points: the best starred, unranked rows hollow. A zoo folder (benchbd zoo
+    --detect) gives one panel per model detector instead: every test model's score, poisoned
+    against clean, with the threshold fixed on the validation models."""
+    if is_zoo_folder(folder):
+        named = {"--filter": filter, "--roc": roc, "--curves": curves, "--ca-tolerance": tolerance}
+        refuse_options("plot", [name for name, value in named.items() if value])
+        return zoo_plot(folder, out)
     limit = ca_tolerance(tolerance)
     results, skipped = read_results(folder, filter)
     board = tabulate(results, ca_tolerance=limit)

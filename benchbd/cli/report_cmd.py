@@ -49,7 +49,8 @@ def report(
         False,
         "--all",
         help="every folder of result files under FOLDER (itself included), one page each in "
-        "OUT/<its path, / as ->/, and an index page OUT/index.html that links them",
+        "OUT/<its path, / as ->/, every zoo folder's model detectors likewise, and an index "
+        "page OUT/index.html that links them",
     ),
 ) -> None:
     """Write a static HTML leaderboard: a sortable table with each mean's 95 % interval and
@@ -63,6 +64,10 @@ def report(
     )
     for site in sites:
         warn([f"{site.page.parent.name}: {line}" if every else line for line in site.warnings])
+        if site.zoo:
+            typer.echo(f"report: {site.page} (a zoo: {site.rows} model detectors over "
+                       f"{site.results} models)")  # fmt: skip
+            continue
         typer.echo(f"report: {site.page} ({site.rows} rows from {site.results} result files, "
                    f"{site.triggers} trigger pictures)")  # fmt: skip
     if every:

@@ -8,6 +8,7 @@ import typer
 
 from benchbd.cli.errors import friendly_errors
 from benchbd.cli.reading import CA_TOLERANCE_HELP, ca_tolerance, read_results, warn
+from benchbd.cli.zoo_views import refuse_options, zoo_table
 from benchbd.reporting import curves as trade_off
 from benchbd.reporting.leaderboard import tabulate
 from benchbd.reporting.leaderboard_tables import (
@@ -22,6 +23,7 @@ from benchbd.reporting.leaderboard_tables import (
 )
 from benchbd.reporting.table_columns import SORT_CHOICES, check_sort, default_sort, parse_columns
 from benchbd.reporting.table_writers import FORMATS
+from benchbd.reporting.zoo_frame import is_zoo_folder
 
 COLUMNS_HELP = (
     "metric columns to show, in order: comma-separated or repeated (default "
@@ -43,7 +45,9 @@ def table(
     folder: Path = typer.Argument(
         Path("results"), help="folder of result JSON files", readable=False
     ),  # benchbd says what is wrong with the folder, in one line
-    format: str = typer.Option("rich", "--format", "-f", help="|".join(FORMATS)),
+    format: str = typer.Option(
+        "rich", "--format", "-f", help="|".join(FORMATS) + " (a zoo folder: json too)"
+    ),
     group_by: list[str] = typer.Option(
         [],
         "--group-by",
@@ -84,7 +88,16 @@ def table(
     classifier), DER, seeds, each a mean with its 95 % interval (--columns shows any other
     recorded metric). Rows rank within an attack and setting among the usable models (CA drop
     within --ca-tolerance, every seed trained); the best is in bold. Results whose settings
-    differ are rows apart, with the differing settings as columns and a warning."""
+    differ are rows apart, with the differing settings as columns and a warning. A zoo folder
+    (benchbd zoo --detect) gives one row per model detector instead: its AUROC on the test
+    models with a 95 % bootstrap interval, F1, TPR and FPR at the validation threshold, target
+    accuracy and seconds per model, best test AUROC first."""
+    if is_zoo_folder(folder):
+        named = {"--group-by": group_by, "--filter": filter, "--columns": columns, "--sort": sort,
+                 "--visibility": visibility, "--curves": curves, "--per-seed": per_seed,
+                 "--ca-tolerance": tolerance}  # fmt: skip
+        refuse_options("table", [name for name, value in named.items() if value])
+        return zoo_table(folder, format)
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; choose from {', '.join(FORMATS)}")
     limit = ca_tolerance(tolerance)

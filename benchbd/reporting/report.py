@@ -5,7 +5,9 @@ trade-off plot of `benchbd plot` (`leaderboard.png`) and one trigger grid of `be
 attack (`triggers/`), of the images the caller's `examples` makes (report_gallery: reporting
 lays the gallery out, the engine behind the CLI makes the images). With `--all`
 (`write_sites`) it is one such page per folder of result files under the one given, each in a
-folder of its own, and an index page that links them.
+folder of its own, one page per zoo folder (`benchbd zoo --detect`: its model detectors'
+table and scores, benchbd.reporting.report_zoo), and an index page that links them all. A
+zoo folder given alone is its own site.
 It reads offline, from a file:// URL as from any web server, and holds no date, so a site made
 again from the same files is the same bytes.
 
@@ -32,9 +34,12 @@ from benchbd.reporting.ranking import DEFAULT_CA_TOLERANCE, check_tolerance
 from benchbd.reporting.report_cells import Table, table
 from benchbd.reporting.report_gallery import Trigger, TriggerExamples, draw
 from benchbd.reporting.report_html import GENERATOR, Page, page
-from benchbd.reporting.report_index import GridLine, index_page
+from benchbd.reporting.report_index import GridLine, ZooLine, index_page
+from benchbd.reporting.report_zoo import write_zoo_page
 from benchbd.reporting.result_frame import load_folder
 from benchbd.reporting.trade_off_plot import write_plot
+from benchbd.reporting.zoo_frame import PATTERN as ZOO_PATTERN
+from benchbd.reporting.zoo_frame import Zoo, is_zoo_folder, read_zoo
 
 PAGE = "index.html"
 PLOT = "leaderboard.png"
@@ -49,15 +54,23 @@ class Site:
     results: int
     triggers: int
     warnings: list[str]
+    zoo: bool = False  # a zoo's page: `rows` detectors, `results` models
 
 
 def write_site(folder: Path, out: Path, examples: TriggerExamples | None = None,
                images: int = 6, ca_tolerance: float = DEFAULT_CA_TOLERANCE) -> Site:  # fmt: skip
     """Read every result file in `folder` and write the site into `out` (replacing an earlier
     site there), with a trigger gallery of `images` test images a trigger drawn by `examples`;
-    without `examples` the gallery is left out, and with it torch."""
-    results, warnings = load_folder(Path(folder))
+    without `examples` the gallery is left out, and with it torch. A zoo folder is written as
+    its zoo page."""
     out = Path(out)
+    if is_zoo_folder(Path(folder)):
+        zoo = read_zoo(Path(folder))
+        check_out(out)
+        with _building(out) as build:
+            write_zoo_page(zoo, build, _source_name(Path(folder)), __version__)
+        return _zoo_site(zoo, out / PAGE)
+    results, warnings = load_folder(Path(folder))
     check_out(out)
     board = table(results, check_tolerance(ca_tolerance))
     with _building(out) as build:
@@ -69,12 +82,13 @@ def write_sites(root: Path, out: Path, examples: TriggerExamples | None = None,
                 images: int = 6,
                 ca_tolerance: float = DEFAULT_CA_TOLERANCE) -> list[Site]:  # fmt: skip
     """`--all`: every folder of result files under `root` (itself included) as a page of its
-    own in `out/<its path, / as ->/`, and an index page (`out/index.html`) that links them.
-    Written whole or not at all, as one site."""
+    own in `out/<its path, / as ->/`, every zoo folder's page likewise, and an index page
+    (`out/index.html`) that links them. Written whole or not at all, as one site."""
     root, out = Path(root), Path(out)
     tolerance = check_tolerance(ca_tolerance)
     grids = result_folders(root)
-    if not grids:
+    zoos = [(folder, read_zoo(folder)) for folder in zoo_folders(root)]
+    if not grids and not zoos:
         raise BenchbdError(f"no folder of result files under {str(root)!r}")
     check_out(out)
     loaded = [(folder, *load_folder(folder)) for folder in grids]
@@ -89,8 +103,29 @@ def write_sites(root: Path, out: Path, examples: TriggerExamples | None = None,
         entries = [GridLine(_grid_name(root, folder), f"{grid_slug(root, folder)}/{PAGE}",
                             site.results, site.rows, len(site.warnings))
                    for folder, site in zip(grids, sites, strict=True)]  # fmt: skip
-        (build / PAGE).write_text(index_page(entries, tolerance, __version__), encoding="utf-8")
+        taken = {grid_slug(root, folder) for folder in grids}
+        zoo_lines = []
+        for folder, zoo in zoos:
+            slug = grid_slug(root, folder)
+            slug = f"{slug}-zoo" if slug in taken else slug  # a folder both a grid and a zoo
+            write_zoo_page(zoo, build / slug, _grid_name(root, folder), __version__,
+                           back="../index.html")  # fmt: skip
+            sites.append(_zoo_site(zoo, out / slug / PAGE))
+            zoo_lines.append(ZooLine(_grid_name(root, folder), f"{slug}/{PAGE}", zoo.models,
+                                     len(zoo.detections), len(zoo.warnings)))  # fmt: skip
+        (build / PAGE).write_text(index_page(entries, tolerance, __version__, zoo_lines),
+                                  encoding="utf-8")  # fmt: skip
     return sites
+
+
+def zoo_folders(root: Path) -> list[Path]:
+    """`root` and every folder below it that holds a model detector's scores (`detect-*.json`),
+    in path order. A zoo not yet scored (its manifest alone) has nothing to show: left out."""
+    return sorted({p.parent for p in Path(root).rglob(ZOO_PATTERN)})
+
+
+def _zoo_site(zoo: Zoo, page: Path) -> Site:
+    return Site(page, len(zoo.detections), zoo.models, 0, list(zoo.warnings), zoo=True)
 
 
 def result_folders(root: Path) -> list[Path]:

@@ -27,8 +27,20 @@ class GridLine:
     warnings: int
 
 
-def index_page(entries: Sequence[GridLine], tolerance: float, version: str) -> str:
-    """The index: a table of grids, each linking its own page."""
+@dataclass(frozen=True)
+class ZooLine:
+    """One zoo as the index lists it: its name, its page, its models, detectors and warnings."""
+
+    name: str
+    link: str
+    models: int
+    detectors: int
+    warnings: int
+
+
+def index_page(entries: Sequence[GridLine], tolerance: float, version: str,
+               zoos: Sequence[ZooLine] = ()) -> str:  # fmt: skip
+    """The index: a table of grids, each linking its own page, and one of zoos if any."""
     lines = []
     for grid in entries:
         lines.append(f'<tr><td><a href="{escape(grid.link)}">{escape(grid.name)}</a></td>'
@@ -45,8 +57,26 @@ def index_page(entries: Sequence[GridLine], tolerance: float, version: str) -> s
         "<th>rows</th><th>warnings</th></tr></thead><tbody>",
         "\n".join(lines),
         "</tbody></table></div>",
+        _zoos(zoos),
         f"<footer>Written by benchbd {escape(version)} (<code>{GENERATOR} --all</code>). "
         "Nothing on this page is fetched from elsewhere.</footer>",
         "</body>\n</html>\n",
     ]
-    return "\n".join(parts)
+    return "\n".join(part for part in parts if part)
+
+
+def _zoos(zoos: Sequence[ZooLine]) -> str:
+    """The zoos' table: model detectors measured over many models (`benchbd zoo --detect`)."""
+    if not zoos:
+        return ""
+    lines = "\n".join(
+        f'<tr><td><a href="{escape(zoo.link)}">{escape(zoo.name)}</a></td>'
+        f'<td class="num">{zoo.models}</td><td class="num">{zoo.detectors}</td>'
+        f'<td class="num">{zoo.warnings}</td></tr>'
+        for zoo in zoos
+    )  # fmt: skip
+    return ("<h2>Model zoos</h2><p>Model detectors, each measured over a zoo of clean and "
+            "poisoned models: one page per zoo.</p>"
+            '<div class="scroll"><table id="zoos"><thead><tr><th>zoo</th><th>models</th>'
+            f"<th>detectors</th><th>warnings</th></tr></thead><tbody>\n{lines}\n"
+            "</tbody></table></div>")  # fmt: skip
