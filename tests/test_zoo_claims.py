@@ -108,6 +108,17 @@ def test_a_zoo_without_a_detection_file_reads_no_results(tmp_path):
     assert decide(tmp_path, tmp_path / "empty").verdict == "no results"
 
 
+def test_a_detector_name_that_is_not_a_plugin_name_is_refused(tmp_path):
+    """The name becomes part of a file name (detect-NAME.json): a path is refused."""
+    (tmp_path / "zoo").mkdir()
+    path = tmp_path / "claims.toml"
+    text = CLAIM.format(folder=tmp_path / "zoo", metric="auroc", threshold=0.9)
+    path.write_text(text.replace('detector = "decree"', 'detector = "../../secret"'))
+    out = CliRunner().invoke(app, ["claims", str(path)])
+    assert out.exit_code != 0 and "field 'detector'" in out.output
+    assert "Traceback" not in out.output
+
+
 @pytest.mark.parametrize(
     "extra, field",
     [('attack = "badnet"', "attack"), ('min_seeds = 10', "min_seeds")],

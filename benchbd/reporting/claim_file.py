@@ -29,6 +29,7 @@ CLAIM_KEYS = {"id", "claim", "paper", "folder", "attack", "defense", "where", "m
               "comparison", "threshold", "over", "min_seeds", "detector"}  # fmt: skip
 OVER_KEYS = {"folder", "attack", "defense", "where", "metric"}
 REQUIRED = ("id", "claim", "folder", "metric", "comparison", "threshold")
+DETECTOR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # it names a file: detect-NAME.json
 ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 TERM = r"[a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*"
 METRIC = re.compile(rf"\s*{TERM}\s*(?:[-+]\s*{TERM}\s*)*")
@@ -171,6 +172,9 @@ def _check_zoo_claim(entry: Mapping[str, Any], selection: Selection, claim_id: s
         if key in entry:
             raise claim_error(claim_id, key, "a zoo claim (detector = ...) reads the detector's "
                          "scores over the whole zoo; leave this field out")  # fmt: skip
+    if not DETECTOR.fullmatch(selection.detector or ""):
+        raise claim_error(claim_id, "detector", f"{selection.detector!r} is not a model "
+                          "detector's name (letters, digits, '_' and '-')")  # fmt: skip
     if selection.metric.text not in ZOO_METRICS:
         raise claim_error(claim_id, "metric", f"a zoo claim's metric is one of "
                      f"{', '.join(ZOO_METRICS)}, not {selection.metric.text!r}")  # fmt: skip
