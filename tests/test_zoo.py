@@ -202,6 +202,18 @@ def test_unknown_detectors_and_parameters_are_refused_before_any_training(tmp_pa
     assert not (tmp_path / "z").exists()
 
 
+def test_an_out_that_is_a_file_and_an_empty_seed_range_are_refused_before_any_training(
+    tmp_path,
+):
+    taken = tmp_path / "a-file"
+    taken.write_text("mine")
+    result = invoke("zoo", *ZOO_ARGS, "--out", str(taken))
+    assert result.exit_code != 0 and "is a file" in result.output and "Errno" not in result.output
+    assert taken.read_text() == "mine" and len(result.output.strip().splitlines()) == 1
+    result = invoke("zoo", "--clean-seeds", "3-1", "--dry-run")
+    assert result.exit_code != 0 and "'3-1' is an empty range" in result.output
+
+
 def test_a_manifest_gives_the_zoo_to_a_dry_run(tmp_path, monkeypatch):
     # a cache of its own: the session's may hold this zoo's models from another test
     monkeypatch.setenv("BENCHBD_CACHE", str(tmp_path / "cache"))

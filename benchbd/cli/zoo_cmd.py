@@ -56,6 +56,8 @@ def seed_list(text: str, what: str) -> tuple[int, ...]:
             span = range(int(first), int(last) + 1) if dash else [int(item)]
         except ValueError:
             raise BenchbdError(f"{what}: {item!r} is not a seed or a range A-B") from None
+        if not span:
+            raise BenchbdError(f"{what}: {item!r} is an empty range (A-B with A <= B)")
         seeds += [check_seed(s) for s in span]
     return tuple(dict.fromkeys(seeds))
 
@@ -139,6 +141,9 @@ def zoo(
         spec = ZooSpec(words(attacks), words(targets), rates(poison_rates),
                        seed_list(seeds, "--seeds"), seed_list(clean_seeds, "--clean-seeds"),
                        dataset, model, sizes, recipe, device)  # fmt: skip
+    if out.exists() and not out.is_dir():
+        raise BenchbdError(f"--out {str(out)!r} is a file: give a folder for the manifest and "
+                           "the scores")  # fmt: skip
     names = list(words(detect))
     for name in names:
         model_detectors.get(name)  # an unknown detector is refused before any training
