@@ -13,7 +13,8 @@ For each folder of result files under `--results` (itself included), as a user w
 except the in-modal weight ablation, whose table and plot are ABLATION.md and ablation.png
 (`benchbd table DIR --group-by defense.params.inmodal_weight`, the weights in order). Then the
 detection tables of the grids with screens (DETECTION.md, the commands in DETECTION below),
-the objective axis's curves (CURVES.md), and the site of every grid:
+the objective axis's curves (CURVES.md), the table in each zoo folder's README.md (between its
+markers: `benchbd table ZOO --format markdown`), and the site of every grid and zoo:
 
     benchbd report results --out docs/site --all --no-triggers
 
@@ -77,6 +78,24 @@ def ablation(folder: Path, tolerance: str, old: dict[Path, str]) -> None:
     plot(rows, [float(row.groups[0]) for row in rows], folder / "ablation.png")
 
 
+ZOO_TABLE = ("<!-- made by: benchbd table FOLDER --format markdown -->\n",
+             "<!-- end of the table -->")
+
+
+def zoo_readmes(results: Path) -> None:
+    """Each zoo folder's README.md: its detector table, between the markers, made again."""
+    start, end = ZOO_TABLE
+    for readme in sorted(results.glob("*/README.md")):
+        text = readme.read_text()
+        if not (readme.parent / "manifest.json").exists() or start not in text:
+            continue
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        table = benchbd("table", str(readme.parent), "--format", "markdown")
+        readme.write_text(f"{head}{start}{table}{end}{tail}")
+        print(f"wrote the table in {readme.relative_to(ROOT)}", flush=True)
+
+
 def quoted(old: dict[Path, str], new: dict[Path, str]) -> None:
     """Replace, in docs/*.md, every quoted copy of a table as it was by the table as it is."""
     for page in sorted((ROOT / "docs").glob("*.md")):
@@ -116,6 +135,7 @@ def main() -> None:
     curves = benchbd("table", str(results / "objective"), "--curves", "--format", "markdown")
     write(results / "objective" / "CURVES.md", curves, old)
     quoted(old, {path: path.read_text() for path in old})
+    zoo_readmes(results)
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     cites = [arg for page in pages if page.name != "claims.md" for arg in ("--cite", str(page))]
     benchbd("claims", str(results / "claims.toml"), "--format", "markdown",

@@ -1,5 +1,6 @@
 """Zoo claims: a model detector's AUROC and target accuracy over a zoo's test models, decided
-with a stratified bootstrap interval over the models, and only on enough models of each kind."""
+with a score interval over the models (Newcombe's, Wilson's), and only on enough models of
+each kind."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from benchbd.cli import app
 from benchbd.reporting.claims import decide_all, read_claims
-from benchbd.reporting.zoo_claims import DECIDING_MODELS, auroc, zoo_interval
+from benchbd.reporting.zoo_claims import DECIDING_MODELS, auroc, auroc_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "results" / "zoo"
@@ -64,43 +65,68 @@ def test_the_auroc_is_scikit_learns_on_the_committed_zoo_ties_included():
 
 
 def test_the_committed_16_model_zoo_is_too_small_to_decide(tmp_path):
-    """4 poisoned and 4 clean test models: DECREE orders all 16 pairs, and the verdict is
-    still inconclusive, with what the interval alone says."""
+    """4 poisoned and 4 clean test models: DECREE orders all 16 pairs, its interval reaches
+    down to 0.64, and the verdict is inconclusive on both counts."""
     folder = tmp_path / "zoo"
     folder.mkdir()
     shutil.copy(ZOO / "detect-decree.json", folder)
     decision = decide(tmp_path, folder)
     assert decision.found.mean == 1.0 and decision.models == (4, 4)
-    assert decision.verdict == "inconclusive" and decision.by_interval == "holds"
-    assert decision.note() == (f"4 poisoned and 4 clean test models, {DECIDING_MODELS} of each "
-                               "needed; the interval alone: holds")  # fmt: skip
+    assert decision.found.low == pytest.approx(0.643, abs=1e-3) and decision.found.high == 1.0
+    assert decision.verdict == "inconclusive" and decision.by_interval == "inconclusive"
+    needed = f"{DECIDING_MODELS} of each needed"
+    assert decision.note() == f"4 poisoned and 4 clean test models, {needed}"
     assert decision.n_text() == "8 models"
 
 
-def test_a_zoo_of_enough_models_is_decided_by_its_bootstrap_interval(tmp_path):
+def newcombe_excess(value: float, a: float, m: int, n: int) -> float:
+    """(value - A)^2 - z^2 V(A), Newcombe's (2006) method 5, written out again: V is Hanley and
+    McNeil's variance of an AUROC A with both group sizes N* = (m + n) / 2 - 1."""
+    n_star = (m + n) / 2 - 1
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    variance = (a * (1 - a) + (n_star - 1) * (q1 - a * a) + (n_star - 1) * (q2 - a * a)) / (m * n)
+    return (value - a) ** 2 - 1.959963984540054**2 * variance
+
+
+@pytest.mark.parametrize("value, m, n", [(1.0, 8, 8), (0.948, 12, 8), (0.74, 12, 8),
+                                         (0.5, 8, 8), (0.9, 24, 12)])  # fmt: skip
+def test_the_auroc_interval_is_newcombes_score_interval(value, m, n):
+    """Its ends solve Newcombe's equation, with Hanley and McNeil's variance written in their
+    own form (the module uses the factored form), and everything between them satisfies it."""
+    low, high = auroc_interval(value, m, n)
+    assert 0 <= low <= value <= high <= 1
+    for end in (low, high):
+        if 0 < end < 1:
+            assert newcombe_excess(value, end, m, n) == pytest.approx(0, abs=1e-9)
+    inside = np.linspace(low, high, 50)[1:-1]
+    assert all(newcombe_excess(value, a, m, n) <= 1e-12 for a in inside)
+    outside = [a for a in (low - 0.01, high + 0.01) if 0 <= a <= 1]
+    assert all(newcombe_excess(value, a, m, n) > 0 for a in outside)
+
+
+def test_a_perfect_small_zoo_keeps_a_wide_interval_and_more_models_narrow_it():
+    """8 + 8 perfectly separated: about [0.78, 1] (a true AUROC of 0.9 separates such a sample
+    perfectly about one time in nine); 24 + 12: about [0.88, 1]."""
+    assert auroc_interval(1.0, 8, 8)[0] == pytest.approx(0.780, abs=1e-3)
+    assert auroc_interval(1.0, 24, 12)[0] == pytest.approx(0.880, abs=1e-3)
+
+
+def test_a_zoo_of_enough_models_is_decided_by_its_interval(tmp_path):
     rng = np.random.default_rng(0)
     separated = tmp_path / "separated"
-    write_zoo(separated, rng.normal(3, 1, 12), rng.normal(0, 1, 8), named_right=11)
-    holds = decide(tmp_path, separated)
-    assert holds.verdict == "holds" and holds.found.low >= 0.9 and holds.note() == ""
-    assert holds.found.n == 20  # the validation model is not read
-    again = decide(tmp_path, separated)
-    assert (again.found.low, again.found.high) == (holds.found.low, holds.found.high)
-    mixed = tmp_path / "mixed"
-    write_zoo(mixed, rng.normal(0.3, 1, 12), rng.normal(0, 1, 8), named_right=3)
-    undecided = decide(tmp_path, mixed)
-    assert undecided.found.low < 0.9 and undecided.verdict in ("fails", "inconclusive")
-    assert undecided.found.low <= undecided.found.mean <= undecided.found.high
-    accuracy = decide(tmp_path, separated, "target_accuracy", 0.5)
-    assert accuracy.found.mean == pytest.approx(11 / 12) and accuracy.verdict == "holds"
-
-
-def test_the_interval_is_a_stratified_bootstrap_keeping_the_mix():
-    rows = [{"clean": False, "score": 1.0, "part": "test"}] * DECIDING_MODELS
-    rows += [{"clean": True, "score": 0.0, "part": "test"}] * DECIDING_MODELS
-    found, poisoned, clean = zoo_interval(rows, "auroc")
-    # each resample keeps both kinds, so a perfectly separated zoo stays at 1.0
-    assert (found.mean, found.low, found.high, poisoned, clean) == (1.0, 1.0, 1.0, 8, 8)
+    write_zoo(separated, rng.normal(5, 1, 24), rng.normal(0, 1, 12), named_right=24)
+    holds = decide(tmp_path, separated, threshold=0.85)
+    assert holds.found.mean == 1.0 and holds.verdict == "holds" and holds.note() == ""
+    assert holds.found.n == 36  # the validation model is not read
+    weak = tmp_path / "weak"
+    write_zoo(weak, rng.normal(0.3, 1, 12), rng.normal(0, 1, 8), named_right=3)
+    fails = decide(tmp_path, weak)
+    assert fails.found.high < 0.9 and fails.verdict == "fails"
+    accuracy = decide(tmp_path, separated, "target_accuracy", 0.9)
+    # 24 of 24 named: Wilson's lower end is 24 / (24 + z^2)
+    assert accuracy.found.mean == 1.0
+    assert accuracy.found.low == pytest.approx(24 / (24 + 1.959963984540054**2))
+    assert accuracy.verdict == "inconclusive"  # 0.862 < 0.9 <= 1
 
 
 def test_a_zoo_without_a_detection_file_reads_no_results(tmp_path):

@@ -90,7 +90,7 @@ def table(
     within --ca-tolerance, every seed trained); the best is in bold. Results whose settings
     differ are rows apart, with the differing settings as columns and a warning. A zoo folder
     (benchbd zoo --detect) gives one row per model detector instead: its AUROC on the test
-    models with a 95 % bootstrap interval, F1, TPR and FPR at the validation threshold, target
+    models with a 95 % score interval, F1, TPR and FPR at the validation threshold, target
     accuracy and seconds per model, best test AUROC first."""
     if is_zoo_folder(folder):
         named = {"--group-by": group_by, "--filter": filter, "--columns": columns, "--sort": sort,

@@ -38,7 +38,7 @@ def cells(decision: Decision) -> list[str]:
     values = f"{_numbers(decision.values)} (seeds {_seeds(decision.seeds)})"
     if decision.models is not None:
         poisoned, clean = decision.models
-        values = f"bootstrap over {poisoned} poisoned and {clean} clean test models"
+        values = f"{poisoned} poisoned and {clean} clean test models"
     if claim.over is not None:
         reads += f"; over {_reads(claim.over)}"
         pairing = "paired" if decision.paired else "unpaired"
@@ -76,8 +76,9 @@ Fieller's for a ratio of means, its seeds paired where both selections ran the s
 is unbounded when the denominator's own interval reaches zero. A headline claim with fewer
 seeds than it needs says so beside its verdict. A zoo claim (a model detector's AUROC or
 target accuracy over a zoo) reads the zoo's test models instead of seeds: its interval is a
-stratified bootstrap over them, and it is decided only on at least {DECIDING_MODELS} poisoned
-and {DECIDING_MODELS} clean test models. The docs cite a claim as
+score interval over them (Newcombe's for an AUROC, Wilson's for a share), and it is decided
+only on at least {DECIDING_MODELS} poisoned and {DECIDING_MODELS} clean test models. The docs
+cite a claim as
 ``claim `ID`: VERDICT, MEAN [LOW, HIGH], n = N``; a test checks every citation and every
 verdict word in the README and docs against this page.
 

@@ -176,7 +176,7 @@ def _by_seed(results: Sequence[Mapping[str, Any]], metric: Metric) -> tuple[tupl
 
 
 def decide_zoo(claim: Claim) -> Decision:
-    """A zoo claim: the metric over the zoo's test models with its bootstrap interval."""
+    """A zoo claim: the metric over the zoo's test models with its score interval."""
     selection = claim.selection
     rows = read_detection(selection.folder, selection.detector or "", claim.id)
     found, poisoned, clean = zoo_interval(rows, selection.metric.text)

@@ -10,13 +10,22 @@ validation part only fixes thresholds):
 - `target_accuracy`: among poisoned models, the share whose named target is the attack's.
 
 The uncertainty is over models, not seeds: the zoo is a sample of models, and a zoo of 40
-cannot be rerun five times. The interval is the 95 % percentile interval of a stratified
-bootstrap (poisoned and clean models resampled apart, so each resample keeps the zoo's mix),
-BOOTSTRAP resamples from a fixed seed, so the interval is the same on every machine. A
-bootstrap collapses where every resample gives the same number (an AUROC of 1.0 on perfectly
-separated scores), so a zoo claim is decided only when the test part holds at least
-DECIDING_MODELS poisoned and DECIDING_MODELS clean models; with fewer it is inconclusive, and
-its note says what the interval alone would say, as a claim read on too few seeds.
+cannot be rerun five times. Both intervals are score intervals, which stay wide where the
+sample is small even when it is perfectly separated (a bootstrap would collapse to [1, 1]
+there, and a normal-approximation interval to a point):
+
+- AUROC: Newcombe's score interval for the Mann-Whitney effect size (Newcombe 2006, "Confidence
+  intervals for an effect size measure based on the Mann-Whitney statistic. Part 2", method
+  5): every A with (Â - A)^2 <= z^2 V(A), V(A) the Hanley-McNeil variance at A with both group
+  sizes replaced by N* = (m + n) / 2 - 1. With 8 poisoned and 8 clean models perfectly
+  separated it is [0.78, 1]: a detector whose true AUROC were 0.9 would separate such a sample
+  perfectly about one time in nine.
+- target accuracy: Wilson's score interval of the share of poisoned test models whose named
+  target is the attack's (scipy's `binomtest(...).proportion_ci(method="wilson")`).
+
+A zoo claim is decided only when the test part holds at least DECIDING_MODELS poisoned and
+DECIDING_MODELS clean models; with fewer it is inconclusive, and its note says what the
+interval alone would say, as a claim read on too few seeds.
 """
 
 from __future__ import annotations
@@ -33,8 +42,6 @@ from benchbd.core.errors import BenchbdError
 from benchbd.reporting.intervals import Interval
 
 ZOO_METRICS = ("auroc", "target_accuracy")
-BOOTSTRAP = 2000  # resamples
-BOOTSTRAP_SEED = 0
 DECIDING_MODELS = 8  # poisoned and clean models each, in the test part, to decide a claim
 LEVEL = 0.95
 
@@ -77,39 +84,47 @@ def auroc(scores: np.ndarray, poisoned: np.ndarray) -> float:
     return float((above + 0.5 * ties) / (len(positive) * len(negative)))
 
 
-def target_accuracy(named: np.ndarray, poisoned: np.ndarray) -> float:
-    return float(named[poisoned].mean())
+def auroc_interval(value: float, poisoned: int, clean: int, level: float = LEVEL):
+    """Newcombe's method-5 score interval of an AUROC `value` measured on `poisoned` and
+    `clean` models: the A in [0, 1] where (value - A)^2 <= z^2 V(A)."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
 
+    z2 = norm.ppf(0.5 + level / 2) ** 2
+    n_star = (poisoned + clean) / 2 - 1
 
-def zoo_values(rows: Sequence[Mapping[str, Any]], metric: str) -> tuple[float, list[float]]:
-    """The metric on the test part, and its BOOTSTRAP resampled values."""
-    scores = np.array([float(r["score"]) for r in rows])
-    poisoned = np.array([not r.get("clean", True) for r in rows])
-    named = np.array([r.get("named_target_index") is not None
-                      and r.get("named_target_index") == r.get("target_index")
-                      for r in rows])  # fmt: skip
-    positive, negative = np.flatnonzero(poisoned), np.flatnonzero(~poisoned)
+    def excess(a: float) -> float:
+        spread = (2 * n_star - 1) - (3 * n_star - 3) / ((2 - a) * (1 + a))
+        variance = max(0.0, a * (1 - a) / (poisoned * clean) * spread)
+        return (value - a) ** 2 - z2 * variance
 
-    def measure(index: np.ndarray) -> float:
-        if metric == "auroc":
-            return auroc(scores[index], poisoned[index])
-        return target_accuracy(named[index], poisoned[index])
-
-    generator = np.random.default_rng(BOOTSTRAP_SEED)
-    resampled = []
-    for _ in range(BOOTSTRAP):
-        index = np.concatenate([generator.choice(positive, len(positive)),
-                                generator.choice(negative, len(negative))])  # fmt: skip
-        resampled.append(measure(index))
-    return measure(np.arange(len(rows))), resampled
+    # Inside the interval at the value itself (or just beside it, where the value is 0 or 1
+    # and V vanishes there): the bounds are the roots on either side.
+    below, above = max(0.0, min(value, 1 - 1e-9)), min(1.0, max(value, 1e-9))
+    low = 0.0 if excess(0.0) <= 0 else brentq(excess, 0.0, below, xtol=1e-12)
+    high = 1.0 if excess(1.0) <= 0 else brentq(excess, above, 1.0, xtol=1e-12)
+    return float(low), float(high)
 
 
 def zoo_interval(rows: Sequence[Mapping[str, Any]], metric: str) -> tuple[Interval, int, int]:
-    """The metric with its bootstrap interval, and the test part's poisoned and clean counts."""
-    poisoned = sum(1 for r in rows if not r.get("clean", True))
+    """The metric on the test models `rows` with its score interval, and their poisoned and
+    clean counts."""
+    poisoned_of = np.array([not r.get("clean", True) for r in rows], dtype=bool)
+    poisoned = int(poisoned_of.sum())
     clean = len(rows) - poisoned
     if not poisoned or (metric == "auroc" and not clean):
         return Interval(None, None, None, len(rows)), poisoned, clean
-    value, resampled = zoo_values(rows, metric)
-    low, high = np.quantile(resampled, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return Interval(value, float(low), float(high), len(rows)), poisoned, clean
+    if metric == "auroc":
+        scores = np.array([float(r["score"]) for r in rows])
+        value = auroc(scores, poisoned_of)
+        low, high = auroc_interval(value, poisoned, clean)
+    else:
+        from scipy.stats import binomtest
+
+        named = sum(1 for r in rows if not r.get("clean", True)
+                    and r.get("named_target_index") is not None
+                    and r.get("named_target_index") == r.get("target_index"))  # fmt: skip
+        value = named / poisoned
+        found = binomtest(named, poisoned).proportion_ci(LEVEL, method="wilson")
+        low, high = float(found.low), float(found.high)
+    return Interval(value, low, high, len(rows)), poisoned, clean

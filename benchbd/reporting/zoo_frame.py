@@ -8,7 +8,7 @@ those files alone, never the engine that wrote them, so that `benchbd table`, `p
 
 The numbers a row shows are the detection file's own metrics, so the table says what the file
 says; the one number the file does not hold, the uncertainty of the test AUROC, is the 95 %
-stratified bootstrap over the test models that zoo claims are decided with
+score interval over the test models that zoo claims are decided with
 (benchbd.reporting.zoo_claims.zoo_interval), so that a table and a claim never disagree. A file
 whose recorded AUROC is not its own test models' is warned about: it was edited or written by
 another version.
@@ -171,7 +171,7 @@ def _bound(value: float | None) -> float:
 
 def zoo_frame(zoo: Zoo) -> pd.DataFrame:
     """One row per detector, best test AUROC first (ties and missing AUROCs by name): the test
-    part's poisoned and clean counts, the AUROC there with its bootstrap interval, and the
+    part's poisoned and clean counts, the AUROC there with its score interval, and the
     file's other metrics. Columns are numbers (NaN where a file records none)."""
     import pandas as pd
 

@@ -4,7 +4,7 @@ and LaTeX, as CSV and JSON with the numbers as numbers.
 
 The columns are those a reader comparing model detectors asks for, in the order of the table
 a zoo's README gave by hand: how well scores separate poisoned from clean models on the test
-part (AUROC, with its bootstrap interval: 4 + 4 test models leave a wide one) and on every
+part (AUROC, with its score interval: 4 + 4 test models leave a wide one) and on every
 model, what the threshold fixed on the validation part does on the test part (F1, TPR, FPR),
 whether the detector names the attack's target, and what a model costs to screen.
 """
@@ -16,7 +16,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from benchbd.reporting.table_writers import check_format, write_csv, write_text
-from benchbd.reporting.zoo_claims import BOOTSTRAP, DECIDING_MODELS
+from benchbd.reporting.zoo_claims import DECIDING_MODELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,13 +26,12 @@ HEADERS = ["detector", "test models (poisoned / clean)", "AUROC (test part) [95 
            "AUROC (all models)", "F1 at the validation threshold", "TPR / FPR",
            "target accuracy (test / all)", "seconds per model"]  # fmt: skip
 NOTE = (
-    f"AUROC: poisoned models positive; its interval is the 95 % percentile interval of a "
-    f"stratified bootstrap over the test models ({BOOTSTRAP} resamples, poisoned and clean "
-    "models resampled apart). The threshold is fixed on the validation part; F1, TPR and "
-    "FPR are the test part's. Target accuracy: the share of poisoned models whose named "
-    "target is the attack's. Best test AUROC in bold. A bootstrap of perfectly separated "
-    "scores collapses to [1.000, 1.000]: read it with the counts (a zoo claim is decided "
-    f"only on {DECIDING_MODELS} poisoned and {DECIDING_MODELS} clean test models or more)."
+    "AUROC: poisoned models positive; its 95 % interval is Newcombe's score interval over the "
+    "test models (it stays wide on a small zoo even when the scores separate perfectly). The "
+    "threshold is fixed on the validation part; F1, TPR and FPR are the test part's. Target "
+    "accuracy: the share of poisoned models whose named target is the attack's. Best test "
+    f"AUROC in bold. A zoo claim is decided only on {DECIDING_MODELS} poisoned and "
+    f"{DECIDING_MODELS} clean test models or more."
 )
 
 
