@@ -34,6 +34,14 @@ def test_a_citation_of_another_length_is_written_on_one_line():
     assert new == f"see ({NOW['a-claim']})." and changed == ["a-claim"]
 
 
+def test_a_zoo_claims_citation_counts_models_and_is_replaced_whole():
+    now = {"zoo": "claim `zoo`: fails, 0.740 [0.488, 0.888], n = 20 models"}
+    old = "MM-BD (claim `zoo`: inconclusive, 0.812 [0.441,\n0.956], n = 8 models) and more"
+    new, changed, _ = refresh(old, now)
+    assert new == "MM-BD (claim `zoo`: fails, 0.740 [0.488,\n0.888], n = 20 models) and more"
+    assert changed == ["zoo"] and refresh(new, now)[0] == new
+
+
 def test_claims_cite_rewrites_a_page_and_refuses_an_unknown_claim_before_writing(tmp_path):
     from pathlib import Path
 

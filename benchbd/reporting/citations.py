@@ -17,7 +17,8 @@ VERDICTS = "holds|fails|inconclusive|no results"
 # One citation, its words separated by any white space (a markdown line may break inside it).
 CITATION = re.compile(
     r"claim\s+`(?P<id>[a-z0-9-]+)`:\s+(?P<verdict>" + VERDICTS.replace(" ", r"\s+") + r")"
-    r"(?:,\s+(?P<interval>[-0-9.]+(?:\s+\[[^\]]+\])?),\s+n\s+=\s+(?P<n>[0-9]+(?:\s*/\s*[0-9]+)?))?"
+    r"(?:,\s+(?P<interval>[-0-9.]+(?:\s+\[[^\]]+\])?),\s+n\s+=\s+"
+    r"(?P<n>[0-9]+(?:\s*/\s*[0-9]+)?(?:\s+models)?))?"  # "3 / 5": a ratio's; "20 models": a zoo's
 )
 
 
