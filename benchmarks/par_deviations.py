@@ -116,8 +116,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"{'after PAR':24}" + "".join(f"{a + ' CA':>16}{a + ' ASR':>16}"
-                                        for a in args.attacks.split(",")))  # fmt: skip
     rows: dict[str, list[str]] = {label: [] for label in VARIANTS}
     for attack in args.attacks.split(","):
         found = [measure_variants(attack, seed, args.results, args.threads) for seed in seeds]
@@ -126,9 +124,11 @@ def main() -> None:
                 values = [f[label][k] for f in found]
                 rows[label].append(f"{np.mean(values):.3f} ({np.min(values):.2f}-"
                                    f"{np.max(values):.2f})")  # fmt: skip
-    print(f"mean (min-max) over seeds {args.seeds}")
+    print(f"after PAR: mean (min-max) over seeds {args.seeds}")
+    print(f"{'':24}" + "".join(f"{a + ' ' + m:>22}" for a in args.attacks.split(",")
+                                for m in ("CA", "ASR")))  # fmt: skip
     for label, cells in rows.items():
-        print(f"{label:24}" + "".join(f"{c:>16}" for c in cells))
+        print(f"{label:24}" + "".join(f"{c:>22}" for c in cells))
 
 
 if __name__ == "__main__":
