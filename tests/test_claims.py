@@ -231,7 +231,8 @@ VERDICT_WORDS = {
     r"\binconclusive\b": "inconclusive",
 }  # fmt: skip
 CITATION = re.compile(r"claim `([a-z0-9-]+)`: (holds|fails|inconclusive|no results)"
-                      r"(?:, ([-0-9.]+ \[[^\]]+\]), n = ([0-9/ ]+))?")  # fmt: skip
+                      r"(?:, ([-0-9.]+ \[[^\]]+\]), "
+                      r"n = ([0-9]+(?: ?/ ?[0-9]+)?(?: models)?))?")  # fmt: skip
 
 
 def sentences(markdown: str) -> list[str]:
