@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from benchbd.cli import app
@@ -54,14 +53,16 @@ def decide(tmp_path: Path, folder: Path, metric: str = "auroc", threshold: float
     return decision
 
 
-def test_the_auroc_is_scikit_learns_on_the_committed_zoo_ties_included():
-    rows = json.loads((ZOO / "detect-decree.json").read_text())["models"]
-    scores = np.array([r["score"] for r in rows])
-    poisoned = np.array([not r["clean"] for r in rows])
-    assert auroc(scores, poisoned) == pytest.approx(roc_auc_score(poisoned, scores))
+def test_the_auroc_is_the_zoos_own_on_the_committed_zoo_ties_included():
+    """The AUROC a claim reads is the one `benchbd zoo` recorded (whole zoo: auroc_all), and a
+    tie counts half: positives {1, 1} against negatives {1, 0} order 3 of 4 pairs."""
+    data = json.loads((ZOO / "detect-decree.json").read_text())
+    scores = np.array([r["score"] for r in data["models"]])
+    poisoned = np.array([not r["clean"] for r in data["models"]])
+    assert auroc(scores, poisoned) == pytest.approx(data["metrics"]["auroc_all"])
     tied = np.array([1.0, 1.0, 0.0, 1.0])
     truth = np.array([True, False, False, True])
-    assert auroc(tied, truth) == pytest.approx(roc_auc_score(truth, tied))
+    assert auroc(tied, truth) == pytest.approx(0.75)
 
 
 def test_the_committed_16_model_zoo_is_too_small_to_decide(tmp_path):

@@ -76,12 +76,11 @@ def read_detection(folder: Path, detector: str, claim_id: str) -> list[Mapping[s
 
 
 def auroc(scores: np.ndarray, poisoned: np.ndarray) -> float:
-    """The probability that a poisoned model outscores a clean one, ties counting half (the
-    Mann-Whitney form of the AUROC, which scikit-learn's roc_auc_score equals)."""
-    positive, negative = scores[poisoned], scores[~poisoned]
-    above = (positive[:, None] > negative[None, :]).sum()
-    ties = (positive[:, None] == negative[None, :]).sum()
-    return float((above + 0.5 * ties) / (len(positive) * len(negative)))
+    """The probability that a poisoned model outscores a clean one, ties counting half
+    (scikit-learn's roc_auc_score, as the zoo's own metrics take it)."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(poisoned, scores))
 
 
 def auroc_interval(value: float, poisoned: int, clean: int, level: float = LEVEL):
