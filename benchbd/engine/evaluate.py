@@ -21,7 +21,7 @@ from benchbd.core.results import (
 from benchbd.core.seeds import substream
 from benchbd.core.suggest import did_you_mean
 from benchbd.engine import distributed
-from benchbd.engine.data.images import is_streamed, release_freed_memory, stream
+from benchbd.engine.data.images import batches_of, is_streamed, release_freed_memory, stream
 from benchbd.engine.data.pairs import PairSet, ZeroShotTask
 from benchbd.engine.model import ClipBundle
 from benchbd.engine.plugins import TriggerFn, TriggerPart
@@ -96,8 +96,7 @@ def triggered_examples(
         clean = test.images[test.labels != target][:count]
         return clean, trigger_test_images(test.images, test.labels, target, trigger, seed)[:count]
     clean, triggered = [], []
-    starts = range(0, len(test), STREAM_BATCH)
-    batches = [list(range(i, min(i + STREAM_BATCH, len(test)))) for i in starts]
+    batches = batches_of(len(test), STREAM_BATCH)
     for number, (images, positions) in enumerate(stream(test.images, batches)):
         labels = test.labels[positions]
         if (labels != target).any():
@@ -344,8 +343,7 @@ def evaluate_streamed(
 
     measured = measured_triggers(trigger, target, seed, parts)
     world = distributed.world()
-    starts = range(0, len(test), batch_size)
-    batches = [list(range(i, min(i + batch_size, len(test)))) for i in starts]
+    batches = batches_of(len(test), batch_size)
     mine = list(range(world.rank, len(batches), world.size))
     done: dict[int, tuple] = {}
     for count, (images, positions) in enumerate(stream(test.images, [batches[n] for n in mine])):

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from benchbd.core.errors import BenchbdError
-from benchbd.engine.data.images import is_streamed, stream
+from benchbd.engine.data.images import batches_of, is_streamed, stream
 from benchbd.engine.data.pairs import PairSet, ZeroShotTask
 from benchbd.engine.detection import detection_metrics
 from benchbd.engine.evaluate import (
@@ -111,8 +111,7 @@ def in_batches(pairs: PairSet) -> Iterator[tuple[int | None, torch.Tensor, torch
     if not is_streamed(pairs):
         yield None, pairs.images, pairs.labels
         return
-    starts = range(0, len(pairs), STREAM_BATCH)
-    batches = [list(range(i, min(i + STREAM_BATCH, len(pairs)))) for i in starts]
+    batches = batches_of(len(pairs), STREAM_BATCH)
     for number, (images, positions) in enumerate(stream(pairs.images, batches)):
         yield number, images, pairs.labels[positions]
 

@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from benchbd.core.errors import BenchbdError
-from benchbd.engine.data.images import is_streamed, stream
+from benchbd.engine.data.images import batches_of, is_streamed, stream
 from benchbd.engine.data.pairs import UNLABELLED, PairSet, ZeroShotTask
 from benchbd.engine.evaluate import STREAM_BATCH, evaluate
 from benchbd.engine.model import ClipBundle
@@ -98,8 +98,7 @@ def probe_features(
     (the batches `evaluate_streamed` reads)."""
     if not is_streamed(pairs):
         return encode_images(clip, pairs.images, batch_size=batch_size, normalize=normalize)
-    starts = range(0, len(pairs), STREAM_BATCH)
-    batches = [list(range(i, min(i + STREAM_BATCH, len(pairs)))) for i in starts]
+    batches = batches_of(len(pairs), STREAM_BATCH)
     chunks = [encode_images(clip, images, True, STREAM_BATCH, normalize)
               for images, _ in stream(pairs.images, batches)]  # fmt: skip
     return torch.cat(chunks) if chunks else torch.empty(0, 0)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import top_k_accuracy_score
 
-from benchbd.engine.data.images import is_streamed, stream
+from benchbd.engine.data.images import batches_of, is_streamed, stream
 from benchbd.engine.data.pairs import PairSet
 from benchbd.engine.evaluate import STREAM_BATCH, trigger_test_images
 from benchbd.engine.model import ClipBundle
@@ -64,8 +64,7 @@ def triggered_features(
     if not is_streamed(pairs):
         return encode_images(clip, trigger_test_images(pairs.images, pairs.labels, target,
                                                        trigger, seed))  # fmt: skip
-    starts = range(0, len(pairs), STREAM_BATCH)
-    batches = [list(range(i, min(i + STREAM_BATCH, len(pairs)))) for i in starts]
+    batches = batches_of(len(pairs), STREAM_BATCH)
     chunks = []
     for number, (images, positions) in enumerate(stream(pairs.images, batches)):
         labels = pairs.labels[positions]

@@ -206,6 +206,12 @@ def _collate(items):
     return torch.utils.data.default_collate([image for image, _, _ in items]), positions, []
 
 
+def batches_of(count: int, size: int) -> list[list[int]]:
+    """Positions 0..count-1 in consecutive batches of `size` (the last may be shorter): how
+    every reader of a set on disk walks it, so that batch k is the same batch everywhere."""
+    return [list(range(i, min(i + size, count))) for i in range(0, count, size)]
+
+
 def stream(
     images: LazyImages, batches: Iterable[list[int]], workers: int | None = None
 ) -> Iterator[tuple[torch.Tensor, list[int]]]:
